@@ -1,0 +1,43 @@
+# The README's two set-up commands are `make demo` and `make test`; both work on a
+# fresh machine (they create .venv and install into it) and offline.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTEST_ARGS ?=
+FMNIST  := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data demo test test-all bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Real Fashion-MNIST from Debian's dataset-fashion-mnist package, when we may install it.
+data:
+	@if [ ! -d $(FMNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist"; \
+	  else echo "note: $(FMNIST) missing; run 'sudo apt-get install dataset-fashion-mnist' for real data"; fi; \
+	fi
+
+# Main job: evaluate the shipped BN and LocalNorm checkpoints under noise.
+demo: install data
+	$(VENV)/bin/lncli evaluate examples/checkpoints/*.pt --noise gaussian,shot,impulse \
+	  --csv demo_out/results.csv --json demo_out/results.json --plot demo_out/accuracy.png
+
+test: install data
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: install data
+	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/bench_norm.py
+	$(PY) benchmarks/bench_corrupt.py
+	$(PY) benchmarks/bench_evaluate.py
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info

@@ -1,0 +1,6 @@
+"""Allow ``python -m lncli`` (and ``torchrun -m lncli``)."""
+
+from lncli.cli import main
+
+if __name__ == "__main__":
+    main()
