@@ -1,0 +1,525 @@
+"""lncli's self-describing checkpoint format, and loading of foreign checkpoints.
+
+On disk a checkpoint is a plain dict written with ``torch.save`` (atomically)::
+
+    {"format": "lncli-checkpoint", "format_version": 1,
+     "arch": "resnet20", "arch_kwargs": {...},
+     "norm": {"kind": "localnorm", "group_size": 16, "num_heads": 8, "grouping": "consecutive"},
+     "data": DataMeta.to_dict(),          # classes, channels, size, mean/std
+     "state_dict": {...}, "config": {...}, "metrics": {...}, "provenance": {...},
+     "train_state": {...} | None,         # optimizer / scheduler / RNG / epoch, for --resume
+     "lncli_version": "0.1.0"}
+
+Everything in it is a tensor or a plain Python type, so it is read with
+``torch.load(weights_only=True)``: opening a checkpoint never runs code from it.
+
+Foreign checkpoints (a bare state_dict, or one wrapped in ``state_dict``,
+``model`` or ``state_dict_ema``, with DDP's ``module.`` or torch.compile's
+``_orig_mod.`` prefixes) load too; the caller supplies the architecture and data
+metadata, which such files do not record. Every failure raises
+:class:`~lncli.errors.CheckpointError` with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from lncli import __version__
+from lncli.data import DataMeta
+from lncli.errors import CheckpointError, DataError, LncliError
+from lncli.io import atomic_path
+from lncli.models import create_model, list_models
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "NormSpec",
+    "build_model",
+    "checkpoint_from_model",
+    "file_sha256",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT = "lncli-checkpoint"
+FORMAT_VERSION = 1
+# Wrapper keys of foreign checkpoints, in the order they are tried. "state_dict"
+# before "state_dict_ema", as timm's validate does by default.
+_FOREIGN_WRAPPERS = ("state_dict", "model", "state_dict_ema")
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+_SHOW = 5  # how many key names an error message lists
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """Which norm layer a checkpoint's model uses.
+
+    Attributes:
+        kind: ``"batchnorm"`` or ``"localnorm"``.
+        group_size: LocalNorm samples per group (None: the layer's default / not LocalNorm).
+        num_heads: LocalNorm affine heads (None: the layer's default / not LocalNorm).
+        grouping: LocalNorm grouping of a batch (``"consecutive"``, the authors' choice).
+    """
+
+    kind: str = "batchnorm"
+    group_size: int | None = None
+    num_heads: int | None = None
+    grouping: str = "consecutive"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as a plain dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NormSpec":
+        """Rebuild a spec from :meth:`to_dict` output; unknown keys are ignored.
+
+        Raises:
+            CheckpointError: a value has the wrong type.
+        """
+        try:
+            gs, nh = d.get("group_size"), d.get("num_heads")
+            return cls(
+                kind=str(d.get("kind", "batchnorm")),
+                group_size=None if gs is None else int(gs),
+                num_heads=None if nh is None else int(nh),
+                grouping=str(d.get("grouping", "consecutive")),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"malformed norm spec {d!r}: {exc}") from None
+
+
+@dataclass
+class Checkpoint:
+    """A model's weights plus everything needed to rebuild and evaluate it.
+
+    Attributes:
+        arch: registered model name (:func:`lncli.models.list_models`).
+        arch_kwargs: model-specific keyword arguments (not num_classes / in_channels, which come from ``data``).
+        norm: the norm layer the weights belong to.
+        data: dataset metadata (classes, channels, size, mean/std).
+        state_dict: the model's state_dict (CPU tensors).
+        config: the resolved training config, as plain types.
+        metrics: e.g. final accuracy.
+        provenance: where the weights came from (source file, conversion, git commit...).
+        train_state: optimizer / scheduler / RNG / epoch state for resuming; None in released checkpoints.
+        lncli_version: the version that wrote it.
+    """
+
+    arch: str
+    arch_kwargs: dict[str, Any]
+    norm: NormSpec
+    data: DataMeta
+    state_dict: dict[str, Tensor]
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None
+    lncli_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the on-disk payload (plain types and tensors only)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arch": self.arch,
+            "arch_kwargs": dict(self.arch_kwargs),
+            "norm": self.norm.to_dict(),
+            "data": self.data.to_dict(),
+            "state_dict": dict(self.state_dict),
+            "config": dict(self.config),
+            "metrics": dict(self.metrics),
+            "provenance": dict(self.provenance),
+            "train_state": self.train_state,
+            "lncli_version": self.lncli_version,
+        }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Fail at save time, not at load time, on anything weights_only cannot read back."""
+    if isinstance(obj, (Tensor, *_PLAIN_SCALARS)):
+        return
+    if isinstance(obj, dict):  # includes OrderedDict
+        for k, v in obj.items():
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise TypeError(f"checkpoint field {where} has a key of type {type(k).__name__}; use str or int keys")
+            _check_plain(v, f"{where}.{k}")
+        return
+    if type(obj) in (list, tuple, set):  # exact types: namedtuples and subclasses need code to unpickle
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(
+        f"checkpoint field {where} is a {type(obj).__module__}.{type(obj).__qualname__}, which "
+        "torch.load(weights_only=True) cannot read; convert it to tensors or plain Python types"
+    )
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> None:
+    """Write ``ckpt`` to ``path`` atomically (a reader never sees a partial file).
+
+    Args:
+        ckpt: the checkpoint.
+        path: destination file (parent folders are created).
+
+    Raises:
+        TypeError: a field holds an object that ``weights_only`` loading could not read
+            (e.g. a numpy array or a custom class); a programming error, caught before writing.
+    """
+    payload = ckpt.to_dict()
+    _check_plain(payload, "checkpoint")
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def checkpoint_from_model(
+    model: nn.Module,
+    *,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    norm: NormSpec,
+    data: DataMeta,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Snapshot a model into a :class:`Checkpoint` (detached CPU copies of its state_dict).
+
+    DDP (``.module``) and torch.compile (``._orig_mod``) wrappers are unwrapped, so
+    the keys are those of the bare model.
+
+    Args:
+        model: the model (any device, possibly wrapped).
+        arch: its registered name.
+        arch_kwargs: the model-specific kwargs it was built with.
+        norm: its norm spec.
+        data: the data it was trained on.
+        config: resolved config (plain types).
+        metrics: metrics to record.
+        provenance: where it came from.
+        train_state: resume state (plain types / tensors).
+
+    Returns:
+        The checkpoint; mutating the model afterwards does not change it.
+    """
+    while True:
+        # Not `a or b`: an nn.Sequential with no children is falsy.
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            break
+        model = inner
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return Checkpoint(
+        arch=arch,
+        arch_kwargs=dict(arch_kwargs),
+        norm=norm,
+        data=data,
+        state_dict=state,
+        config=dict(config or {}),
+        metrics=dict(metrics or {}),
+        provenance=dict(provenance or {}),
+        train_state=train_state,
+    )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Return the hex SHA-256 of a file, read in 1 MiB chunks.
+
+    Raises:
+        CheckpointError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one clear line."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    is_zip = head.startswith(b"PK")
+    is_legacy = head[:1] == b"\x80"  # a pickle protocol opcode: torch's pre-1.6 format
+    if is_zip:
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is truncated or corrupt (its zip archive is incomplete)")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            raise CheckpointError(f"{path} is truncated or corrupt (its zip archive is unreadable)") from None
+        if not any(n.endswith("data.pkl") for n in names):
+            raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl inside)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        # torch's weights_only unpickler names a disallowed class as "Unsupported global";
+        # other failures (bad opcodes) mean the bytes are not a clean pickle at all.
+        if any(m in msg for m in ("Unsupported global", "unsupported GLOBAL", "unrecognized function", "Can only build")):
+            culprit = _unsupported_global(msg)
+            raise CheckpointError(
+                f"{path} needs code to unpickle{culprit}; lncli only reads weights-only files. "
+                "Re-save its state_dict with torch.save(model.state_dict(), path)"
+            ) from None
+        if is_zip or is_legacy:
+            raise CheckpointError(f"{path} is truncated or corrupt (its pickle data is unreadable)") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint") from None
+    except (EOFError, RuntimeError, ValueError, OSError, AttributeError, IndexError, KeyError, UnicodeDecodeError) as exc:
+        if is_zip or is_legacy:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{path} is truncated or corrupt ({first})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint") from None
+
+
+def _unsupported_global(msg: str) -> str:
+    """Pull the offending class name out of torch's weights_only error, if it names one."""
+    match = re.search(r"GLOBAL ([\w.]+)", msg)
+    return f" (it contains a {match.group(1).rstrip('.')} object)" if match else ""
+
+
+def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Remove DDP's ``module.`` and torch.compile's ``_orig_mod.`` prefixes when every key has one."""
+    for prefix in _STRIP_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _as_state_dict(obj: Any) -> dict[str, Tensor] | None:
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        return dict(obj)
+    return None
+
+
+def _validate_arch(arch: str, where: str) -> None:
+    if arch not in list_models():
+        raise CheckpointError(f"{where}: unknown arch {arch!r}; valid: {', '.join(list_models())}")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    data: DataMeta | None = None,
+    norm: NormSpec | None = None,
+) -> Checkpoint:
+    """Read an lncli checkpoint, or a foreign one with the caller's arch and data.
+
+    Always ``torch.load(weights_only=True)`` on the CPU.
+
+    For an **lncli** file, ``arch`` (if given) must match the recorded arch; ``arch_kwargs``,
+    ``data`` and ``norm`` are ignored, since the file records them.
+
+    For a **foreign** file (a bare state_dict or one under ``state_dict`` / ``model`` /
+    ``state_dict_ema``; ``module.`` / ``_orig_mod.`` prefixes are removed), ``arch`` and
+    ``data`` are required. ``norm`` defaults to BatchNorm, or to LocalNorm with the
+    file's number of heads when its keys include ``head_weight``.
+
+    Args:
+        path: the file.
+        arch: model name (required for foreign files; checked for lncli files).
+        arch_kwargs: model-specific kwargs for foreign files.
+        data: dataset metadata for foreign files (e.g. ``lncli.data.DATASETS["cifar10"]``).
+        norm: norm spec for foreign files.
+
+    Returns:
+        The :class:`Checkpoint` (weights not yet checked against the arch: see :func:`build_model`).
+
+    Raises:
+        CheckpointError: missing file, not a checkpoint, truncated, needs code to unpickle,
+            malformed lncli payload, wrong arch, or a foreign file without arch/data.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        ckpt = _from_lncli_payload(obj, path)
+        if arch is not None and arch != ckpt.arch:
+            raise CheckpointError(f"{path} holds a {ckpt.arch!r} model, not {arch!r}")
+        return ckpt
+    state = _as_state_dict(obj)
+    wrapper = "bare state_dict"
+    if state is None and isinstance(obj, dict):
+        for key in _FOREIGN_WRAPPERS:
+            state = _as_state_dict(obj.get(key))
+            if state is not None:
+                wrapper = f"state_dict under {key!r}"
+                break
+    if state is None:
+        what = f"a dict with keys {sorted(map(str, obj))[:_SHOW]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise CheckpointError(f"{path} is not a model checkpoint: it holds {what}, not a state_dict")
+    if arch is None or data is None:
+        raise CheckpointError(
+            f"{path} is a foreign checkpoint ({wrapper}) that records no architecture or data; "
+            "pass --arch NAME and --data DATASET"
+        )
+    _validate_arch(arch, str(path))
+    state = _strip_prefixes(state)
+    if norm is None:
+        heads = [v for k, v in state.items() if k.endswith("head_weight")]
+        norm = NormSpec("localnorm", num_heads=int(heads[0].shape[0])) if heads else NormSpec()
+    return Checkpoint(
+        arch=arch,
+        arch_kwargs=dict(arch_kwargs or {}),
+        norm=norm,
+        data=data,
+        state_dict=state,
+        provenance={"source": str(path), "foreign": wrapper},
+    )
+
+
+def _from_lncli_payload(obj: dict[str, Any], path: Path) -> Checkpoint:
+    version = obj.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this lncli ({__version__}) reads up to {FORMAT_VERSION}"
+        )
+    missing = [k for k in ("arch", "norm", "data", "state_dict") if k not in obj]
+    if missing:
+        raise CheckpointError(f"{path} is a malformed lncli checkpoint: missing {', '.join(missing)}")
+    state = obj["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is a malformed lncli checkpoint: state_dict is not a dict of tensors")
+    if not isinstance(obj["arch"], str):
+        raise CheckpointError(f"{path} is a malformed lncli checkpoint: arch is not a string")
+    try:
+        data = DataMeta.from_dict(obj["data"])
+    except DataError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if not isinstance(obj["norm"], dict):
+        raise CheckpointError(f"{path} is a malformed lncli checkpoint: norm is not a dict")
+    return Checkpoint(
+        arch=obj["arch"],
+        arch_kwargs=dict(obj.get("arch_kwargs") or {}),
+        norm=NormSpec.from_dict(obj["norm"]),
+        data=data,
+        state_dict=dict(state),
+        config=dict(obj.get("config") or {}),
+        metrics=dict(obj.get("metrics") or {}),
+        provenance=dict(obj.get("provenance") or {}),
+        train_state=obj.get("train_state"),
+        lncli_version=str(obj.get("lncli_version", "unknown")),
+    )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _few(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > _SHOW else shown
+
+
+def norm_layer_for(norm: NormSpec) -> Any:
+    """Return the ``f(num_features) -> nn.Module`` factory that ``norm`` describes.
+
+    Args:
+        norm: the spec.
+
+    Returns:
+        ``nn.BatchNorm2d`` or a LocalNorm factory from :func:`lncli.norm.get_norm_layer`.
+
+    Raises:
+        CheckpointError: unknown norm kind or invalid LocalNorm settings.
+    """
+    try:
+        # Imported lazily: only LocalNorm models need lncli.norm.
+        from lncli.norm import get_norm_layer
+    except ImportError:  # pragma: no cover - only while lncli.norm is absent
+        if norm.kind in ("batchnorm", "bn"):
+            return nn.BatchNorm2d
+        raise
+
+    kwargs: dict[str, Any] = {"grouping": norm.grouping}
+    if norm.group_size is not None:
+        kwargs["group_size"] = norm.group_size
+    if norm.num_heads is not None:
+        kwargs["num_heads"] = norm.num_heads
+    try:
+        return get_norm_layer(norm.kind, **kwargs)
+    except (LncliError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"bad norm spec {norm}: {exc}") from None
+
+
+def build_model(ckpt: Checkpoint) -> nn.Module:
+    """Build ``ckpt``'s architecture with its norm layer and load its weights strictly.
+
+    Args:
+        ckpt: a checkpoint from :func:`load_checkpoint` or :func:`checkpoint_from_model`.
+
+    Returns:
+        The model on the CPU, in eval mode.
+
+    Raises:
+        CheckpointError: unknown arch or bad kwargs, or weights that do not fit the
+            model (missing / unexpected keys or shape mismatches, the first few named),
+            which is what a wrong ``--arch`` looks like.
+    """
+    _validate_arch(ckpt.arch, "checkpoint")
+    kwargs = {"num_classes": ckpt.data.num_classes, "in_channels": ckpt.data.in_channels, **ckpt.arch_kwargs}
+    norm_layer = norm_layer_for(ckpt.norm)
+    try:
+        model = create_model(ckpt.arch, norm_layer=norm_layer, **kwargs)
+    except (LncliError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"cannot build {ckpt.arch!r} from the checkpoint's settings: {exc}") from None
+    expected = model.state_dict()
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in ckpt.state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"weights do not fit {ckpt.arch!r} ({ckpt.data.num_classes} classes, {ckpt.data.in_channels} channels): "
+            f"shape mismatch for {_few(mismatched)}"
+        )
+    # Non-strict load first so that a norm layer's own _load_from_state_dict hook
+    # (e.g. LocalNorm filling missing heads from a BN checkpoint) can fill in keys;
+    # then whatever is still missing or unexpected is an error.
+    result = model.load_state_dict(ckpt.state_dict, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys: {_few(list(result.missing_keys))}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys: {_few(list(result.unexpected_keys))}")
+    if problems:
+        raise CheckpointError(
+            f"weights do not match arch {ckpt.arch!r} with {ckpt.norm.kind} ({'; '.join(problems)}); "
+            "is --arch right?"
+        )
+    return model.eval()
