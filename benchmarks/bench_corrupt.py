@@ -1,0 +1,194 @@
+"""Benchmark: lncli.corruptions.corrupt (batched) vs an imagecorruptions per-image loop.
+
+Target (issue 4): >= 20x imagecorruptions images/s at 32 px for gaussian, shot and
+impulse noise on CPU. Both sides run in the same process, interleaved per run
+(lncli then imagecorruptions, for each noise), so machine-load drift hits both;
+we report mean +- std of images/s over runs and the ratio of the means.
+
+Both sides get uint8 HWC/NCHW copies of a real photo (scikit-image's astronaut,
+resized), severity 3, ImageNet-C constants. lncli's one-off table build
+(per noise x severity, cached) is timed separately and excluded from images/s.
+
+Usage::
+
+    python benchmarks/bench_corrupt.py                  # 5 runs, writes benchmarks/results/
+    python benchmarks/bench_corrupt.py --quick          # 2 small runs, smoke test
+    python benchmarks/bench_corrupt.py --threads 2 --note "quiet machine"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lncli.corruptions import corrupt
+from lncli.io import atomic_write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NOISES = ("gaussian", "shot", "impulse")
+SEVERITY = 3
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def photo(size: int) -> np.ndarray:
+    """uint8 (size, size, 3): the astronaut photo if scikit-image is present, else smooth random."""
+    try:
+        from skimage import data
+        from skimage.transform import resize
+
+        return (resize(data.astronaut(), (size, size), anti_aliasing=True) * 255).astype(np.uint8)
+    except ImportError:
+        return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def time_lncli(x: torch.Tensor, noise: str, seed: int, threads: int) -> float:
+    """Images/s of one batched corrupt() call (CUDA-synchronised when on GPU)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    corrupt(x, noise, SEVERITY, seed=seed, num_threads=threads)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return x.shape[0] / (time.perf_counter() - t)
+
+
+def time_ic(img: np.ndarray, noise: str, count: int, ic_corrupt) -> float:  # noqa: ANN001
+    """Images/s of imagecorruptions.corrupt called once per image."""
+    t = time.perf_counter()
+    for _ in range(count):
+        ic_corrupt(img, severity=SEVERITY, corruption_name=f"{noise}_noise")
+    return count / (time.perf_counter() - t)
+
+
+def mean_std(v: list[float]) -> tuple[float, float]:
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 runs, small batches (smoke test)")
+    ap.add_argument("--runs", type=int, default=None, help="timed runs per cell (default 5, quick 2)")
+    ap.add_argument("--threads", type=int, default=1, help="corrupt(num_threads=) for lncli (imagecorruptions is single-threaded numpy)")
+    ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    # Threads come only from corrupt(num_threads=): nested intra-op threads would oversubscribe.
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import imagecorruptions
+        from imagecorruptions import corrupt as ic_corrupt
+
+    runs = args.runs or (2 if args.quick else 5)
+    # (size, lncli batch, imagecorruptions images per run)
+    plan = [(32, 512, 100), (224, 16, 5)] if args.quick else [(32, 4096, 400), (224, 64, 20)]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    load_before = os.getloadavg()
+
+    rows = []
+    for size, batch, ic_count in plan:
+        img = photo(size)
+        x_cpu = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).repeat(batch, 1, 1, 1).contiguous()  # (N, 3, S, S)
+        for noise in NOISES:
+            t0 = time.perf_counter()
+            corrupt(x_cpu[:1], noise, SEVERITY, seed=0)  # builds and caches the noise table
+            table_s = time.perf_counter() - t0
+            ic_corrupt(img, severity=SEVERITY, corruption_name=f"{noise}_noise")  # warm-up
+            per_dev: dict[str, list[float]] = {d: [] for d in devices}
+            ic_rates: list[float] = []
+            for dev in devices:
+                corrupt(x_cpu.to(dev)[:2], noise, SEVERITY, seed=0)  # warm-up
+            for r in range(runs):
+                for dev in devices:
+                    per_dev[dev].append(time_lncli(x_cpu.to(dev), noise, seed=r, threads=args.threads))
+                ic_rates.append(time_ic(img, noise, ic_count, ic_corrupt))
+            ic_m, ic_s = mean_std(ic_rates)
+            for dev in devices:
+                m, s = mean_std(per_dev[dev])
+                rows.append({
+                    "size": size, "noise": noise, "severity": SEVERITY, "device": dev, "batch": batch,
+                    "lncli_img_s_mean": m, "lncli_img_s_std": s,
+                    "imagecorruptions_img_s_mean": ic_m, "imagecorruptions_img_s_std": ic_s,
+                    "speedup": m / ic_m, "table_build_s": table_s, "runs": runs,
+                })  # fmt: skip
+                print(f"{size:>4}px {noise:<9} {dev:<4} lncli {m:>10.0f} +- {s:>7.0f} img/s | imagecorruptions {ic_m:>8.0f} +- {ic_s:>6.0f} img/s | {m / ic_m:6.1f}x", file=sys.stderr)
+
+    import skimage
+
+    meta = {
+        "benchmark": "bench_corrupt",
+        "target": ">= 20x imagecorruptions at 32 px, CPU, gaussian/shot/impulse",
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": args.threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "imagecorruptions": getattr(imagecorruptions, "__version__", "1.1.2"),
+        "scikit_image": skimage.__version__,
+        "platform": platform.platform(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "quick": args.quick,
+        "note": args.note,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "bench_corrupt.json") as fh:
+        json.dump({"meta": meta, "results": rows}, fh, indent=2)
+    with atomic_write(args.out / "bench_corrupt.md") as fh:
+        fh.write(render_md(meta, rows))
+    print(f"wrote {args.out / 'bench_corrupt.json'} and .md", file=sys.stderr)
+
+
+def render_md(meta: dict, rows: list[dict]) -> str:
+    """Markdown table with the evidence header (hardware, versions, runs, load)."""
+    lines = [
+        "# lncli corrupt vs imagecorruptions",
+        "",
+        f"Evidence: images/s, mean +- std over n={rows[0]['runs']} runs per cell, severity {SEVERITY}, "
+        f"ImageNet-C constants, uint8 input, same process, interleaved. "
+        f"CPU: {meta['cpu']} ({meta['cpu_count']} logical cores), lncli threads {meta['torch_threads']}; "
+        f"GPU: {meta['gpu'] or 'none'}. Python {meta['python']}, torch {meta['torch']}, numpy {meta['numpy']}, "
+        f"imagecorruptions {meta['imagecorruptions']}, scikit-image {meta['scikit_image']}. {meta['date_utc']}.",
+        "",
+        f"Load average before/after: {', '.join(f'{v:.2f}' for v in meta['loadavg_before'])} / "
+        f"{', '.join(f'{v:.2f}' for v in meta['loadavg_after'])}." + (f" Note: {meta['note']}" if meta["note"] else ""),
+        "",
+        f"Target: {meta['target']}.",
+        "",
+        "| size | noise | device | lncli img/s | imagecorruptions img/s | speedup | table build (s, once) |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['size']} | {r['noise']} | {r['device']} | {r['lncli_img_s_mean']:.0f} ± {r['lncli_img_s_std']:.0f} | "
+            f"{r['imagecorruptions_img_s_mean']:.0f} ± {r['imagecorruptions_img_s_std']:.0f} | {r['speedup']:.1f}x | {r['table_build_s']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
