@@ -1,0 +1,542 @@
+"""Typed, frozen configuration for ``lncli train`` (and the fine-tune after ``convert``).
+
+A run is described by one :class:`TrainConfig`: a frozen dataclass with nested
+frozen sections (``data``, ``model``, ``norm``, ``optim``, ``schedule``) and a
+handful of top-level knobs. Every default carries a *why* comment.
+
+Precedence is ``defaults < YAML file < --set key=value`` (after timm's
+``train.py``). ``--set`` keys are dotted (``optim.lr=0.05``,
+``model.kwargs.width=32``) and their values are parsed as YAML, so ``true``,
+``null``, ``[30, 60]`` and ``1e-3`` mean what they look like. Unknown keys and
+bad values raise :class:`lncli.errors.ConfigError` with one line that names the
+key and the valid options.
+
+This module does no file writing; :mod:`lncli.train` saves the resolved config
+(:func:`config_to_dict`) as ``OUT/config.yaml`` beside every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from lncli.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "NormConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "ConfigError",
+    "load_train_config",
+    "train_config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "parse_override",
+    "validate",
+    "dump_yaml",
+]
+
+AugmentName = Literal["auto", "none", "flip", "crop_flip"]
+NormKind = Literal["batchnorm", "localnorm"]
+Grouping = Literal["consecutive", "strided"]
+OptimName = Literal["sgd", "adamw"]
+ScheduleName = Literal["cosine", "step", "onecycle", "constant"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+AmpName = Literal["none", "bf16", "fp16"]
+
+# Accepted spellings that map onto a canonical value (keys are lower-case).
+_ALIASES: dict[str, dict[str, str]] = {
+    "norm.kind": {"bn": "batchnorm", "ln": "localnorm", "batch_norm": "batchnorm", "local_norm": "localnorm"},
+    "amp": {"bfloat16": "bf16", "float16": "fp16", "fp32": "none", "off": "none", "false": "none"},
+    "data.augment": {"crop+flip": "crop_flip", "cropflip": "crop_flip"},
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to train and test on, and how to augment them."""
+
+    # The offline, seconds-long default: a deterministic learnable dataset that
+    # needs no files, so a bare `lncli train` config always runs.
+    spec: str = "synthetic"
+    # None = lncli.data's search order (--data-dir, $LNCLI_DATA, ~/.cache/lncli,
+    # /usr/share/datasets/...); set it to pin one folder.
+    data_dir: str | None = None
+    # Off by default: training must not reach the network unless asked to.
+    download: bool = False
+    # None = the full split; small limits make smoke tests and demos fast.
+    train_limit: int | None = None
+    test_limit: int | None = None
+    # "auto" = random crop + horizontal flip for natural RGB images (CIFAR-10,
+    # ImageFolder: the standard recipe), none for Fashion-MNIST (flips change
+    # the meaning of some classes, crops barely help at 28x28) and for the
+    # synthetic sets (a flip swaps their stripe-orientation classes). Runs
+    # batched on uint8 tensors on the training device: never a GPU bottleneck.
+    augment: AugmentName = "auto"
+    # 4 px zero padding before a random crop back to full size: the CIFAR
+    # recipe of He et al. (2016) and of the authors' ResNet script (shift 0.125).
+    crop_padding: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture name (lncli.models registry) and builder keyword arguments."""
+
+    # The 2-conv test model: trains in seconds on a CPU.
+    arch: str = "tiny"
+    # Extra builder arguments (e.g. {"width": 32}); num_classes, in_channels
+    # and norm_layer come from the data and the norm section.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """Which normalisation layer the model is built with (arXiv 1902.06550)."""
+
+    # Plain BatchNorm is the baseline every comparison needs.
+    kind: NormKind = "batchnorm"
+    # G = samples per LocalNorm group. 16 is the authors' CIFAR choice
+    # (batch 128 / G 16 = 8 groups). Ignored for batchnorm.
+    group_size: int = 16
+    # Affine heads (gamma_k, beta_k). None = batch_size / group_size, one head
+    # per group position as in the paper's code.
+    num_heads: int | None = None
+    # Consecutive samples form a group, as in the authors' code; "strided" is
+    # the zero-copy partition (equally faithful: training batches are shuffled).
+    grouping: Grouping = "consecutive"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and its hyper-parameters."""
+
+    # SGD + Nesterov momentum is what the paper's CIFAR recipes use.
+    name: OptimName = "sgd"
+    # 0.1 is the standard CIFAR SGD rate at batch 128 (and the paper's).
+    lr: float = 0.1
+    # 0.9: the usual heavy-ball constant, also the paper's.
+    momentum: float = 0.9
+    # The authors train with Nesterov; it is also a little more stable.
+    nesterov: bool = True
+    # 5e-4 is the CIFAR/VGG standard (the paper's VGG L2); ResNets often use 1e-4.
+    weight_decay: float = 5e-4
+    # Decay on BN/LN gamma, beta and heads fights the normalisation's own scale
+    # and costs accuracy in small nets; exclude them by default (timm does too).
+    decay_norm_and_bias: bool = False
+    # AdamW betas; (0.9, 0.999) is the torch default.
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule, evaluated per optimiser step."""
+
+    # Cosine to zero needs no tuning of milestones and is hard to beat.
+    name: ScheduleName = "cosine"
+    # A short linear warm-up keeps SGD 0.1 from blowing up the first steps of
+    # deep nets; 0 leaves the paper's recipes exactly as published.
+    warmup_epochs: float = 0.0
+    # step: multiply by gamma at these epochs ...
+    milestones: tuple[int, ...] = ()
+    # ... or, when milestones is empty, every `step_every` epochs (the paper's
+    # VGG recipe: x0.75 every 30 epochs). 0 = never.
+    step_every: int = 0
+    # step: the factor applied at each milestone; 0.1 is the classic ResNet drop.
+    gamma: float = 0.1
+    # cosine: the floor the rate decays to; 0 is the usual choice.
+    min_lr: float = 0.0
+    # onecycle: fraction of training spent rising to lr (torch's default 0.3).
+    pct_start: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``lncli train`` needs; one instance is one reproducible run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # Small enough that a config without `epochs` finishes quickly by mistake
+    # rather than running for hours.
+    epochs: int = 10
+    # Per process (per GPU under torchrun). 128 is the paper's CIFAR batch and
+    # a multiple of every sensible G; LocalNorm requires batch_size % G == 0.
+    batch_size: int = 128
+    # None = batch_size. Evaluation keeps the training batch size so that
+    # LocalNorm's test-time groups look like its training groups.
+    eval_batch_size: int | None = None
+    # 0: the paper trains with hard labels.
+    label_smoothing: float = 0.0
+    # Fixed seed: model init, shuffling and augmentation all derive from it.
+    seed: int = 0
+    # auto = CUDA when present, else CPU (cuda:LOCAL_RANK under torchrun).
+    device: DeviceName = "auto"
+    # Off by default so results are bit-comparable; bf16 is the fast, safe
+    # choice on recent GPUs (fp16 adds a gradient scaler and needs CUDA).
+    amp: AmpName = "none"
+    # Faster convolutions on CUDA tensor cores; harmless elsewhere but off by
+    # default to keep CPU runs on the most tested path.
+    channels_last: bool = False
+    # Background threads that slice/augment the next batches. The data are
+    # in-memory uint8 tensors and augmentation is batched in torch, so 0
+    # (inline) is right almost always; 1-2 can hide latency on a GPU.
+    workers: int = 0
+    # Evaluate the test split every N epochs (the last epoch always is);
+    # 0 = only at the end. 1 gives a test-accuracy column for every epoch.
+    eval_every: int = 1
+    # Write OUT/last.pt every N epochs (always at the end and on Ctrl-C);
+    # 1 makes --resume lose at most one epoch.
+    save_every: int = 1
+    # Ask torch for deterministic kernels (and no cuDNN autotuning): slower on
+    # GPU, so off; CPU runs are deterministic regardless.
+    deterministic: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Generic (de)serialisation driven by the dataclass type hints.
+# ---------------------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _describe(tp: Any) -> str:
+    """A short human description of a field type, for error messages."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} numbers"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it in canonical form."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"config key '{key}': {value!r} is not valid; expected {_describe(tp)}")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if value is None:
+            raise bad
+        if len(inner) == 1:
+            try:
+                return _coerce(key, value, inner[0])
+            except ConfigError:
+                raise bad from None
+        for a in inner:
+            try:
+                return _coerce(key, value, a)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is Literal:
+        if isinstance(value, str):
+            v = value.strip().lower()
+            v = _ALIASES.get(key, {}).get(v, v)
+            if v in args:
+                return v
+        elif value is False and "none" in args:
+            return "none"  # YAML turns a bare `off`/`no` into False
+        raise bad
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            # PyYAML (YAML 1.1) reads `1e-3` as a string; accept it as a number.
+            try:
+                out = float(value)
+            except ValueError:
+                raise bad from None
+        else:
+            raise bad
+        if not math.isfinite(out):
+            raise bad
+        return out
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if origin is tuple:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(key, v, args[0]) for v in items)
+        if len(items) != len(args):
+            raise bad
+        return tuple(_coerce(key, v, a) for v, a in zip(items, args))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise bad
+        return {str(k): v for k, v in value.items()}
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # programming error
+
+
+def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
+    leaf = {v.rsplit(".", 1)[-1]: v for v in valid}
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaf), n=1)
+    hint = f" (did you mean '{leaf[close[0]]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(valid)}")
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested mapping."""
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise _unknown_key(key, [f"{prefix}{n}" for n in names])
+        tp = hints[k]
+        if _is_section(tp):
+            if v is None:
+                continue
+            if not isinstance(v, Mapping):
+                raise ConfigError(f"config key '{key}' must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}")
+            kwargs[k] = _build(tp, v, f"{key}.")
+        else:
+            kwargs[k] = _coerce(key, v, tp)
+    return cls(**kwargs)
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a nested dict of plain YAML/JSON types (tuples become lists).
+
+    Args:
+        cfg: a :class:`TrainConfig` (or any of its sections).
+
+    Returns:
+        A new dict; ``train_config_from_dict(config_to_dict(c)) == c``.
+    """
+    return _to_plain(cfg)
+
+
+# ---------------------------------------------------------------------------
+# Overrides: --set key=value with dotted keys and YAML-parsed values.
+# ---------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``"optim.lr=0.05"`` into ``("optim.lr", 0.05)`` (the value parsed as YAML).
+
+    Args:
+        text: ``KEY=VALUE``; KEY is dotted, VALUE is any YAML scalar/list/mapping.
+
+    Returns:
+        The key and the parsed value.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.lr=0.05), got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r} as YAML") from None
+    return key, value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of nested mapping ``raw`` with dotted overrides applied.
+
+    Args:
+        raw: the nested mapping (from YAML), not modified.
+        overrides: ``["optim.lr=0.05", ...]`` or ``{"optim.lr": 0.05}``.
+
+    Returns:
+        The merged nested dict (validation happens when it is built).
+    """
+    out = _deep_copy(raw)
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"config key '{key}': '{p}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+# ---------------------------------------------------------------------------
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check value ranges and cross-field rules; resolve ``norm.num_heads``.
+
+    Args:
+        cfg: a config built from defaults/YAML/overrides.
+
+    Returns:
+        The config with ``norm.num_heads`` filled in (None -> batch_size / G).
+
+    Raises:
+        ConfigError: naming the first bad key and what it must be.
+    """
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"config key '{key}': {what}")
+
+    need(cfg.epochs >= 1, "epochs", f"must be >= 1, got {cfg.epochs}")
+    need(cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {cfg.batch_size}")
+    need(cfg.eval_batch_size is None or cfg.eval_batch_size >= 1, "eval_batch_size", "must be >= 1 or null")
+    need(0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", f"must be in [0, 1), got {cfg.label_smoothing}")
+    need(cfg.seed >= 0, "seed", "must be >= 0")
+    need(cfg.workers >= 0, "workers", "must be >= 0")
+    need(cfg.eval_every >= 0, "eval_every", "must be >= 0 (0 = only after the last epoch)")
+    need(cfg.save_every >= 1, "save_every", "must be >= 1")
+    d = cfg.data
+    need(bool(d.spec.strip()), "data.spec", "must name a dataset (fashion-mnist, cifar10, synthetic, synthetic-gray, imagefolder:PATH)")
+    need(d.train_limit is None or d.train_limit >= 1, "data.train_limit", "must be >= 1 or null")
+    need(d.test_limit is None or d.test_limit >= 1, "data.test_limit", "must be >= 1 or null")
+    need(d.crop_padding >= 0, "data.crop_padding", "must be >= 0")
+    need(bool(cfg.model.arch.strip()), "model.arch", "must name a model (see `lncli.models.list_models()`)")
+    for reserved in ("num_classes", "in_channels", "norm_layer"):
+        need(reserved not in cfg.model.kwargs, f"model.kwargs.{reserved}", "is set by lncli from the data and norm sections; remove it")
+    o = cfg.optim
+    need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    need(0.0 <= o.momentum < 1.0, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
+    need(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    need(not (o.nesterov and o.name == "sgd" and o.momentum == 0), "optim.nesterov", "needs optim.momentum > 0")
+    need(all(0.0 <= b < 1.0 for b in o.betas), "optim.betas", "must both be in [0, 1)")
+    s = cfg.schedule
+    need(0 <= s.warmup_epochs < cfg.epochs, "schedule.warmup_epochs", f"must be in [0, epochs={cfg.epochs})")
+    need(all(m >= 1 for m in s.milestones) and list(s.milestones) == sorted(s.milestones), "schedule.milestones", "must be increasing epochs >= 1")
+    need(s.step_every >= 0, "schedule.step_every", "must be >= 0")
+    need(s.gamma > 0, "schedule.gamma", "must be > 0")
+    need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be in [0, optim.lr={o.lr}]")
+    need(0 < s.pct_start < 1, "schedule.pct_start", "must be in (0, 1)")
+    need(not (s.name == "onecycle" and s.warmup_epochs > 0), "schedule.warmup_epochs", "must be 0 with onecycle, which warms up by itself (pct_start)")
+    if s.name == "step":
+        need(bool(s.milestones) or s.step_every > 0, "schedule.milestones", "schedule 'step' needs milestones (e.g. [100, 150]) or step_every > 0")
+    n = cfg.norm
+    if n.kind == "localnorm":
+        need(n.group_size >= 1, "norm.group_size", "must be >= 1")
+        # Every training batch must hold whole groups (see lncli.train).
+        need(
+            cfg.batch_size % n.group_size == 0,
+            "norm.group_size",
+            f"batch_size={cfg.batch_size} must be a multiple of group_size={n.group_size} so that every batch holds whole groups",
+        )
+        need(n.num_heads is None or n.num_heads >= 1, "norm.num_heads", "must be >= 1 or null (= batch_size / group_size)")
+        if n.num_heads is None:
+            cfg = dataclasses.replace(cfg, norm=dataclasses.replace(n, num_heads=cfg.batch_size // n.group_size))
+    return cfg
+
+
+def train_config_from_dict(raw: Mapping[str, Any] | None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a nested mapping plus overrides.
+
+    Args:
+        raw: nested mapping as read from YAML (None = all defaults).
+        overrides: dotted ``KEY=VALUE`` strings or a ``{dotted_key: value}`` mapping.
+
+    Returns:
+        The frozen, validated config.
+    """
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError("a train config must be a YAML mapping of keys (data, model, norm, optim, schedule, epochs, ...)")
+    merged = apply_overrides(raw or {}, overrides)
+    return validate(_build(TrainConfig, merged))
+
+
+def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
+    """Read a YAML train config and apply ``--set`` overrides: defaults < YAML < overrides.
+
+    Args:
+        path: a YAML file (None = defaults only).
+        overrides: dotted ``KEY=VALUE`` strings (values parsed as YAML) or a mapping.
+
+    Returns:
+        The frozen, validated :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: unreadable/invalid YAML, unknown keys, bad values.
+    """
+    raw: Any = None
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigError(f"config {p} is not valid YAML{where}") from None
+    return train_config_from_dict(raw, overrides)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    """The config as YAML text (what ``lncli train`` saves as ``OUT/config.yaml``)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
