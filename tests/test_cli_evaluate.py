@@ -1,0 +1,129 @@
+"""End-to-end tests of ``lncli evaluate`` through Typer's CliRunner on tiny models and synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lncli.cli import app
+from lncli.evaluate import RECORD_FIELDS
+
+from test_evaluate import make_bn, make_ln  # noqa: E402  (tests/ is on sys.path under pytest)
+
+runner = CliRunner()
+# Small but not trivial: 40 images = 2 batches of 16 + a ragged 8; two noises at two severities + clean.
+FAST = ["--data", "synthetic", "--limit", "40", "--batch-size", "16", "--noise", "gaussian,impulse", "--severity", "0,2,5", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli_ckpts")
+    return {"bn": make_bn(d / "bn.pt"), "ln": make_ln(d / "ln.pt")}
+
+
+def invoke(*args: str | Path, width: int = 120):  # noqa: ANN201
+    return runner.invoke(app, ["evaluate", *map(str, args)], env={"COLUMNS": str(width), "TERM": "dumb"})
+
+
+def test_end_to_end_outputs(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = invoke(ckpts["bn"], ckpts["ln"], *FAST, "--csv", out / "r.csv", "--json", out / "r.json", "--plot", out / "p.png")
+    assert res.exit_code == 0, res.output + res.stderr
+    # table on stdout: rows and columns
+    for text in ("running", "batch", "local", "clean", "gaussian 5", "impulse mean", "mCE %", "baseline bn:running"):
+        assert text in " ".join(res.stdout.split()), text
+    assert "\x1b[" not in res.stdout
+    with open(out / "r.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == RECORD_FIELDS
+    assert len(rows) == 3 * 5  # 3 columns x (clean + 2 noises x 2 severities)
+    assert {r["n"] for r in rows} == {"40"} and {r["batch_size"] for r in rows} == {"16"}
+    assert {(r["mode"], r["group_size"]) for r in rows} == {("running", ""), ("batch", "16"), ("local", "8")}
+    doc = json.loads((out / "r.json").read_text())
+    assert doc["format"] == "lncli-eval" and len(doc["records"]) == 15
+    assert doc["config"]["batch_size"] == 16 and doc["config"]["noises"] == ["gaussian", "impulse"]
+    assert (out / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_deterministic_across_runs(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert invoke(ckpts["bn"], *FAST, "--csv", a).exit_code == 0
+    assert invoke(ckpts["bn"], *FAST, "--csv", b, "--workers", "2").exit_code == 0
+    assert a.read_text() == b.read_text()
+
+
+def test_directory_and_glob_arguments(ckpts: dict[str, Path]) -> None:
+    folder = ckpts["bn"].parent
+    res = invoke(folder, *FAST, "--mode", "running")
+    assert res.exit_code == 0, res.stderr
+    assert "baseline bn:running" in " ".join(res.stdout.split()) and res.stdout.count("running") >= 3  # caption + 2 headers
+    res = invoke(str(folder / "l*.pt"), *FAST)
+    assert res.exit_code == 0 and "baseline ln:local" in " ".join(res.stdout.split()) and "bn" not in res.stdout
+
+
+def test_table_fixed_width(ckpts: dict[str, Path]) -> None:
+    res = invoke(ckpts["bn"], *FAST, width=90)
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 90
+
+
+def test_threshold_failure_exit_1_names_cells(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    res = invoke(ckpts["bn"], *FAST, "--mode", "running", "--fail-under", "1.0", "--csv", tmp_path / "r.csv")
+    assert res.exit_code == 1
+    assert "FAIL bn:running clean:" in res.stderr and "FAIL bn:running gaussian 5:" in res.stderr
+    assert (tmp_path / "r.csv").exists()  # results are written before the gate fails
+    res = invoke(ckpts["bn"], *FAST, "--mode", "running", "--max-drop", "0")
+    assert res.exit_code == 1 and "FAIL bn:running gaussian 5: drop" in res.stderr  # severity 5 costs accuracy
+    assert invoke(ckpts["bn"], *FAST, "--fail-under", "0", "--max-drop", "1").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--noise", "fog_noise_x"], "unknown noise"),
+        (["--mode", "running,bogus"], "unknown mode 'bogus'"),
+        (["--mode", "local", "--group-size", "5"], "not a multiple of the group size 5"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--group-size", "0"], "--group-size must be >= 1"),
+        (["--severity", "6"], "severity"),
+        (["--severity", "x"], "--severity"),
+        (["--data", "synthetic-gray"], "does not match"),
+        (["--data", "nope"], "unknown dataset"),
+        (["--fail-under", "gaussian:x=1"], "--fail-under"),
+        (["--fail-under", "shot:1=0.5"], "not evaluated"),
+        (["--baseline", "zzz"], "--baseline"),
+        (["--limit", "0"], "--limit"),
+        (["--max-drop", "2"], "--max-drop"),
+        (["--workers", "-1"], "--workers"),
+    ],
+)
+def test_bad_input_exit_2_one_line(ckpts: dict[str, Path], extra: list[str], needle: str) -> None:
+    args = [a for a in FAST]
+    for flag, value in zip(extra[::2], extra[1::2]):  # later flags override FAST's
+        if flag in args:
+            i = args.index(flag)
+            del args[i : i + 2]
+        args += [flag, value]
+    res = invoke(ckpts["bn"], *args)
+    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
+    assert needle in res.stderr and "Traceback" not in res.stderr + res.stdout
+    assert res.stderr.strip().count("\n") == 0, res.stderr  # one line
+
+
+def test_bad_files_exit_2(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    res = invoke(tmp_path / "missing.pt", *FAST)
+    assert res.exit_code == 2 and "checkpoint not found" in res.stderr
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a checkpoint")
+    res = invoke(junk, *FAST)
+    assert res.exit_code == 2 and "error:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_unknown_choice_is_usage_error(ckpts: dict[str, Path]) -> None:
+    assert invoke(ckpts["bn"], *FAST, "--heads", "vote").exit_code == 2
+    assert invoke(ckpts["bn"], *FAST, "--profile", "nope").exit_code == 2

@@ -1,0 +1,181 @@
+"""Tests for lncli.report: pivot table, robustness ratios, files and threshold checks (no models needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lncli.errors import LncliError
+from lncli.evaluate import CLEAN, RECORD_FIELDS, EvalRecord, wilson_interval
+from lncli.report import (
+    check_thresholds,
+    columns,
+    format_table,
+    parse_threshold,
+    plot_accuracy,
+    resolve_baseline,
+    robustness,
+    write_csv,
+    write_json,
+)
+
+N = 200
+
+
+def rec(ckpt: str, mode: str, noise: str, sev: int, correct: int, n: int = N) -> EvalRecord:
+    lo, hi = wilson_interval(correct, n)
+    return EvalRecord(
+        checkpoint=ckpt, sha256="0123456789ab", arch="tiny", norm="batchnorm", mode=mode, heads="position",
+        group_size=None if mode == "running" else 16, batch_size=64, noise=noise, profile="none" if noise == CLEAN else "imagenet-c",
+        severity=sev, param=0.0 if noise == CLEAN else 0.1 * sev, n=n, correct=correct, accuracy=correct / n,
+        ci_low=lo, ci_high=hi, noise_seed=0, order_seed=0, device="cpu", amp=False, world_size=1,
+        data="synthetic", synthetic=True, lncli_version="0.1.0",
+    )  # fmt: skip
+
+
+def sweep() -> list[EvalRecord]:
+    """Two columns: bn:running degrades fast, bn:batch slowly."""
+    out = []
+    for mode, clean, slope in (("running", 180, 30), ("batch", 176, 10)):
+        out.append(rec("runs/bn.pt", mode, CLEAN, 0, clean))
+        for noise in ("gaussian", "impulse"):
+            for s in (1, 2, 3):
+                out.append(rec("runs/bn.pt", mode, noise, s, clean - slope * s))
+    return out
+
+
+def test_wilson_matches_closed_form_and_edges() -> None:
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.25 < hi < 0.35  # 0/10 -> [0, 0.278]
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and 0.65 < lo < 0.75
+    lo, hi = wilson_interval(50, 100)
+    assert math.isclose(lo, 0.4038, abs_tol=1e-4) and math.isclose(hi, 0.5962, abs_tol=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_columns_disambiguate_same_stem() -> None:
+    recs = [rec("a/best.pt", "running", CLEAN, 0, 1), rec("b/best.pt", "running", CLEAN, 0, 1)]
+    assert [c.label for c in columns(recs)] == ["a/best:running", "b/best:running"]
+
+
+def test_table_fixed_width_golden_rows() -> None:
+    text = format_table(sweep(), width=110)
+    lines = text.splitlines()
+    assert all(len(line) <= 110 for line in lines)
+    header = "\n".join(lines[:5])
+    assert "running" in header and "batch" in header and "bn" in header
+    clean = next(line for line in lines if line.strip("│| ").startswith("clean"))
+    # running is best on clean (90.0 vs 88.0) and carries the marker; batch does not.
+    assert "90.0 [85.1, 93.4]*" in clean and "88.0 [82.8, 91.8] " in clean
+    g3 = next(line for line in lines if "gaussian 3" in line)
+    assert "73.0 [66.5, 78.7]*" in g3  # batch wins under heavy noise
+    flat = " ".join(text.split())  # the caption wraps at the table's width
+    for label in ("gaussian mean", "impulse mean", "mean", "mCE %", "rel. mCE %", "mCE baseline bn:running", "n=200"):
+        assert label in flat
+    # ANSI escapes never reach a non-terminal.
+    assert "\x1b[" not in text
+
+
+def test_table_is_deterministic() -> None:
+    assert format_table(sweep(), width=100) == format_table(sweep(), width=100)
+
+
+def test_robustness_ratios() -> None:
+    rob = robustness(sweep())
+    assert rob["bn:running"] == {"mce": 1.0, "rel_mce": 1.0}
+    # errors: running 20+30s/2 -> E = (0.25,0.40,0.55), batch (0.17,0.22,0.27)
+    exp = (0.17 + 0.22 + 0.27) / (0.25 + 0.40 + 0.55)
+    assert math.isclose(rob["bn:batch"]["mce"], exp, rel_tol=1e-9), rob
+    exp_rel = ((0.17 + 0.22 + 0.27) - 3 * 0.12) / ((0.25 + 0.40 + 0.55) - 3 * 0.10)
+    assert math.isclose(rob["bn:batch"]["rel_mce"], exp_rel, rel_tol=1e-9), rob
+    # baseline by index, label, substring
+    assert robustness(sweep(), "2")["bn:batch"]["mce"] == 1.0
+    assert robustness(sweep(), "bn:batch")["bn:batch"]["mce"] == 1.0
+    assert resolve_baseline(columns(sweep()), "batch").label == "bn:batch"
+    with pytest.raises(LncliError, match="matches several"):
+        resolve_baseline(columns(sweep()), "bn")
+    with pytest.raises(LncliError, match="out of range"):
+        resolve_baseline(columns(sweep()), "9")
+
+
+def test_csv_long_format(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "r.csv"
+    write_csv(sweep(), path)
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(sweep())
+    assert tuple(rows[0]) == RECORD_FIELDS
+    assert rows[0]["group_size"] == ""  # None -> empty cell
+    assert float(rows[1]["accuracy"]) == pytest.approx(sweep()[1].accuracy)
+    assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temp file
+
+
+def test_json_schema(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_json(sweep(), path, config={"batch_size": 64})
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "lncli-eval" and doc["format_version"] == 1
+    assert doc["config"] == {"batch_size": 64}
+    assert set(doc["records"][0]) == set(RECORD_FIELDS)
+
+
+def test_plot_writes_png(tmp_path: Path) -> None:
+    path = tmp_path / "acc.png"
+    plot_accuracy(sweep(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "scope", "noise", "sev", "value"),
+    [
+        ("0.5", "cells", None, None, 0.5),
+        ("gaussian:5=0.30", "cell", "gaussian", 5, 0.30),
+        ("mean=0.6", "mean", None, None, 0.6),
+        ("gaussian=0.4", "noise", "gaussian", None, 0.4),
+        ("clean=90%", "clean", None, None, 0.9),
+    ],
+)
+def test_parse_threshold(text: str, scope: str, noise: str | None, sev: int | None, value: float) -> None:
+    th = parse_threshold(text)
+    assert (th.scope, th.noise, th.severity) == (scope, noise, sev)
+    assert th.value == pytest.approx(value)
+
+
+@pytest.mark.parametrize("bad", ["abc", "gaussian:x=0.3", "mean=", "1.5", "gaussian=-0.1", "a b=0.3"])
+def test_parse_threshold_errors(bad: str) -> None:
+    with pytest.raises(LncliError, match="--fail-under"):
+        parse_threshold(bad)
+
+
+def test_check_thresholds_names_each_failing_cell() -> None:
+    recs = sweep()
+    assert check_thresholds(recs, [parse_threshold("0.3")]) == []
+    fails = check_thresholds(recs, [parse_threshold("gaussian:3=0.5")])
+    assert fails == ["bn:running gaussian 3: 45.0% < 50.0%"]
+    fails = check_thresholds(recs, [parse_threshold("0.6")])
+    assert "bn:running gaussian 3: 45.0% < 60.0%" in fails and "bn:running impulse 2: 60.0% < 60.0%" not in fails
+    assert check_thresholds(recs, [parse_threshold("gaussian=0.6")]) == []  # 0.6 is not under 0.6
+    assert check_thresholds(recs, [parse_threshold("gaussian=0.61")]) == ["bn:running gaussian mean: 60.0% < 61.0%"]
+    fails = check_thresholds(recs, [parse_threshold("mean=0.7")])
+    assert fails == ["bn:running mean: 60.0% < 70.0%"]
+    fails = check_thresholds(recs, [parse_threshold("clean=0.89")])
+    assert fails == ["bn:batch clean: 88.0% < 89.0%"]
+    fails = check_thresholds(recs, max_drop=0.2)
+    assert fails and all(f.startswith("bn:running") for f in fails)
+    assert any("gaussian 2: drop 30.0 points > 20.0" in f for f in fails)
+
+
+def test_check_thresholds_errors() -> None:
+    recs = sweep()
+    with pytest.raises(LncliError, match="not evaluated"):
+        check_thresholds(recs, [parse_threshold("shot:1=0.5")])
+    with pytest.raises(LncliError, match="severity 5"):
+        check_thresholds(recs, [parse_threshold("gaussian:5=0.5")])
+    no_clean = [r for r in recs if r.noise != CLEAN]
+    with pytest.raises(LncliError, match="clean row"):
+        check_thresholds(no_clean, max_drop=0.1)
