@@ -35,18 +35,9 @@ from lncli.io import atomic_write
 from lncli.models import create_model
 from lncli.norm import get_norm_layer, localnorm_layers, set_test_mode
 
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build(kind: str, group_size: int, num_heads: int, grouping: str, seed: int) -> nn.Module:

@@ -8,8 +8,12 @@ exit code 2; a failed robustness threshold in ``evaluate`` is exit code 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Annotated, Any, Callable, TypeVar
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
@@ -81,22 +85,27 @@ def _root(
 
 # ---------------------------------------------------------------------------
 # Commands. Each one: parse -> frozen config -> one library call -> report.
-# Keep each section to its own command; helpers live in the library modules.
 # ---------------------------------------------------------------------------
 
-# <convert>
-from enum import Enum as _CvEnum  # noqa: E402
-from pathlib import Path as _CvPath  # noqa: E402
+class ProfileChoice(str, Enum):
+    """Noise constants: ImageNet-C, CIFAR-10-C, or the LocalNorm authors' own protocol."""
+
+    imagenet_c = "imagenet-c"
+    cifar_10_c = "cifar-10-c"
+    paper = "paper"
 
 
-class ConvertTarget(str, _CvEnum):
+# --- convert ----------------------------------------------------------------
+
+
+class ConvertTarget(str, Enum):
     """Norm layer to convert to."""
 
     localnorm = "localnorm"
     batchnorm = "batchnorm"
 
 
-class ConvertGrouping(str, _CvEnum):
+class ConvertGrouping(str, Enum):
     """How LocalNorm cuts a batch into groups."""
 
     consecutive = "consecutive"
@@ -105,26 +114,26 @@ class ConvertGrouping(str, _CvEnum):
 
 @command("convert", no_args_is_help=True)
 def convert_command(
-    src: Annotated[_CvPath, typer.Argument(metavar="IN", help="lncli checkpoint to convert.", exists=True, dir_okay=False)],
-    dst: Annotated[_CvPath, typer.Argument(metavar="OUT", help="Where to write the result (never IN; written atomically).")],
+    src: Annotated[Path, typer.Argument(metavar="IN", help="lncli checkpoint to convert.", exists=True, dir_okay=False)],
+    dst: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the result (never IN; written atomically).")],
     to: Annotated[ConvertTarget, typer.Option(help="Target norm. localnorm: every head starts from BN's weight/bias. batchnorm: the LocalNorm heads are AVERAGED into weight/bias.")],
     group_size: Annotated[int, typer.Option(help="LocalNorm group size G (samples per group).")] = 16,
     heads: Annotated[int, typer.Option(help="LocalNorm affine heads per layer (the paper: batch/G).")] = 1,
     grouping: Annotated[ConvertGrouping, typer.Option(help="LocalNorm grouping: consecutive (the authors') or strided (faster).")] = ConvertGrouping.consecutive,
-    finetune: Annotated[int, typer.Option("--finetune", metavar="EPOCHS", help="[train] Then fine-tune this many epochs on --data (norm layers only unless --finetune-all).")] = 0,
-    data: Annotated[str | None, typer.Option("--data", metavar="SPEC", help="[train] Training data for --finetune: fashion-mnist, cifar10, synthetic, imagefolder:PATH.")] = None,
-    finetune_all: Annotated[bool, typer.Option("--finetune-all", help="[train] Fine-tune every parameter, not just norm gamma/beta/heads.")] = False,
+    finetune: Annotated[int, typer.Option("--finetune", metavar="EPOCHS", help="Then fine-tune this many epochs on --data (norm layers only unless --finetune-all).")] = 0,
+    data: Annotated[str | None, typer.Option("--data", metavar="SPEC", help="Training data for --finetune: fashion-mnist, cifar10, synthetic, imagefolder:PATH.")] = None,
+    finetune_all: Annotated[bool, typer.Option("--finetune-all", help="Fine-tune every parameter, not just norm gamma/beta/heads.")] = False,
 ) -> None:
     """Convert a checkpoint between BatchNorm and LocalNorm (LN -> BN averages the heads)."""
     from lncli.convert import ConvertConfig, run_convert
 
-    if finetune and not data:  # [train] fail before any work
+    if finetune and not data:  # fail before any work
         raise LncliError("--finetune needs --data SPEC (the training data, e.g. --data fashion-mnist)")
     cfg = ConvertConfig(src=src, dst=dst, to=to.value, group_size=group_size, num_heads=heads, grouping=grouping.value)
     summary = run_convert(cfg)
     for line in summary.lines():
         typer.echo(line)
-    if finetune and data:  # [train] fine-tune the converted checkpoint in place (atomic rewrite of OUT)
+    if finetune and data:  # fine-tune the converted checkpoint in place (atomic rewrite of OUT)
         from lncli.checkpoint import load_checkpoint, save_checkpoint
         from lncli.train import finetune as run_finetune
 
@@ -135,22 +144,10 @@ def convert_command(
     typer.echo(f"wrote {dst}")
 
 
-# </convert>
-
-# <corrupt>
-from enum import Enum as _CoEnum  # noqa: E402
-from pathlib import Path as _CoPath  # noqa: E402
+# --- corrupt ---------------------------------------------------------------------
 
 
-class CorruptProfile(str, _CoEnum):
-    """Noise constants for ``corrupt``."""
-
-    imagenet_c = "imagenet-c"
-    cifar_10_c = "cifar-10-c"
-    paper = "paper"
-
-
-class CorruptFormat(str, _CoEnum):
+class CorruptFormat(str, Enum):
     """Output format for ``corrupt``."""
 
     png = "png"
@@ -160,16 +157,18 @@ class CorruptFormat(str, _CoEnum):
 
 @command("corrupt", no_args_is_help=True)
 def corrupt_command(
-    inputs: Annotated[list[_CoPath] | None, typer.Argument(help="Image files or folders (relative paths kept).")] = None,  # existence: one-line LncliError in find_images
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Image files or folders (relative paths kept).")] = None,  # existence: one-line LncliError in find_images
     data: Annotated[str | None, typer.Option(help="Corrupt a dataset's test split instead: fashion-mnist, cifar10, synthetic, imagefolder:PATH.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder searched first for the dataset's files (then $LNCLI_DATA, ~/.cache/lncli, /usr/share/datasets).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Let torchvision download a missing dataset (needs the network).")] = False,
     noise: Annotated[str, typer.Option(help="Comma list of noises (gaussian,shot,impulse,speckle, imagecorruptions names, paper: gaussian,poisson,dropout).")] = "gaussian,shot,impulse",
     severity: Annotated[str, typer.Option(help="Severities: 1-5, 1,3,5 or 0-2,5 (0 = clean copy).")] = "1-5",
-    profile: Annotated[CorruptProfile, typer.Option(help="Noise constants.")] = CorruptProfile.imagenet_c,
+    profile: Annotated[ProfileChoice, typer.Option(help="Noise constants.")] = ProfileChoice.imagenet_c,
     seed: Annotated[int, typer.Option(help="Noise seed; image i's noise depends only on (seed, noise, severity, i).")] = 0,
-    out: Annotated[_CoPath, typer.Option(help="Output folder.")] = _CoPath("corrupted"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("corrupted"),
     fmt: Annotated[CorruptFormat, typer.Option("--format", help="png (lossless), jpeg, or npy (CIFAR-10-C layout).")] = CorruptFormat.png,
     jpeg_quality: Annotated[int, typer.Option(help="JPEG quality 1-100 (ImageNet-C used 85).")] = 85,
-    preview: Annotated[_CoPath | None, typer.Option(help="Also draw a contact sheet here (rows = severity, columns = images).")] = None,
+    preview: Annotated[Path | None, typer.Option(help="Also draw a contact sheet here (rows = severity, columns = images).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
     skip_unreadable: Annotated[bool, typer.Option("--skip-unreadable", help="Skip files Pillow cannot read (default: error).")] = False,
@@ -182,7 +181,7 @@ def corrupt_command(
     from lncli.imageio import CorruptConfig, OutputFormat, run_corrupt
 
     cfg = CorruptConfig(out=out, noises=tuple(n.strip() for n in noise.split(",") if n.strip()), severities=parse_severities(severity),
-                        inputs=tuple(inputs or ()), data=data, profile=profile.value, seed=seed, format=OutputFormat(fmt.value),
+                        inputs=tuple(inputs or ()), data=data, data_dir=data_dir, download=download, profile=profile.value, seed=seed, format=OutputFormat(fmt.value),
                         jpeg_quality=jpeg_quality, preview=preview, overwrite=overwrite, limit=limit, skip_unreadable=skip_unreadable,
                         num_threads=max(1, threads))  # fmt: skip
     cols = (TextColumn("corrupting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -196,17 +195,11 @@ def corrupt_command(
     err_console.print(f"wrote {len(written)} file(s) to {out}/", highlight=False)
 
 
-# </corrupt>
-
-# <train>
-import contextlib as _tr_contextlib  # noqa: E402
-import os as _tr_os  # noqa: E402
-from pathlib import Path as _TrPath  # noqa: E402
-from typing import Iterator as _TrIterator  # noqa: E402
+# --- train -----------------------------------------------------------------------
 
 
-@_tr_contextlib.contextmanager
-def _train_progress(enabled: bool) -> _TrIterator[Callable[[Any], None] | None]:
+@contextlib.contextmanager
+def _train_progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
     """One rich bar per epoch on stderr (loss, accuracy, lr); finished epochs stay as summary lines."""
     if not enabled:
         yield None
@@ -237,9 +230,9 @@ def _train_progress(enabled: bool) -> _TrIterator[Callable[[Any], None] | None]:
 
 @command("train", no_args_is_help=True)
 def train_command(
-    config: Annotated[_TrPath, typer.Argument(help="YAML train config (see sample_configs/).", exists=True, dir_okay=False)],
+    config: Annotated[Path, typer.Argument(help="YAML train config (see sample_configs/).", exists=True, dir_okay=False)],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=0.05 (dotted key, YAML value; repeatable).")] = None,
-    out: Annotated[_TrPath | None, typer.Option("--out", help="Output folder (default: runs/<config name>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: runs/<config name>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt (same final weights as an uninterrupted run).")] = False,
 ) -> None:
     """Train a BatchNorm or LocalNorm model from a YAML config; writes last.pt, best.pt, history.csv, config.yaml."""
@@ -248,8 +241,8 @@ def train_command(
     from lncli.train import train
 
     cfg = load_train_config(config, set_ or [])
-    out_dir = out or _TrPath("runs") / config.stem
-    is_main = not launched_by_torchrun() or _tr_os.environ.get("RANK", "0") == "0"
+    out_dir = out or Path("runs") / config.stem
+    is_main = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
     try:
         with _train_progress(is_main) as progress:
             result = train(cfg, out_dir, resume=resume, progress=progress)
@@ -264,31 +257,17 @@ def train_command(
                           highlight=False)  # fmt: skip
 
 
-# </train>
-
-# <evaluate>
-import contextlib as _ev_contextlib  # noqa: E402
-from enum import Enum as _EvEnum  # noqa: E402
-from pathlib import Path as _EvPath  # noqa: E402
-from typing import Iterator as _EvIterator  # noqa: E402
+# --- evaluate --------------------------------------------------------------------
 
 
-class ProfileChoice(str, _EvEnum):
-    """Noise constants: ImageNet-C, CIFAR-10-C, or the LocalNorm authors' own protocol."""
-
-    imagenet_c = "imagenet-c"
-    cifar_10_c = "cifar-10-c"
-    paper = "paper"
-
-
-class HeadsChoice(str, _EvEnum):
+class HeadsChoice(str, Enum):
     """Which LocalNorm affine head a test group uses."""
 
     position = "position"
     mean = "mean"
 
 
-class DeviceChoice(str, _EvEnum):
+class DeviceChoice(str, Enum):
     """Where the models run."""
 
     auto = "auto"
@@ -296,8 +275,8 @@ class DeviceChoice(str, _EvEnum):
     cuda = "cuda"
 
 
-@_ev_contextlib.contextmanager
-def _eval_progress(enabled: bool) -> _EvIterator[Callable[[int, int], None] | None]:
+@contextlib.contextmanager
+def _eval_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A rich progress bar with ETA on stderr; yields the ``progress(done, total)`` callback."""
     if not enabled:
         yield None
@@ -322,12 +301,14 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(help="Test batch size (fixes which images share statistics).")] = 128,
     data: Annotated[str | None, typer.Option(help="fashion-mnist, cifar10, synthetic, imagefolder:PATH or cifar10c:DIR (default: from the checkpoints).")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test images.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder searched first for the dataset's files (then $LNCLI_DATA, ~/.cache/lncli, /usr/share/datasets).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Let torchvision download a missing dataset (needs the network).")] = False,
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     order_seed: Annotated[int, typer.Option(help="Test-set shuffle seed; -1 keeps the dataset order.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="auto, cpu or cuda.")] = DeviceChoice.auto,
-    csv_path: Annotated[_EvPath | None, typer.Option("--csv", help="Write the long-format CSV here.")] = None,
-    json_path: Annotated[_EvPath | None, typer.Option("--json", help="Write records + config as JSON here.")] = None,
-    plot: Annotated[_EvPath | None, typer.Option("--plot", help="Write accuracy-vs-severity plot (PNG) here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the long-format CSV here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write records + config as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy-vs-severity plot (PNG) here.")] = None,
     fail_under: Annotated[list[str] | None, typer.Option(help="Exit 1 below a bound: 0.5, gaussian:5=0.3, gaussian=0.4, clean=0.9, mean=0.6 (repeatable).")] = None,
     max_drop: Annotated[float | None, typer.Option(help="Exit 1 when clean minus corrupted accuracy exceeds this in any cell.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline column for mCE: 1-based index or (part of) its label; default the first.")] = None,
@@ -354,7 +335,7 @@ def evaluate_command(
     try:
         models = load_checkpoints(checkpoints)
         with _eval_progress(info.is_main) as progress:
-            records = evaluate_grid(models, resolve_data(data, models, limit=limit), config, progress=progress)
+            records = evaluate_grid(models, resolve_data(data, models, limit=limit, data_dir=data_dir, download=download), config, progress=progress)
     finally:
         distributed.cleanup()
     if not info.is_main:
@@ -374,8 +355,6 @@ def evaluate_command(
     if failures:
         raise typer.Exit(code=1)
 
-
-# </evaluate>
 
 
 def main() -> None:

@@ -101,10 +101,7 @@ def _convert_bn(module: nn.Module, group_size: int, num_heads: int, grouping: st
                 new.head_bias.copy_(module.bias.expand_as(new.head_bias))
                 new.head_weight.requires_grad_(module.weight.requires_grad)
                 new.head_bias.requires_grad_(module.bias.requires_grad)
-            if module.track_running_stats:
-                new.running_mean.copy_(module.running_mean)
-                new.running_var.copy_(module.running_var)
-                new.num_batches_tracked.copy_(module.num_batches_tracked)
+            _copy_running_stats(module, new)
         new.train(module.training)
         return new, 1
     total = 0
@@ -114,6 +111,14 @@ def _convert_bn(module: nn.Module, group_size: int, num_heads: int, grouping: st
             module.add_module(name, new_child)
         total += n
     return module, total
+
+
+def _copy_running_stats(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
+    """Copy BN's running buffers by value (the converted model never shares storage with the source)."""
+    if src.track_running_stats:
+        dst.running_mean.copy_(src.running_mean)
+        dst.running_var.copy_(src.running_var)
+        dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
 def _head_average(heads: torch.Tensor) -> torch.Tensor:
@@ -137,10 +142,7 @@ def _convert_ln(module: nn.Module) -> tuple[nn.Module, int]:
                 new.bias.copy_(_head_average(module.head_bias))
                 new.weight.requires_grad_(module.head_weight.requires_grad)
                 new.bias.requires_grad_(module.head_bias.requires_grad)
-            if module.track_running_stats:
-                new.running_mean.copy_(module.running_mean)
-                new.running_var.copy_(module.running_var)
-                new.num_batches_tracked.copy_(module.num_batches_tracked)
+            _copy_running_stats(module, new)
         new.train(module.training)
         return new, 1
     total = 0

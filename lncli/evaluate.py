@@ -342,6 +342,7 @@ def resolve_data(
     *,
     limit: int | None = None,
     data_dir: Path | None = None,
+    download: bool = False,
 ) -> EvalData:
     """Pick and decode the test set (once) for a sweep.
 
@@ -352,6 +353,7 @@ def resolve_data(
         checkpoints: the models, used for the default and for the match check.
         limit: keep only the first ``limit`` test images (before shuffling).
         data_dir: where to look for dataset files first.
+        download: let torchvision download a missing dataset (needs the network).
 
     Returns:
         The :class:`EvalData`.
@@ -375,7 +377,7 @@ def resolve_data(
         if not directory.is_dir():
             raise DataError(f"--data {spec}: {directory} is not a directory of CIFAR-10-C .npy files")
         try:  # the released files carry no clean split; use CIFAR-10's test set when we have it
-            clean = load_dataset("cifar10", "test", data_dir=data_dir, limit=limit)
+            clean = load_dataset("cifar10", "test", data_dir=data_dir, download=download, limit=limit)
         except DataError:
             clean = None
         if clean is not None:
@@ -386,9 +388,9 @@ def resolve_data(
             raise LncliError("the checkpoints were trained on an image folder; pass --data imagefolder:PATH")
         # Decode at the size the models were trained at (the first checkpoint's; mismatches are caught below).
         size = int(checkpoints[0].checkpoint.data.image_size[0]) if checkpoints else None
-        images = load_dataset(spec, "test", data_dir=data_dir, limit=limit, image_size=size)
+        images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit, image_size=size)
     else:
-        images = load_dataset(spec, "test", data_dir=data_dir, limit=limit)
+        images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit)
     check_data_matches(checkpoints, images.meta)
     return EvalData.from_imageset(images)
 

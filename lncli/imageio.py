@@ -68,6 +68,8 @@ class CorruptConfig:
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # the full ImageNet-C / CIFAR-10-C range
     inputs: tuple[Path, ...] = ()  # image files or folders (exclusive with ``data``)
     data: str | None = None  # dataset spec for lncli.data.load_dataset, test split
+    data_dir: Path | None = None  # searched first for the dataset's files (then $LNCLI_DATA, cache, system)
+    download: bool = False  # off: never touch the network unless asked
     profile: str = "imagenet-c"  # imagecorruptions' constants are the common reference
     seed: int = 0  # noise of image i depends only on (seed, noise, severity, i)
     format: OutputFormat = OutputFormat.png  # lossless by default; jpeg adds its own artefacts
@@ -271,7 +273,7 @@ def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | No
     if config.data:
         from lncli.data import load_dataset
 
-        ds = load_dataset(config.data, split="test", limit=config.limit)
+        ds = load_dataset(config.data, split="test", data_dir=config.data_dir, download=config.download, limit=config.limit)
         labels, classes = ds.labels, tuple(ds.meta.classes)
         total = len(ds)
         source_name = config.data
