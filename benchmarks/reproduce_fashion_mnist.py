@@ -40,6 +40,8 @@ from lncli.data import load_dataset  # noqa: E402
 from lncli.io import atomic_path, atomic_write  # noqa: E402
 from lncli.train import train  # noqa: E402
 
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 CONFIGS = {"BN": ROOT / "sample_configs/fashion_mnist_bn.yaml", "LN": ROOT / "sample_configs/fashion_mnist_localnorm.yaml"}
 MODES = {"BN": ("running", "batch", "local"), "LN": ("running", "local", "single", "vote")}
 # (profile, noises): the paper profile's "shot"/"impulse" are its Poisson and pixel-dropout noises.
@@ -47,16 +49,8 @@ PROFILES = (("imagenet-c", ("gaussian", "shot", "impulse")), ("cifar-10-c", ("ga
 
 
 def hardware() -> str:
-    """CPU model and core count, for the evidence header."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
+    """CPU model and thread count, for the evidence header."""
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def train_models(seeds: list[int], epochs: int | None, runs: Path, reuse: bool, extra: list[str]) -> dict[tuple[str, int], Path]:
