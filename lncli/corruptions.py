@@ -11,11 +11,16 @@ good as the noise. This module is the noise engine behind ``lncli corrupt`` and
   For uint8 input they reproduce imagecorruptions 1.1.2 (ImageNet-C) exactly in
   distribution: compute on [0, 1], clip, x255 and **truncate** to uint8. Since a
   uint8 input has only 256 intensities, the output law of each intensity is
-  computed once in float64 (e.g. Poisson(v/255 l)/l pushed through the truncation)
-  and sampled exactly with per-intensity alias tables (Walker/Vose, integer
-  arithmetic, probabilities on a 2**-32 grid): one 32-bit random word, two table
-  gathers and a few integer ops per element, whatever the noise. No per-pixel
-  ``poisson`` call, no float round trip.
+  computed once in float64 (e.g. Poisson(v/255 l)/l pushed through the truncation),
+  rounded to integer weights on a 2**-32 grid, and sampled exactly by inverse
+  CDF at a 32-bit uniform u: a fast table on the top bits of u (taken from one
+  16-bit random word per element) settles all but ~0.1-5 % of the elements in
+  one gather; the rest, whose table cell straddles a CDF breakpoint, are
+  finished with the full u. Gaussian uses that out = clamp(v + D, 0, 255) with
+  D = floor(255 sigma Z) independent of v (one 128 KiB table); impulse is two
+  threshold compares. No per-pixel ``poisson`` call, no float round trip, no
+  approximation beyond the 2**-32 grid (the Walker/Vose alias tables below
+  hold the same integer law and serve as the reference in the tests).
 * Every other imagecorruptions corruption (blurs, weather, digital) is served
   per image through the installed package; the ones broken on the current
   numpy / scikit-image stack fail with a clear :class:`LncliError`.
@@ -39,15 +44,19 @@ authors' code does). uint8 inputs are always clipped and truncated.
 Seeding. The noise of image ``i`` depends only on ``(seed, noise, severity, i,
 C, H, W)`` where ``i`` is its position in the batch or ``indices[i]``. Random
 numbers come from numpy's SFC64 bit generator, one per *block* of
-``B = max(1, 65536 // (C*H*W))`` consecutive indices, seeded with a splitmix64
+``B = max(1, E // (C*H*W))`` consecutive indices (E = 2**18 elements of 16-bit
+words for uint8 input, 2**16 draws for float input), seeded with a splitmix64
 hash of ``(seed, noise, severity, block)``; image ``i`` takes row ``i % B`` of its
 block (the profile and ``param`` are not in the hash: they change the law, not
-the random numbers). Hence results are bit-identical for any batch size,
-chunking or worker split. The random numbers are always drawn on the CPU and
-moved to the images' device. For uint8 images everything after that is integer
-table lookups, so CUDA output is bit-identical to CPU output by construction
-(a ``cuda`` test checks it; it has not been run on a GPU here). Float images use
-float32 arithmetic after the draw, so CUDA may differ from CPU in the last bit.
+the random numbers). The extra 16 bits of u that a few uint8 elements need are a
+splitmix64 hash of (block, position in block). Hence results are bit-identical
+for any batch size, chunking, order, thread count or worker split. The random
+numbers are always drawn on the CPU. For uint8 images everything after that is
+integer table lookups (on the device) plus an integer slow path (on the CPU),
+so CUDA output is bit-identical to CPU output by construction (a ``cuda`` test
+checks it, and a CPU test runs the torch code path against the numpy one; the
+CUDA test has not been run on a GPU here). Float images use float32 arithmetic
+after the draw, so CUDA may differ from CPU in the last bit.
 SFC64's raw stream is fixed across numpy versions (uint8 path); numpy's
 normal/uniform/poisson samplers (float path) carry no such promise.
 """
@@ -185,6 +194,11 @@ _TOTAL_BITS = 32  # each output probability is a multiple of 2**-32
 class _AliasTable:
     """Walker/Vose alias tables for a uint8 -> uint8 channel given as a (256, 256) pmf.
 
+    Reference representation of the integer law (tests check it against the
+    pmf); :func:`corrupt` samples the same law with the faster inverse-CDF
+    samplers further down (:class:`_InvTable`, :class:`_ShiftTable`,
+    :class:`_ImpulseSampler`).
+
     With 32 random bits ``m`` per element: cell ``k = m & 255``, threshold
     ``t = m >> 8`` (24 bits); the output is ``k`` if ``t < Q[v, k]`` else
     ``A[v, k]`` (packed into one int32 per cell so each element costs one gather).
@@ -267,9 +281,9 @@ def _pack(q: np.ndarray, alias: np.ndarray) -> np.ndarray:
     return e.astype(np.uint32).view(np.int32)
 
 
-def _alias_from_pmf(pmf: np.ndarray) -> _AliasTable:
-    """Build exact integer alias tables from a float64 (256, 256) pmf (rows: input level)."""
-    total, cap = 1 << _TOTAL_BITS, 1 << _CELL_BITS
+def _weights_from_pmf(pmf: np.ndarray) -> np.ndarray:
+    """Round a float64 (256, 256) pmf (rows: input level) to int64 weights summing to 2**32 per row."""
+    total = 1 << _TOTAL_BITS
     p = np.clip(pmf, 0.0, None)
     p = p / p.sum(axis=1, keepdims=True)
     w = np.floor(p * total).astype(np.int64)
@@ -281,6 +295,13 @@ def _alias_from_pmf(pmf: np.ndarray) -> _AliasTable:
             w[v, order[v, : deficit[v]]] += 1
         else:  # float rounding pushed the sum over 2**32: take the excess from the largest weights
             w[v, np.argsort(-w[v], kind="stable")[: -deficit[v]]] -= 1
+    return w
+
+
+def _alias_from_pmf(pmf: np.ndarray) -> _AliasTable:
+    """Build exact integer alias tables from a float64 (256, 256) pmf (rows: input level)."""
+    cap = 1 << _CELL_BITS
+    w = _weights_from_pmf(pmf)
     q = np.full((256, 256), cap, dtype=np.int64)
     alias = np.tile(np.arange(256, dtype=np.int64), (256, 1))
     for v in range(256):
@@ -325,14 +346,19 @@ def _gaussian_table(sigma: float) -> _AliasTable:
     return _alias_from_pmf(_pmf_from_cdf(_level_cdf_from_z(((_K + 1) / 255.0 - _V / 255.0) / sigma)))
 
 
-@functools.lru_cache(maxsize=64)
-def _speckle_table(sigma: float) -> _AliasTable:
+def _speckle_pmf(sigma: float) -> np.ndarray:
     """Law of ``uint8(clip(x + x sigma Z, 0, 1) * 255)``, x = v/255: out <= k iff v (1 + sigma Z) < k+1."""
     if sigma == 0:
-        return _alias_from_pmf(np.eye(256))
+        return np.eye(256)
     with np.errstate(divide="ignore", invalid="ignore"):
         cut = ((_K + 1) / _V - 1.0) / sigma  # v = 0 row: +inf -> CDF 1 at every k (all mass on 0)
-    return _alias_from_pmf(_pmf_from_cdf(_level_cdf_from_z(cut)))
+    return _pmf_from_cdf(_level_cdf_from_z(cut))
+
+
+@functools.lru_cache(maxsize=64)
+def _speckle_table(sigma: float) -> _AliasTable:
+    """Alias tables of :func:`_speckle_pmf`."""
+    return _alias_from_pmf(_speckle_pmf(sigma))
 
 
 def _truncate_levels(y: np.ndarray) -> np.ndarray:
@@ -340,9 +366,8 @@ def _truncate_levels(y: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(y, 0.0, 1.0) * 255.0).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=64)
-def _shot_table(lam: float) -> _AliasTable:
-    """Exact law of ``uint8(clip(Poisson(v/255 * lam) / lam, 0, 1) * 255)`` for each v."""
+def _shot_pmf(lam: float) -> np.ndarray:
+    """Exact law of ``uint8(clip(Poisson(v/255 * lam) / lam, 0, 1) * 255)`` for each v: (256, 256)."""
     kmax = int(math.ceil(lam))  # every k >= lam maps to 255
     k = np.arange(kmax + 1, dtype=np.float64)
     levels = _truncate_levels(k / float(lam))  # the same float64 ops as imagecorruptions
@@ -357,7 +382,13 @@ def _shot_table(lam: float) -> _AliasTable:
             pk = np.exp(k * math.log(mu) - mu - lgam)
             pk[kmax] = max(0.0, 1.0 - pk[:kmax].sum())  # the whole tail lands on 255
         np.add.at(pmf[v], levels, pk)
-    return _alias_from_pmf(pmf)
+    return pmf
+
+
+@functools.lru_cache(maxsize=64)
+def _shot_table(lam: float) -> _AliasTable:
+    """Alias tables of :func:`_shot_pmf`."""
+    return _alias_from_pmf(_shot_pmf(lam))
 
 
 @functools.lru_cache(maxsize=64)
@@ -368,6 +399,354 @@ def _impulse_table(amount: float) -> _AliasTable:
     pmf[:, 0] += a / 2
     pmf[:, 255] += a / 2
     return _alias_from_pmf(pmf)
+
+
+# ---------------------------------------------------------------------------
+# Fast exact samplers for uint8 inputs (what corrupt() uses)
+# ---------------------------------------------------------------------------
+#
+# Each element gets a 32-bit uniform ``u = h << 16 | e``: ``h`` is a 16-bit word
+# from the block's SFC64 stream (one ``random_raw`` call per block, 16 bits per
+# element) and ``e`` a 16-bit splitmix64 hash of (block, position in block),
+# computed only for the rare elements that need it. The output is the inverse
+# CDF at u of the law rounded to the 2**-32 grid (the *same* integer weights as
+# the alias tables above, :func:`_weights_from_pmf`). A fast table on the top
+# bits of u (taken from h alone) gives the output for almost every element; the
+# elements whose table cell straddles a CDF breakpoint ("impure" cells, marked
+# in the table) are finished by an exact ``searchsorted`` on the full u.
+# Nothing is approximated: the per-element law is the 2**-32-grid law exactly.
+
+_FAST_BITS = 12  # general tables: (2**12 cells x 256 levels) uint8 = 1 MiB, about L2-sized
+_SHIFT_MARK = 0x7FFF  # int16 marker of an impure cell in the gaussian shift table
+# Elements per random-number block of the uint8 samplers (16 bits each). Changing it changes the streams.
+_U8_BLOCK_ELEMS = 1 << 18
+_EXTRA_SALT = 0xE7037ED1A0B428DB  # separates the refinement hash from the block seed
+
+
+@functools.lru_cache(maxsize=None)
+def _on_device(t: Tensor, device: torch.device) -> Tensor:
+    """Cached copy of an (immutable, cached) table on ``device``."""
+    return t.to(device)
+
+
+def _dev(t: Tensor, device: torch.device) -> Tensor:
+    return t if device.type == "cpu" else _on_device(t, device)
+
+
+def _extra16(ekey: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Low 16 bits of u at positions ``pos`` (int64) of blocks with keys ``ekey`` (uint64): splitmix64, as int64."""
+    z = pos.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + ekey  # wraps mod 2**64
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(48)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Positions:
+    """Where flat elements sit: flat j belongs to image j // numel, which is row ``rows[.]`` of
+    the block with refinement key ``ekeys[.]``; its position in the block is ``row * numel + j % numel``."""
+
+    ekeys: np.ndarray  # uint64 (k,): per image, _splitmix64(block seed ^ _EXTRA_SALT)
+    rows: np.ndarray  # int64 (k,): per image, its row in its block
+    numel: int
+
+    def u(self, hb: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        """Full 32-bit uniforms (int64) of the flat elements ``bad`` (int64), given their 16-bit words ``hb``."""
+        img, col = np.divmod(bad, self.numel)
+        pos = self.rows[img] * self.numel + col
+        return (hb.astype(np.int64) << 16) | _extra16(self.ekeys[img], pos)
+
+
+@dataclass(frozen=True, eq=False)
+class _InvTable:
+    """Inverse-CDF sampler of a uint8 -> uint8 law given by (256, 256) integer weights.
+
+    ``fast[(s << 8) | v]`` (s = top 12 bits of u = ``h >> 4``) is the output for
+    every u in cell s of row v, or ``marker`` when the cell is impure. Pure cells
+    whose output happens to equal ``marker`` take the exact slow path too (it
+    returns the same value), so one compare finds every element to finish.
+    """
+
+    fast: Tensor  # uint8 (2**20,): index (s << 8) | v
+    marker: int
+    flat: np.ndarray  # int64 (256 * 255,): v * 2**32 + cdf[v, k], k = 0..254 (sorted)
+    first: np.ndarray  # uint8 (2**20,): per cell, the output at the cell's first u
+    nbreak: np.ndarray  # int8 (2**20,): breakpoints inside the cell, capped at 2
+
+    @staticmethod
+    def from_weights(w: np.ndarray) -> "_InvTable":
+        """Build from int64 (256, 256) weights, each row summing to 2**32."""
+        cdf = np.cumsum(w, axis=1)  # (256, 256), last column 2**32
+        if not (cdf[:, -1] == 1 << _TOTAL_BITS).all():
+            raise AssertionError("weights must sum to 2**32 per row")
+        sh = _TOTAL_BITS - _FAST_BITS
+        s = np.arange(1 << _FAST_BITS, dtype=np.int64)
+        fast = np.empty((1 << _FAST_BITS, 256), dtype=np.int64)  # (cell, v)
+        nbreak = np.empty((1 << _FAST_BITS, 256), dtype=np.int64)
+        for v in range(256):
+            c = cdf[v, :255]
+            lo = np.searchsorted(c, s << sh, side="right")  # output at the cell's first u
+            hi = np.searchsorted(c, ((s + 1) << sh) - 1, side="right")  # ... and at its last u
+            fast[:, v], nbreak[:, v] = lo, hi - lo
+        first = fast.astype(np.uint8).reshape(-1)
+        impure = nbreak > 0
+        # Marker: the level that fills the fewest pure cells (those join the slow path).
+        marker = int(np.argmin(np.bincount(fast[~impure], minlength=256)))
+        fast[impure] = marker
+        flat = (np.arange(256, dtype=np.int64)[:, None] << 32) + cdf[:, :255]
+        return _InvTable(
+            torch.from_numpy(fast.astype(np.uint8).reshape(-1)),
+            marker,
+            flat.reshape(-1),
+            first,
+            np.minimum(nbreak, 2).astype(np.int8).reshape(-1),
+        )
+
+    def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
+        """v uint8 (E,), h uint16 (E,) -> out uint8 (E,) (contiguous)."""
+        idx = np.bitwise_and(h, 0xFFF0, dtype=np.int32)  # (E,) int32: (s << 8) | v
+        np.left_shift(idx, 4, out=idx)
+        np.bitwise_or(idx, v, out=idx)
+        torch.index_select(self.fast, 0, torch.from_numpy(idx), out=torch.from_numpy(out))
+        bad = np.flatnonzero(out == self.marker)
+        if bad.size:
+            out[bad] = self._slow(v[bad], h[bad], bad, at)
+
+    def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
+        """Exact outputs of the flagged elements (uint8 inputs vb, words hb, flat positions bad)."""
+        vb = vb.astype(np.int64)
+        cell = (hb.astype(np.intp) >> 4 << 8) | vb
+        k = self.first[cell].astype(np.int64)  # the answer for pure cells (output == marker)
+        nb = self.nbreak[cell]
+        need = np.flatnonzero(nb)  # cells with breakpoints (the rest are pure marker cells)
+        if need.size:
+            vn, kn, nbn = vb[need], k[need], nb[need]
+            key = at.u(hb[need], bad[need]) + (vn << 32)
+            # One breakpoint in the cell, cdf[v, k] (the usual case): one compare.
+            kn += key >= self.flat[vn * 255 + np.minimum(kn, 254)]
+            many = np.flatnonzero(nbn > 1)  # several (rare): binary search
+            if many.size:
+                kn[many] = np.searchsorted(self.flat, key[many], side="right") - vn[many] * 255
+            k[need] = kn
+        return k.astype(np.uint8)
+
+    def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
+        """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
+        idx = torch.bitwise_and(h, 0xFFF0).bitwise_left_shift_(4).bitwise_or_(v)
+        out = torch.index_select(_dev(self.fast, v.device), 0, idx)
+        return _fix_slow(out, out == self.marker, v, h, at, self._slow)
+
+
+@dataclass(frozen=True, eq=False)
+class _ShiftTable:
+    """Gaussian noise on uint8 as a shift: ``out = clamp(v + D, 0, 255)``, D = floor(255 sigma Z).
+
+    Why exact: ``v/255 + sigma Z < (k+1)/255`` iff ``255 sigma Z < k + 1 - v`` for
+    integer v, k, so out <= k iff D <= k - v; D only matters in [-255, 255] (the
+    ends absorb the tails, which clip to 0 or 255 for every v). One 128 KiB table
+    indexed by h (the top 16 bits of u) serves all 256 intensities; it holds D,
+    or ``_SHIFT_MARK`` where the cell straddles a breakpoint of D's CDF.
+    """
+
+    fast: Tensor  # int16 (2**16,)
+    cdf: np.ndarray  # int64 (511,): cdf[j] = 2**32 P(D <= j - 255), rounded, j = 0..509; cdf[510] = 2**32
+    first: np.ndarray  # int64 (2**16,): per cell, the first j with cdf[j] > the cell's first u
+    single: np.ndarray  # bool (2**16,): the cell holds exactly one breakpoint, cdf[first]
+
+    @staticmethod
+    def build(sigma: float) -> "_ShiftTable":
+        """Tables for noise level ``sigma`` (on the [0, 1] scale)."""
+        d = np.arange(-255, 255, dtype=np.float64)  # P(D <= d), d = -255..254
+        p = (d >= 0).astype(np.float64) if sigma == 0 else _level_cdf_from_z((d + 1.0) / (255.0 * sigma))
+        # Rounding the CDF (not the pmf) keeps every output probability, clipped
+        # tails included, within 2**-32 of the exact value.
+        cdf = np.maximum.accumulate(np.rint(p * float(1 << _TOTAL_BITS)).astype(np.int64))
+        s = np.arange(1 << 16, dtype=np.int64)
+        lo = np.searchsorted(cdf, s << 16, side="right")
+        hi = np.searchsorted(cdf, ((s + 1) << 16) - 1, side="right")
+        fast = np.where(lo == hi, lo - 255, _SHIFT_MARK).astype(np.int16)
+        return _ShiftTable(torch.from_numpy(fast), np.append(cdf, 1 << _TOTAL_BITS), lo, hi - lo == 1)
+
+    def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
+        """v uint8 (E,), h uint16 (E,) -> out uint8 (E,)."""
+        d = torch.index_select(self.fast, 0, torch.from_numpy(h.astype(np.int32))).numpy()  # (E,) int16
+        bad = np.flatnonzero(d == _SHIFT_MARK)
+        if bad.size:
+            d[bad] = self._slow(v[bad], h[bad], bad, at)
+        np.add(d, v, out=d)
+        np.clip(d, 0, 255, out=d)
+        np.copyto(out, d, casting="unsafe")
+
+    def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
+        """Exact shifts D (int16) of the flagged elements."""
+        u = at.u(hb, bad)
+        cell = hb.astype(np.intp)
+        j = self.first[cell]
+        j += u >= self.cdf[j]  # one breakpoint in the cell (the usual case): one compare
+        multi = np.flatnonzero(~self.single[cell])
+        if multi.size:  # several breakpoints (far tails): binary search
+            j[multi] = np.searchsorted(self.cdf[:-1], u[multi], side="right")
+        return (j - 255).astype(np.int16)
+
+    def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
+        """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
+        d = torch.index_select(_dev(self.fast, v.device), 0, h)  # (E,) int16
+        d = _fix_slow(d, d == _SHIFT_MARK, v, h, at, self._slow)
+        return d.add_(v).clamp_(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class _ImpulseSampler:
+    """Salt and pepper on uint8: u < w -> 255, w <= u < 2w -> 0, else keep (w = round(a/2 2**32))."""
+
+    w: int  # <= 2**31
+
+    def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
+        """v uint8 (E,), h uint16 (E,) -> out uint8 (E,). Branch-free: out = (v & keep_mask) | salt_mask."""
+        w1, w2 = self.w, 2 * self.w
+        t1, t2 = w1 >> 16, w2 >> 16  # u < w iff h < w >> 16, or h == w >> 16 and e < w & 0xFFFF
+        rep = np.ones(v.shape, bool) if t2 >= 1 << 16 else np.less(h, t2)
+        keep = np.subtract(rep.view(np.uint8), 1, dtype=np.uint8)  # 0 where replaced, else 255
+        np.bitwise_and(v, keep, out=out)
+        np.bitwise_or(out, np.multiply(np.less(h, t1).view(np.uint8), 255, dtype=np.uint8), out=out)
+        edges = self._edges()
+        if edges:  # h on a threshold's own cell (2 in 65536): decide with the full u
+            on_edge = np.equal(h, edges[0]) if len(edges) == 1 else np.equal(h, edges[0]) | np.equal(h, edges[1])
+            bad = np.flatnonzero(on_edge)
+            if bad.size:
+                out[bad] = self._slow(v[bad], h[bad], bad, at)
+
+    def _edges(self) -> list[int]:
+        return [w >> 16 for w in (self.w, 2 * self.w) if w & 0xFFFF and w >> 16 < 1 << 16]
+
+    def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
+        u = at.u(hb, bad)
+        return np.where(u < self.w, 255, np.where(u < 2 * self.w, 0, vb)).astype(np.uint8)
+
+    def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
+        """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
+        t1, t2 = self.w >> 16, (2 * self.w) >> 16
+        out = v.masked_fill(h < t2, 0).masked_fill_(h < t1, 255)
+        edges = self._edges()
+        if not edges:
+            return out
+        on_edge = h == edges[0] if len(edges) == 1 else (h == edges[0]) | (h == edges[1])
+        return _fix_slow(out, on_edge, v, h, at, self._slow)
+
+
+def _fix_slow(out: Tensor, flag: Tensor, v: Tensor, h: Tensor, at: _Positions, slow: Callable[..., np.ndarray]) -> Tensor:
+    """Overwrite the flagged elements of ``out`` with the exact slow-path values, computed on the CPU."""
+    bad = torch.nonzero(flag).view(-1)
+    if bad.numel():
+        b = bad.cpu().numpy()
+        res = slow(v[bad].cpu().numpy(), h[bad].cpu().numpy(), b, at)
+        out.index_copy_(0, bad, torch.from_numpy(res).to(out.device))
+    return out
+
+
+_Sampler = _InvTable | _ShiftTable | _ImpulseSampler
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian_sampler(sigma: float) -> _ShiftTable:
+    return _ShiftTable.build(sigma)
+
+
+@functools.lru_cache(maxsize=16)  # ~3.5 MiB each
+def _speckle_sampler(sigma: float) -> _InvTable:
+    return _InvTable.from_weights(_weights_from_pmf(_speckle_pmf(sigma)))
+
+
+@functools.lru_cache(maxsize=16)  # ~3.5 MiB each
+def _shot_sampler(lam: float) -> _InvTable:
+    return _InvTable.from_weights(_weights_from_pmf(_shot_pmf(lam)))
+
+
+@functools.lru_cache(maxsize=64)
+def _impulse_sampler(amount: float) -> _ImpulseSampler:
+    a = min(max(amount, 0.0), 1.0)
+    return _ImpulseSampler(min(int(round(a / 2 * (1 << _TOTAL_BITS))), 1 << (_TOTAL_BITS - 1)))
+
+
+def _u8_words(key: int, block: int, bsz: int, numel: int) -> np.ndarray:
+    """uint16 (bsz, numel): the block's 16-bit words (SFC64 raw stream, little-endian order)."""
+    raw = np.random.SFC64(_block_seed(key, block)).random_raw((bsz * numel + 3) // 4)
+    return raw.view(np.uint16)[: bsz * numel].reshape(bsz, numel)
+
+
+def _sample_u8(x: Tensor, sampler: _Sampler, key: int, idx: Tensor, num_threads: int = 1) -> Tensor:
+    """Run a uint8 sampler over a batch, block by block.
+
+    Image i uses row ``i % B`` of block ``i // B`` (``B = max(1, 2**18 // (C*H*W))``),
+    so its output depends only on (key, i): any batch size, chunking, order or
+    thread count gives the same bits. On CUDA the random words are drawn on the
+    CPU, the table lookups run on the device and the rare slow-path elements
+    are finished on the CPU with the same code, so the output is bit-identical.
+
+    Args:
+        x: uint8 (N, C, H, W) on any device.
+        sampler: the noise's table sampler.
+        key: stream key from :func:`_stream_key`.
+        idx: int64 (N,) CPU global indices.
+        num_threads: CPU only: Python threads over blocks (numpy / torch kernels release the GIL).
+
+    Returns:
+        uint8 (N, C, H, W) on the device of ``x``.
+    """
+    n, numel = x.shape[0], math.prod(x.shape[1:])
+    if n == 0 or numel == 0:
+        return x.clone()
+    bsz = max(1, _U8_BLOCK_ELEMS // numel)
+    gidx = idx.numpy()
+    blocks, rows = gidx // bsz, gidx % bsz
+    ekeys = {int(b): _splitmix64(_block_seed(key, int(b)) ^ _EXTRA_SALT) for b in np.unique(blocks)}
+    # Tasks: (block, batch positions). Contiguous indices give one slice per block.
+    if n == 1 or bool((np.diff(gidx) == 1).all()):
+        cuts = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), n]
+        tasks: list[tuple[int, slice | np.ndarray]] = [(int(blocks[a]), slice(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    else:
+        tasks = [(b, np.flatnonzero(blocks == b)) for b in ekeys]
+
+    def positions(b: int, pos: slice | np.ndarray) -> _Positions:
+        r = rows[pos].astype(np.int64)
+        return _Positions(np.full(len(r), ekeys[b], dtype=np.uint64), r, numel)
+
+    if x.device.type != "cpu":
+        # Whole batch in one pass on the device: words (N, numel) assembled on the CPU.
+        words = np.empty((n, numel), dtype=np.uint16)
+        for b, pos in tasks:
+            words[pos] = _u8_words(key, b, bsz, numel)[rows[pos]]
+        ek = np.array([ekeys[int(b)] for b in blocks], dtype=np.uint64)
+        h = torch.from_numpy(words.view(np.int16)).to(x.device).to(torch.int32).bitwise_and_(0xFFFF)
+        at = _Positions(ek, rows.astype(np.int64), numel)
+        return sampler.sample_t(x.reshape(-1), h.view(-1), at).view(x.shape)
+
+    xs = x.reshape(n, numel).contiguous().numpy()  # (N, numel)
+    out = np.empty_like(xs)
+
+    def work(task: tuple[int, slice | np.ndarray]) -> None:
+        b, pos = task
+        words = _u8_words(key, b, bsz, numel)
+        at = positions(b, pos)
+        if isinstance(pos, slice):  # consecutive rows: everything is a view
+            h, o = words[int(at.rows[0]) : int(at.rows[-1]) + 1], out[pos]
+            sampler.sample_np(xs[pos].reshape(-1), h.reshape(-1), at, o.reshape(-1))
+        else:
+            o = np.empty((len(pos), numel), dtype=np.uint8)
+            sampler.sample_np(xs[pos].reshape(-1), words[at.rows].reshape(-1), at, o.reshape(-1))
+            out[pos] = o
+
+    workers = min(max(1, num_threads), len(tasks))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, tasks))  # list(): re-raise the first worker exception here
+    else:
+        for task in tasks:
+            work(task)
+    return torch.from_numpy(out).view(x.shape)
 
 
 # ---------------------------------------------------------------------------
@@ -398,10 +777,6 @@ def _finish(y: Tensor, like: Tensor, clip: bool = True) -> Tensor:
     return y.to(like.dtype)
 
 
-def _bits(x: Tensor, ctx: _Ctx) -> Tensor:
-    return _draw("bits", ctx.key, ctx.idx, tuple(x.shape[1:])).to(x.device)  # (N, C, H, W) int32
-
-
 def _float_input(x: Tensor) -> Tensor:
     return x.to(torch.float32, copy=True)
 
@@ -409,7 +784,7 @@ def _float_input(x: Tensor) -> Tensor:
 def _gaussian(x: Tensor, sigma: float, ctx: _Ctx) -> Tensor:
     """ImageNet-C gaussian noise: clip(x + N(0, sigma^2), 0, 1)."""
     if x.dtype == torch.uint8:
-        return _gaussian_table(float(sigma)).sample(x, _bits(x, ctx))
+        return _sample_u8(x, _gaussian_sampler(float(sigma)), ctx.key, ctx.idx)
     z = _draw("normal", ctx.key, ctx.idx, tuple(x.shape[1:])).to(x.device)  # (N, C, H, W)
     return _finish(_float_input(x).add_(z.mul_(sigma)), x)
 
@@ -417,18 +792,22 @@ def _gaussian(x: Tensor, sigma: float, ctx: _Ctx) -> Tensor:
 def _speckle(x: Tensor, sigma: float, ctx: _Ctx) -> Tensor:
     """ImageNet-C speckle noise: clip(x + x N(0, sigma^2), 0, 1)."""
     if x.dtype == torch.uint8:
-        return _speckle_table(float(sigma)).sample(x, _bits(x, ctx))
+        return _sample_u8(x, _speckle_sampler(float(sigma)), ctx.key, ctx.idx)
     z = _draw("normal", ctx.key, ctx.idx, tuple(x.shape[1:])).to(x.device)
     y = _float_input(x)
     return _finish(y.add_(y * z.mul_(sigma)), x)
 
 
-def _shot(x: Tensor, lam: float, ctx: _Ctx) -> Tensor:
-    """ImageNet-C shot noise: clip(Poisson(x lam) / lam, 0, 1)."""
+def _check_rate(lam: float) -> None:
     if lam <= 0:
         raise LncliError(f"shot noise needs a positive rate, got {lam}")
+
+
+def _shot(x: Tensor, lam: float, ctx: _Ctx) -> Tensor:
+    """ImageNet-C shot noise: clip(Poisson(x lam) / lam, 0, 1)."""
+    _check_rate(lam)
     if x.dtype == torch.uint8:
-        return _shot_table(float(lam)).sample(x, _bits(x, ctx))
+        return _sample_u8(x, _shot_sampler(float(lam)), ctx.key, ctx.idx)
     # Float input has no finite set of intensities: one numpy Poisson draw per
     # image, from a generator seeded by the same (seed, noise, severity, i) key.
     rates = x.detach().to("cpu", torch.float64).mul(lam).numpy()  # (N, C, H, W)
@@ -445,7 +824,7 @@ def _impulse(x: Tensor, amount: float, ctx: _Ctx) -> Tensor:
     ``amount``; a replaced element is salt (1) or pepper (0) with equal odds.
     """
     if x.dtype == torch.uint8:
-        return _impulse_table(float(amount)).sample(x, _bits(x, ctx))
+        return _sample_u8(x, _impulse_sampler(float(amount)), ctx.key, ctx.idx)
     u = _draw("uniform", ctx.key, ctx.idx, tuple(x.shape[1:])).to(x.device)  # (N, C, H, W)
     # One uniform does both draws: u < a/2 -> salt, a/2 <= u < a -> pepper.
     return x.masked_fill(u < amount, 0.0).masked_fill_(u < amount / 2, 1.0)
@@ -732,9 +1111,11 @@ def corrupt(
             dataset positions when corrupting a dataset in chunks.
         param: an explicit constant (sigma, lambda, amount, p) instead of the
             profile's value for ``severity`` (custom noise). Ignored when severity is 0.
-        num_threads: CPU only: run independent chunks of the batch on this many
-            Python threads. Opt-in (default 1) because callers often already run
-            several threads; the output does not depend on it.
+        num_threads: CPU only: run independent blocks of the batch on this many
+            Python threads (numpy / torch kernels release the GIL). Opt-in
+            (default 1) because callers often already run several threads, and
+            on the shared 2-vCPU benchmark machine 2 threads gave no speed-up;
+            the output does not depend on it.
 
     Returns:
         A new tensor with the dtype, shape and device of ``images``. uint8 input:
@@ -771,6 +1152,14 @@ def corrupt(
         return _apply(NOISES[fn_name], fn_name, images, value, ctx, max(1, int(num_threads)))
 
 
+# uint8 table samplers by registry function name (used by _apply with threads).
+_U8_SAMPLERS: dict[str, Callable[[float], _Sampler]] = {
+    "gaussian": _gaussian_sampler,
+    "speckle": _speckle_sampler,
+    "shot": _shot_sampler,
+    "impulse": _impulse_sampler,
+}
+
 # Noises that draw one number per pixel (H, W) instead of per element (C, H, W).
 _PER_PIXEL = ("paper_dropout",)
 
@@ -783,7 +1172,12 @@ def _apply(fn: NoiseFn, fn_name: str, images: Tensor, value: float, ctx: _Ctx, n
     ``torch.get_num_threads()`` Python threads (torch and numpy's bit generators
     release the GIL). Results are identical either way, since each image's noise
     depends only on its index. CUDA and the per-image backends take the batch whole.
+    uint8 inputs of the table noises go to :func:`_sample_u8` (its own blocks).
     """
+    if images.dtype == torch.uint8 and fn_name in _U8_SAMPLERS:
+        if fn_name == "shot":
+            _check_rate(value)
+        return _sample_u8(images, _U8_SAMPLERS[fn_name](float(value)), ctx.key, ctx.idx, num_threads)
     n = images.shape[0]
     draw_numel = math.prod(images.shape[2:] if fn_name in _PER_PIXEL else images.shape[1:])
     bsz = max(1, _BLOCK_ELEMS // max(1, draw_numel))

@@ -323,3 +323,79 @@ def test_packed_table_matches_two_table_alias():
     t = (m.long() >> 8) & 0xFFFFFF
     want = torch.where(t < table.q.long()[row], cell, table.alias.long()[row]).to(torch.uint8)
     assert torch.equal(got, want), f"{int((got != want).sum())} mismatches"
+
+
+def _random_sampler_inputs(n: int, seed: int):
+    """Random uint8 levels, 16-bit words and block positions for the fast uint8 samplers."""
+    import lncli.corruptions as C
+
+    rng = np.random.default_rng(seed)
+    numel = 97  # odd on purpose: positions cross image rows
+    v = rng.integers(0, 256, n * numel, dtype=np.uint8)
+    h = rng.integers(0, 1 << 16, n * numel, dtype=np.uint16)
+    at = C._Positions(rng.integers(0, 1 << 63, n, dtype=np.uint64), rng.integers(0, 1000, n).astype(np.int64), numel)
+    return v, h, at
+
+
+@pytest.mark.parametrize(
+    ("builder", "param"),
+    [("gaussian", 0.08), ("gaussian", 0.38), ("gaussian", 0.0), ("speckle", 0.35), ("shot", 12.0), ("shot", 500.0), ("impulse", 0.09), ("impulse", 1.0)],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_samplers_equal_exact_inverse_cdf(builder, param, seed):
+    """Fast table + slow path == the plain inverse CDF of the 2**-32-grid law at the full 32-bit u,
+    element by element (impure cells included), and the torch (accelerator) path is bit-identical."""
+    import lncli.corruptions as C
+
+    v, h, at = _random_sampler_inputs(4000, seed)
+    sampler = {"gaussian": C._gaussian_sampler, "speckle": C._speckle_sampler, "shot": C._shot_sampler, "impulse": C._impulse_sampler}[builder](param)
+    got = np.empty_like(v)
+    sampler.sample_np(v, h, at, got)
+    allpos = np.arange(v.size, dtype=np.int64)
+    u = at.u(h, allpos)  # (E,) int64 in [0, 2**32)
+    if builder == "gaussian":
+        d = np.searchsorted(sampler.cdf, u, side="right") - 255
+        want = np.clip(v.astype(np.int64) + d, 0, 255)
+    elif builder == "impulse":
+        want = np.where(u < sampler.w, 255, np.where(u < 2 * sampler.w, 0, v))
+    else:
+        w = C._weights_from_pmf(C._speckle_pmf(param) if builder == "speckle" else C._shot_pmf(param))
+        cdf = np.cumsum(w, axis=1)  # the same integer weights as the alias tables
+        want = (cdf[v.astype(np.int64), :255] <= u[:, None]).sum(axis=1)
+    mism = int((got != want).sum())
+    assert mism == 0, f"{builder}({param}): {mism} of {v.size} elements differ from the exact inverse CDF"
+    t = sampler.sample_t(torch.from_numpy(v), torch.from_numpy(h.astype(np.int32)), at).numpy()
+    assert np.array_equal(t, got), f"torch path differs in {int((t != got).sum())} elements"
+
+
+@pytest.mark.parametrize("sigma", [0.04, 0.18, 0.38])
+def test_gaussian_shift_law_matches_pmf(sigma):
+    """clamp(v + D): the implied (256, 256) law is within 2**-32 of the float64 pmf, tails included."""
+    import lncli.corruptions as C
+
+    cdf = np.concatenate([[0], C._gaussian_sampler(sigma).cdf]).astype(np.float64) / 2.0**32
+    p_d = np.diff(cdf)  # P(D = d), d = -255..255
+    law = np.zeros((256, 256))
+    for v in range(256):
+        np.add.at(law[v], np.clip(v + np.arange(-255, 256), 0, 255), p_d)
+    pmf = C._pmf_from_cdf(C._level_cdf_from_z(((C._K + 1) / 255.0 - C._V / 255.0) / sigma))
+    err = np.abs(law - pmf).max()
+    assert err <= 2.0**-32, f"max |implied - pmf| = {err:.3g}"
+
+
+def test_impulse_thresholds_match_pmf():
+    import lncli.corruptions as C
+
+    for a in (0.01, 0.09, 0.27, 1.0):
+        w = C._impulse_sampler(a).w
+        assert abs(w / 2.0**32 - a / 2) <= 2.0**-33, a
+
+
+def test_uint8_threads_and_scattered_indices_identical():
+    x = torch.randint(0, 256, (200, 3, 33, 31), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    idx = torch.arange(1000, 1200)
+    for noise in ("gaussian", "shot", "impulse", "speckle"):
+        full = corrupt(x, noise, 5, seed=9, indices=idx)
+        assert torch.equal(full, corrupt(x, noise, 5, seed=9, indices=idx, num_threads=2)), noise
+        perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(corrupt(x[perm], noise, 5, seed=9, indices=idx[perm]), full[perm]), noise
