@@ -38,20 +38,12 @@ import torch
 from lncli.corruptions import corrupt
 from lncli.io import atomic_write
 
+from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
 NOISES = ("gaussian", "shot", "impulse")
 SEVERITY = 3
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def photo(size: int) -> np.ndarray:

@@ -145,7 +145,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
         f"`sample_configs/fashion_mnist_{{bn,localnorm}}.yaml`. Test batch {meta['batch_size']}, G = {meta['group_size']} "
         f"(LN: {meta['heads']} heads, `--heads position`), test order shuffled with the seed. "
         f"Hardware: {meta['hardware']}; torch {torch.__version__}, lncli {__version__}, Python {platform.python_version()}. "
-        f"Wall time {meta['wall_s']:.0f} s.",
+        f"Wall time {meta['wall_s']:.0f} s" + (" (evaluation only: models reused from an earlier run)." if meta["reused"] else " (training and evaluation)."),
         "",
         "| profile | noise | sev | param | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
@@ -255,7 +255,7 @@ def main() -> None:
         "seeds": len(seeds), "seed_list": ", ".join(map(str, seeds)),
         "n_test": rows[0][2].n, "epochs": args.epochs or ln_cfg.epochs, "batch_size": args.batch_size,
         "group_size": ln_cfg.norm.group_size, "heads": ln_cfg.norm.num_heads, "hardware": hardware(),
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": time.perf_counter() - t0, "reused": args.reuse,
     }
     write_outputs(rows, agg, args.out, meta)
     print((args.out / "fashion_mnist.md").read_text())
