@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, TypeVar
 
 import typer
+import typer.rich_utils
 from rich.console import Console
+from rich.markup import escape
 
 from lncli import __version__
 from lncli.errors import LncliError
@@ -33,6 +35,23 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_usage_error(self: Any) -> None:  # a click.ClickException (Typer vendors click)
+    """Print a click usage error (bad choice, missing argument, bad number) as one line.
+
+    Why: lncli promises one clear line and exit 2 for every bad input, and scripts grep
+    stderr; Typer's default is a multi-line usage box. The exit code (2) is click's own.
+    """
+    if self.__class__.__name__ == "NoArgsIsHelpError":  # `lncli cmd` alone prints the help
+        return
+    ctx = getattr(self, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    err_console.print(f"[bold red]error:[/] {escape(self.format_message())}{hint}", highlight=False, soft_wrap=True)
+
+
+# Typer's core calls rich_utils.rich_format_error(e) for every click usage error.
+typer.rich_utils.rich_format_error = _one_line_usage_error
 
 
 def _guarded(fn: F) -> F:
@@ -185,7 +204,7 @@ def corrupt_command(
                         jpeg_quality=jpeg_quality, preview=preview, overwrite=overwrite, limit=limit, skip_unreadable=skip_unreadable,
                         num_threads=max(1, threads))  # fmt: skip
     cols = (TextColumn("corrupting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*cols, console=err_console, transient=True) as bar:
+    with Progress(*cols, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("corrupt", total=None)
         records = run_corrupt(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
     written = [r for r in records if r.status == "written"]
@@ -208,7 +227,7 @@ def _train_progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
 
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-    with Progress(*cols, console=err_console) as bar:
+    with Progress(*cols, console=err_console, disable=not err_console.is_terminal) as bar:
         tasks: dict[int, Any] = {}
 
         def on_event(ev: Any) -> None:
@@ -284,7 +303,7 @@ def _eval_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     cols = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*cols, console=err_console, transient=True) as bar:
+    with Progress(*cols, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("evaluate", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
