@@ -333,6 +333,7 @@ def evaluate_command(
     baseline: Annotated[str | None, typer.Option(help="Baseline column for mCE: 1-based index or (part of) its label; default the first.")] = None,
     workers: Annotated[int, typer.Option(help="Threads generating noisy batches ahead of the models (0 = inline).")] = 0,
     amp: Annotated[bool, typer.Option("--amp", help="float16 autocast on CUDA (ignored on CPU; recorded).")] = False,
+    rescale: Annotated[bool, typer.Option("--rescale", help="With --profile paper: min-max rescale the whole noisy test set per channel onto the clean set's range, as the authors did.")] = False,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from dataclasses import asdict
@@ -348,7 +349,7 @@ def evaluate_command(
         noises=noises, severities=parse_severities(severity), profile=profile.value,
         modes=parse_list(mode, MODES, "mode") if mode else None, heads=heads.value, group_size=group_size,
         batch_size=batch_size, seed=seed, order_seed=None if order_seed < 0 else order_seed,
-        device=device.value, amp=amp, workers=workers,
+        device=device.value, amp=amp, workers=workers, rescale=rescale,
     )  # fmt: skip
     info = distributed.init_distributed(distributed.local_device(device.value))
     try:

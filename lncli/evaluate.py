@@ -106,6 +106,10 @@ class EvalConfig:
     amp: bool = False
     # Background threads that generate the next noisy batch while the models run (0 = inline).
     workers: int = 0
+    # The authors' min-max rescale (``paper`` profile only): off, because it is a property of their
+    # protocol, not of the noise. When on, each noisy cell is computed in float without clipping and the
+    # whole noisy test set is rescaled per channel onto the clean test set's range (PAPER.md, "Rescale").
+    rescale: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class EvalRecord:
     data: str
     synthetic: bool
     lncli_version: str
+    rescale: bool = False  # the paper's dataset-level min-max rescale was applied to this cell
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (CSV/JSON row)."""
@@ -593,6 +598,15 @@ def _validate(config: EvalConfig) -> None:
         raise LncliError("no severity to evaluate")
     if config.workers < 0:
         raise LncliError(f"--workers must be >= 0, got {config.workers}")
+    if config.rescale and config.profile != "paper":
+        raise LncliError(f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}")
+
+
+def _rescale(x: Tensor, lo: Tensor, hi: Tensor, ref_lo: Tensor, ref_hi: Tensor) -> Tensor:
+    """Map per-channel [lo, hi] of the whole noisy set onto [ref_lo, ref_hi], clipped to [0, 1]; x (B, C, H, W), ranges (C,)."""
+    c = (slice(None), None, None)
+    span = (hi - lo).clamp_min(1e-12)  # a constant channel maps to the reference minimum
+    return ((x - lo[c]) / span[c] * (ref_hi - ref_lo)[c] + ref_lo[c]).clamp_(0.0, 1.0)
 
 
 def _shard(num_batches: int, rank: int, world: int) -> range:
@@ -708,11 +722,39 @@ def evaluate_grid(
         images, labels = source(cell)
         x = images[idx]  # (B, C, H, W) uint8
         if cell.noise != CLEAN and data.cifar10c_dir is None:
-            x = corrupt(x, cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
+            if config.rescale:
+                lo, hi = ranges[cell]
+                x = _rescale(_paper_float(x, cell, idx), lo, hi, ref_lo, ref_hi)  # float (B, C, H, W) in [0, 1]
+            else:
+                x = corrupt(x, cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
         y = labels[idx]
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
         return x, y
+
+    def _paper_float(x: Tensor, cell: _Cell, idx: Tensor) -> Tensor:
+        """The paper's noise on float [0, 1] input: unclipped, so the rescale sees the real range."""
+        return corrupt(x.to(torch.float32).div_(255.0), cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
+
+    # The paper's rescale is dataset-level: one pass over every noisy cell for its per-channel range
+    # (over the WHOLE test set on every rank, so that sharded runs rescale exactly like one process).
+    ranges: dict[_Cell, tuple[Tensor, Tensor]] = {}
+    ref_lo = ref_hi = None
+    if config.rescale and data.clean is not None:
+        clean_f = data.clean.images
+        ref_lo = clean_f.amin(dim=(0, 2, 3)).to(torch.float32).div_(255.0)  # (C,) the clean set's range
+        ref_hi = clean_f.amax(dim=(0, 2, 3)).to(torch.float32).div_(255.0)
+        for cell in cells:
+            if cell.noise == CLEAN:
+                continue
+            lo = hi = None
+            for s in range(0, n_total, 1024):
+                idx = torch.arange(s, min(s + 1024, n_total))
+                y = _paper_float(data.clean.images[idx], cell, idx)
+                blo, bhi = y.amin(dim=(0, 2, 3)), y.amax(dim=(0, 2, 3))  # (C,)
+                lo = blo if lo is None else torch.minimum(lo, blo)
+                hi = bhi if hi is None else torch.maximum(hi, bhi)
+            ranges[cell] = (lo, hi)
 
     jobs = [(ci, cell, s) for ci, cell in enumerate(cells) for s in my_batches]
     autocast = torch.autocast("cuda", dtype=torch.float16) if (config.amp and device.type == "cuda") else contextlib.nullcontext()
@@ -771,6 +813,7 @@ def evaluate_grid(
                     data=data.name,
                     synthetic=data.synthetic,
                     lncli_version=__version__,
+                    rescale=bool(config.rescale and cell.noise != CLEAN and data.cifar10c_dir is None),
                 )
             )
     return records

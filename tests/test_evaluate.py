@@ -352,3 +352,36 @@ def test_two_process_gloo_sharding_matches_single_process(ckpts: dict[str, Path]
         got = torch.load(f"{out}.{rank}", weights_only=True)
         assert [(g["correct"], g["n"]) for g in got] == [(r.correct, r.n) for r in single]
         assert {g["world_size"] for g in got} == {2}
+
+
+# ---------------------------------------------------------------------------
+# the paper's dataset-level min-max rescale
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise, severity", [("gaussian", 5), ("poisson", 3), ("dropout", 4)])
+def test_paper_rescale_matches_whole_set_reference(ckpts: dict[str, Path], data: EvalData, noise: str, severity: int) -> None:
+    """Batched evaluation with --rescale equals rescaling the whole noisy set at once (corruptions.rescale_minmax)."""
+    from lncli.checkpoint import load_checkpoint
+    from lncli.corruptions import corrupt, rescale_minmax
+
+    config = cfg(profile="paper", noises=(noise,), severities=(severity,), modes=("running",), rescale=True)
+    (rec,) = evaluate_grid(load_checkpoints([ckpts["bn"]]), data, config)
+    images, labels = data.clean.images, data.clean.labels
+    noisy = corrupt(images.float() / 255.0, noise, severity, seed=0, profile="paper")  # unclipped floats
+    x = rescale_minmax(noisy, reference=images)
+    model = build_model(load_checkpoint(ckpts["bn"])).eval()
+    with torch.inference_mode():
+        expected = int((model(normalize(x, META)).argmax(1) == labels).sum())
+    assert rec.rescale and rec.profile == "paper"
+    assert rec.correct == expected, f"batched rescale {rec.correct} != whole-set reference {expected}"
+
+
+def test_paper_rescale_changes_the_input_and_needs_the_paper_profile(ckpts: dict[str, Path], data: EvalData) -> None:
+    models = load_checkpoints([ckpts["bn"]])
+    base = dict(profile="paper", noises=("gaussian",), severities=(0, 5), modes=("running",))
+    plain, scaled = (evaluate_grid(models, data, cfg(**base, rescale=r)) for r in (False, True))
+    assert [r.rescale for r in scaled] == [False, True]  # the clean row is never rescaled
+    assert plain[0].correct == scaled[0].correct
+    with pytest.raises(LncliError, match="--profile paper"):
+        evaluate_grid(models, data, cfg(rescale=True))
