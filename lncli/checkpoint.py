@@ -413,10 +413,13 @@ def _from_lncli_payload(obj: dict[str, Any], path: Path) -> Checkpoint:
     if missing:
         raise CheckpointError(f"{path} is a malformed lncli checkpoint: missing {', '.join(missing)}")
     state = obj["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path} is a malformed lncli checkpoint: state_dict is not a dict of tensors")
     if not isinstance(obj["arch"], str):
         raise CheckpointError(f"{path} is a malformed lncli checkpoint: arch is not a string")
+    for key in ("arch_kwargs", "config", "metrics", "provenance", "train_state"):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            raise CheckpointError(f"{path} is a malformed lncli checkpoint: {key} is not a dict")
     try:
         data = DataMeta.from_dict(obj["data"])
     except DataError as exc:

@@ -37,6 +37,7 @@ import io
 import math
 import os
 import pickle
+import zlib
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -316,8 +317,12 @@ _IDX_FILES = {
 def _read_idx(path: Path) -> np.ndarray:
     """Parse an idx file (LeCun's MNIST format, optionally gzip-compressed) of unsigned bytes."""
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
+        if path.suffix == ".gz":
+            with gzip.open(path) as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise DataError(f"cannot read {path}: {exc}") from None
     # Header: 2 zero bytes, a type code (0x08 = ubyte), the number of dims, then one
     # big-endian uint32 per dim.
@@ -325,6 +330,8 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an idx file of unsigned bytes (bad magic number)")
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated or corrupt: {len(raw)} bytes, shorter than its {header}-byte header")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = header + math.prod(dims)
     if len(raw) != expected:

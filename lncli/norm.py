@@ -112,7 +112,8 @@ class LocalNorm2d(nn.BatchNorm2d):
     **Ragged batches.** If N % G = r != 0, the first N - r samples are grouped as usual and
     the last r samples form one smaller group that uses the next head (head
     ``(N // G) mod num_heads``). A batch with N < G is one group using head 0. Nothing is
-    dropped. In the running-statistics update the groups are weighted by their size.
+    dropped. In the running-statistics update the groups are weighted by their size (a
+    one-value tail group, one sample of a 1x1 map, has no variance and is left out of it).
 
     **Test time** (``eval()``): ``test_stats`` picks the statistics (see :data:`TEST_STATS`)
     and ``test_heads`` the affine (see :data:`TEST_HEADS`). The affine position of a sample
@@ -299,6 +300,12 @@ class LocalNorm2d(nn.BatchNorm2d):
         """Normalise (N, C, H, W); see the class docstring for the train/test rules."""
         self._check_input_dim(input)
         n = input.shape[0]
+        if n == 0:  # an empty batch gives an empty output, as in BatchNorm2d (no stats to take)
+            if self.training:
+                self._momentum()  # BN counts the batch too
+            w = None if self.head_weight is None else self.head_weight[0]
+            b = None if self.head_bias is None else self.head_bias[0]
+            return F.batch_norm(input, None, None, w, b, True, 0.0, self.eps)  # keeps the autograd chain
         if self.training:
             return self._local(input, self.group_size, self._momentum())
         stats = self.test_stats
@@ -321,7 +328,9 @@ class LocalNorm2d(nn.BatchNorm2d):
             if uniform:
                 return self._grouped(input, n, 1, w, b, None)
             y = self._grouped(input, n, 1, None, None, None)  # normalise, then per-sample affine
-            return torch.addcmul(self._per_sample(b, n)[:, :, None, None], y, self._per_sample(w, n)[:, :, None, None])
+            # .to: half/bf16 activations with fp32 heads (autocast) keep the input dtype, as BN does.
+            w, b = self._per_sample(w, n)[:, :, None, None], self._per_sample(b, n)[:, :, None, None]
+            return torch.addcmul(b, y, w).to(input.dtype)
         # running
         if uniform:
             return F.batch_norm(input, self.running_mean, self.running_var, w, b, False, 0.0, self.eps)
@@ -329,7 +338,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         inv_std = torch.rsqrt(self.running_var + self.eps)  # (C,)
         s = self._per_sample(w, n) * inv_std
         t = self._per_sample(b, n) - self.running_mean * s
-        return torch.addcmul(t[:, :, None, None], input, s[:, :, None, None])
+        return torch.addcmul(t[:, :, None, None], input, s[:, :, None, None]).to(input.dtype)  # dtype: as above
 
     def _local(self, x: Tensor, g: int, momentum: float) -> Tensor:
         """Normalise every group of g samples by its own statistics (the ragged rule applies)."""
@@ -358,14 +367,21 @@ class LocalNorm2d(nn.BatchNorm2d):
             wt = bt = None
             if w is not None:
                 wt, bt = (w, b) if w.dim() == 1 else (w[m], b[m])
-            rm = self.running_mean if update else None
-            rv = self.running_var if update else None
-            outs.append(F.batch_norm(xt, rm, rv, wt, bt, True, momentum, self.eps))
+            # A one-value tail (one sample of a 1x1 map) has no variance to learn from:
+            # it is normalised (to the bias) but left out of the running-stats update.
+            tail_update = update and not (m and xt.numel() == c)
+            rm = self.running_mean if tail_update else None
+            rv = self.running_var if tail_update else None
+            outs.append(_batch_stats_norm(xt, rm, rv, wt, bt, momentum, self.eps))
             if update and m:
                 # Size-weighted average of the full groups' update and the tail group's.
                 with torch.no_grad():
-                    self.running_mean.mul_(r / n).add_(full_mean, alpha=m * g / n)
-                    self.running_var.mul_(r / n).add_(full_var, alpha=m * g / n)
+                    if not tail_update:
+                        self.running_mean.copy_(full_mean)
+                        self.running_var.copy_(full_var)
+                    else:
+                        self.running_mean.mul_(r / n).add_(full_mean, alpha=m * g / n)
+                        self.running_var.mul_(r / n).add_(full_var, alpha=m * g / n)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _grouped(
@@ -403,7 +419,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         if m == 1:  # one group is plain BatchNorm (and updates the running stats in place)
             if momentum is not None:
                 rm, rv = self.running_mean, self.running_var
-            return F.batch_norm(x, rm, rv, w, b, True, momentum or 0.0, self.eps)
+            return _batch_stats_norm(x, rm, rv, w, b, momentum or 0.0, self.eps)
         n, c, *hw = x.shape
         if momentum is not None:
             # One running copy per group; each gets BN's own update, then they are averaged.
@@ -414,7 +430,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         else:
             # Consecutive: sample k*g + j is member j of group k; needs a transposed copy.
             xg = x.reshape(m, g, c, *hw).transpose(0, 1).reshape(g, m * c, *hw)  # (g, m*C, H, W)
-        y = F.batch_norm(xg, rm, rv, w, b, True, momentum or 0.0, self.eps)
+        y = _batch_stats_norm(xg, rm, rv, w, b, momentum or 0.0, self.eps)
         if momentum is not None:
             with torch.no_grad():
                 self.running_mean.copy_(rm.view(m, c).mean(0))
@@ -437,6 +453,22 @@ class LocalNorm2d(nn.BatchNorm2d):
             and x.dim() == 4
             and x.shape[2] * x.shape[3] > 1
         )
+
+
+def _batch_stats_norm(
+    x: Tensor, rm: Tensor | None, rv: Tensor | None, w: Tensor | None, b: Tensor | None, momentum: float, eps: float
+) -> Tensor:
+    """Training-mode ``F.batch_norm`` (batch statistics) that also accepts one value per channel
+    when no running statistics are updated (``rm is None``, e.g. at test time).
+
+    Such a group (one sample of a 1x1 map: ``single`` stats, or a one-sample ragged tail) has
+    variance 0 and normalises to the bias. ``F.batch_norm`` refuses it only because BN's
+    unbiased running-variance update would divide by zero, which does not apply here.
+    """
+    if rm is None and x.numel() == x.shape[1]:  # (1, C, 1, 1)-like: one value per channel
+        # cudnn off: a degenerate (C-value) case, so take ATen's native kernel everywhere.
+        return torch.batch_norm(x, w, b, None, None, True, 0.0, eps, False)
+    return F.batch_norm(x, rm, rv, w, b, True, momentum, eps)
 
 
 # ------------------------------------------------------------------------------------------

@@ -375,6 +375,19 @@ def test_error_newer_format_and_malformed_payload(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "bad2.pt")
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("arch_kwargs", [1, 2]), ("config", [1]), ("metrics", "x"), ("provenance", 3), ("train_state", 5),
+     ("state_dict", {1: torch.zeros(1)})],
+)
+def test_error_malformed_payload_fields_are_checkpoint_errors(tmp_path: Path, key: str, value: object) -> None:
+    """Non-dict fields (or non-str state_dict keys) used to escape as TypeError/ValueError/AttributeError."""
+    _, ckpt = _tiny()
+    torch.save({**ckpt.to_dict(), key: value}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="malformed lncli checkpoint"):
+        build_model(load_checkpoint(tmp_path / "bad.pt"))
+
+
 def test_error_bad_arch_kwargs() -> None:
     _, ckpt = _tiny()
     ckpt.arch_kwargs = {"depth": 3}

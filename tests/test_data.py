@@ -171,6 +171,20 @@ def test_fashion_mnist_corrupt_file(tmp_path: Path) -> None:
         load_dataset("fashion-mnist", data_dir=tmp_path)
 
 
+def test_fashion_mnist_damaged_gzip_and_short_header_are_data_errors(tmp_path: Path) -> None:
+    """A corrupt deflate stream (zlib.error) and a header cut short (numpy ValueError) were tracebacks."""
+    _write_fmnist(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    good = gzip.compress(gzip.decompress(path.read_bytes()))  # a 10-byte header: no file name
+    path.write_bytes(good[:10] + b"\xff" * 8 + good[18:])  # valid gzip header, garbage deflate data
+    with pytest.raises(DataError, match="cannot read"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+    path.unlink()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00")  # 3 dims declared, 2 bytes of them
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+
+
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_mod, "SYSTEM_FASHION_MNIST_DIRS", (SYSTEM_FMNIST,))

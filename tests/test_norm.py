@@ -274,6 +274,74 @@ def test_running_without_buffers_uses_batch_stats() -> None:
         assert_close(ln(x), bn(x), "running without buffers")
 
 
+@pytest.mark.parametrize("stats", TEST_STATS)
+@pytest.mark.parametrize("n", [1, 5])
+@pytest.mark.parametrize("seed", range(3))
+def test_eval_on_1x1_maps_does_not_crash(stats: str, n: int, seed: int, kernel_path: str) -> None:
+    """1x1 maps (e.g. resnet18's last stage on 32x32 input): a group of one sample has one value
+    per channel, variance 0, so it normalises to its head's bias; eval must not raise like BN's train mode."""
+    gen = torch.Generator().manual_seed(seed)
+    ln = random_heads(LocalNorm2d(3, group_size=4, num_heads=2), gen).eval()
+    ln.test_stats = stats
+    x = torch.randn(n, 3, 1, 1, generator=gen)
+    y = ln(x)  # raised ValueError ("Expected more than 1 value per channel when training")
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    one_sample_groups = {"single": range(n), "local": [n - 1] if n % 4 == 1 else [], "batch": [0] if n == 1 else []}
+    for i in one_sample_groups.get(stats, []):
+        expected = ln.head_bias[int(ln._sample_group(n, x.device)[i]) % ln.num_heads]  # position heads
+        err = (y[i, :, 0, 0] - expected).abs().max().item()
+        # (x - mean) is ~1 ulp, amplified by 1/sqrt(eps) ~ 316: hence atol 1e-4.
+        assert err < 1e-4, f"{stats}: one-sample group {i} should give the bias; max abs error {err:.3g}"
+
+
+@pytest.mark.parametrize("stats", TEST_STATS)
+@pytest.mark.parametrize("heads", ["position", "mean"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_eval_keeps_low_precision_input_dtype(stats: str, heads: str, dtype: torch.dtype) -> None:
+    """Half/bf16 activations with fp32 heads (autocast): the output keeps the input dtype, as
+    BatchNorm2d's does. ``batch``/``running`` with position heads returned float32."""
+    gen = torch.Generator().manual_seed(0)
+    ln = random_heads(LocalNorm2d(3, group_size=2, num_heads=3), gen).eval()
+    set_test_mode(ln, stats=stats, heads=heads)
+    x = torch.randn(6, 3, 4, 4, generator=gen)
+    y = ln(x.to(dtype))
+    assert y.dtype == dtype
+    ref = ln(x.to(dtype).float())  # the same maths in fp32
+    err = (y.float() - ref).abs().max().item()
+    assert err < 0.05, f"{stats}/{heads}: max abs error {err:.3g} against fp32"
+
+
+@pytest.mark.parametrize("stats", TEST_STATS)
+@pytest.mark.parametrize("train", [True, False])
+def test_empty_batch_like_batchnorm(stats: str, train: bool) -> None:
+    """N = 0 (e.g. an uneven last shard) returns an empty output, as BatchNorm2d does; it raised
+    ValueError / IndexError / ZeroDivisionError depending on the mode."""
+    ln = LocalNorm2d(3, group_size=2, num_heads=2, test_stats=stats).train(train)
+    bn = nn.BatchNorm2d(3).train(train)
+    x = torch.randn(0, 3, 4, 4, requires_grad=True)
+    y = ln(x)
+    y.sum().backward()
+    bn(x.detach())
+    assert y.shape == x.shape and x.grad is not None and x.grad.shape == x.shape
+    assert int(ln.num_batches_tracked) == int(bn.num_batches_tracked)
+    assert_close(ln.running_mean, bn.running_mean, "running_mean")
+    assert_close(ln.running_var, bn.running_var, "running_var")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_train_ragged_one_value_tail_on_1x1_maps(seed: int) -> None:
+    """N % G == 1 on 1x1 maps in training: the tail is normalised, the running stats come
+    from the full groups only (the tail has no variance), and nothing is NaN."""
+    gen = torch.Generator().manual_seed(seed)
+    ln, ref = LocalNorm2d(3, group_size=2), LocalNorm2d(3, group_size=2)
+    x = torch.randn(5, 3, 1, 1, generator=gen)
+    y = ln(x)  # raised ValueError before
+    ref(x[:4])
+    assert torch.isfinite(y).all()
+    assert_close(ln.running_mean, ref.running_mean, "running_mean")
+    assert_close(ln.running_var, ref.running_var, "running_var")
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_vote_predict_equals_manual_loop(seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
@@ -458,3 +526,19 @@ def test_cuda_parity(grouping: str, seed: int) -> None:
             set_test_mode(gpu, stats=stats, heads=heads)
             with torch.no_grad():
                 torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), **tol, msg=f"{stats}/{heads}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_cuda_parity_degenerate_batches(n: int) -> None:
+    """1x1 maps (one value per channel per group) and empty batches on CUDA match the CPU."""
+    gen = torch.Generator().manual_seed(0)
+    cpu = random_heads(LocalNorm2d(4, group_size=4, num_heads=2), gen).eval()
+    gpu = LocalNorm2d(4, group_size=4, num_heads=2).cuda().eval()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(n, 4, 1, 1, generator=gen)
+    for stats in TEST_STATS:
+        set_test_mode(cpu, stats=stats)
+        set_test_mode(gpu, stats=stats)
+        with torch.no_grad():
+            torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), rtol=1e-4, atol=1e-4, msg=stats)
