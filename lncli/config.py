@@ -528,6 +528,8 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mappin
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:  # e.g. a checkpoint passed by mistake
+            raise ConfigError(f"config {p} is not a UTF-8 text (YAML) file") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:

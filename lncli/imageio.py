@@ -148,7 +148,7 @@ def read_image(path: Path) -> Tensor:
         with Image.open(path) as im:
             im.load()
             return _pil_to_tensor(im)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise LncliError(f"cannot read image {path}: {exc}") from None
 
 
@@ -305,6 +305,17 @@ def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | No
         targets = [_out_path(config, n, s, r) for n in noises for s in config.severities for r in rels]
     if config.preview is not None:
         targets.append(config.preview)
+    # Two inputs that differ only in suffix (a.png, a.bmp) map to one output file: the
+    # second would silently replace the first, even without --overwrite.
+    seen_targets: set[Path] = set()
+    for t in targets:
+        if t in seen_targets:
+            raise LncliError(f"two outputs would both be written as {t} (e.g. inputs a.png and a.bmp); rename one of them")
+        seen_targets.add(t)
+    if config.out.exists() and not config.out.is_dir():
+        raise LncliError(f"--out {config.out} is a file, not a folder")
+    if config.preview is not None:
+        _check_preview_format(config.preview)  # before any output is written
     if not config.overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
@@ -397,6 +408,16 @@ def _safe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- preview
+
+
+def _check_preview_format(path: Path) -> None:
+    """Refuse a preview suffix matplotlib cannot write (a one-line error instead of a traceback after the run)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in supported:
+        raise LncliError(f"--preview {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
 
 
 def write_preview(items: Sequence[_Item], noises: Sequence[str], config: CorruptConfig) -> None:

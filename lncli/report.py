@@ -55,15 +55,35 @@ class Column:
 def columns(records: Sequence[EvalRecord]) -> list[Column]:
     """Columns in record order, labelled ``<checkpoint stem>:<mode>``.
 
-    Stems that collide (``a/best.pt`` and ``b/best.pt``) get their parent folder prepended.
+    Stems that collide (``a/best.pt`` and ``b/best.pt``) get their parent folder prepended,
+    and more parent folders while they still collide (``s1/bn/best.pt``, ``s2/bn/best.pt``):
+    labels must be unique, since the baseline and the mCE rows are looked up by label.
     """
     keys = list(dict.fromkeys((r.checkpoint, r.mode) for r in records))
     paths = list(dict.fromkeys(k[0] for k in keys))
-    stems = [Path(p).stem for p in paths]
-    names = {}
-    for p, stem in zip(paths, stems):
-        names[p] = f"{Path(p).parent.name}/{stem}" if stems.count(stem) > 1 else stem
+
+    def name(p: str, depth: int) -> str:  # stem plus its last depth-1 parent folders
+        parts = _parts(p)
+        return "/".join([*parts[max(0, len(parts) - depth) : -1], Path(p).stem]) if parts else p
+
+    depth = dict.fromkeys(paths, 1)
+    while True:
+        names = {p: name(p, depth[p]) for p in paths}
+        counts = list(names.values())
+        grow = [p for p in paths if counts.count(names[p]) > 1 and depth[p] < len(_parts(p))]
+        if not grow:
+            break
+        for p in grow:
+            depth[p] += 1
+    counts = list(names.values())
+    names = {p: (p if counts.count(n) > 1 else n) for p, n in names.items()}  # e.g. "a.pt" and "./a.pt"
     return [Column(k, f"{names[k[0]]}:{k[1]}") for k in keys]
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """Path components without the root (``/a/b.pt`` -> ``("a", "b.pt")``)."""
+    pp = Path(path)
+    return pp.parts[1:] if pp.anchor else pp.parts
 
 
 def _noises(records: Sequence[EvalRecord]) -> list[str]:
@@ -309,6 +329,13 @@ def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in supported:  # one line instead of matplotlib's ValueError traceback
+        raise LncliError(f"--plot {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
 
     noises = _noises(records) or [CLEAN]
     cols = columns(records)

@@ -520,6 +520,13 @@ class _Loop:
         self.optimizer.load_state_dict(ts["optimizer"])
         for g in self.optimizer.param_groups:
             g["base_lr"] = self.cfg.optim.lr
+        global_step = int(ts["global_step"])
+        saved_spe = (ts.get("scheduler") or {}).get("steps_per_epoch")
+        if saved_spe is not None and int(saved_spe) != self.steps_per_epoch:
+            # Resumed at an epoch boundary with another number of ranks: the steps per epoch
+            # changed, and the LR schedule is a function of global_step / steps_per_epoch, so
+            # re-express the position in the new steps (else the schedule jumps ahead or back).
+            global_step = int(ts["epoch"]) * self.steps_per_epoch + int(ts["step"])
         if self.scaler is not None and ts.get("scaler"):
             self.scaler.load_state_dict(ts["scaler"])
         if "rng" in ts and isinstance(ts["rng"].get("torch_cpu"), Tensor):
@@ -528,7 +535,7 @@ class _Loop:
         self.state = _LoopState(
             epoch=int(ts["epoch"]),
             step=int(ts["step"]),
-            global_step=int(ts["global_step"]),
+            global_step=global_step,
             # Saved sums are over all ranks; rank 0 carries them, the others restart at 0.
             loss_sum=float(ts["loss_sum"]) if main else 0.0,
             correct=float(ts["correct"]) if main else 0.0,
@@ -667,12 +674,9 @@ class _Loop:
         assert self.test_x is not None and self.test_y is not None
         self.model.eval()
         n = len(self.test_y)
-        w, r = self.dist.world_size, self.dist.rank
-        lo, hi = n * r // w, n * (r + 1) // w  # contiguous shard keeps test order within groups
         bs = self.cfg.eval_batch_size or self.cfg.batch_size
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for i in range(lo, hi, bs):
-            j = min(hi, i + bs)
+        for i, j in _eval_batches(n, bs, self.dist.rank, self.dist.world_size):
             x = normalize(self.test_x[i:j], self.meta).contiguous(memory_format=self.memory_format)
             y = self.test_y[i:j]
             with self._autocast():
@@ -734,6 +738,18 @@ class _Loop:
         return rec
 
 
+def _eval_batches(n: int, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """This rank's test batches ``[(start, end), ...]``: a contiguous run of *whole* batches.
+
+    Why whole batches: test-time batch/LocalNorm statistics depend on which images share a
+    batch, so every rank must see exactly the batches a single process would (as in
+    :mod:`lncli.evaluate`); an image-level split would cut batches at other places.
+    """
+    starts = list(range(0, n, batch_size))
+    mine = starts[len(starts) * rank // world : len(starts) * (rank + 1) // world]
+    return [(i, min(n, i + batch_size)) for i in mine]
+
+
 def _emit(progress: ProgressFn | None, ev: TrainEvent) -> None:
     if progress is not None:
         progress(ev)
@@ -783,6 +799,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     cfg = validate(config)
     out = Path(out_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
     if resume and not last_path.is_file():
         raise CheckpointError(f"--resume: {last_path} does not exist; run without --resume to start fresh")
     if not resume and last_path.exists():

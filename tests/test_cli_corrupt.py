@@ -208,3 +208,38 @@ def test_run_corrupt_records(image_dir: Path, tmp_path: Path):
 )
 def test_parse_severities(spec: str, want: tuple[int, ...]):
     assert parse_severities(spec) == want
+
+
+def test_inputs_differing_only_in_suffix_are_refused_not_overwritten(tmp_path: Path):
+    # a.png and a.bmp both map to OUT/<noise>/<sev>/a.png: the second silently replaced the first.
+    src = tmp_path / "dup"
+    src.mkdir()
+    Image.fromarray(_rgb(0)).save(src / "a.png")
+    Image.fromarray(_rgb(1)).save(src / "a.bmp")
+    out = tmp_path / "o"
+    msg = _one_error_line(_invoke(str(src), "--noise", "gaussian", "--severity", "1", "--out", str(out)))
+    assert "a.png" in msg
+    assert not out.exists()  # refused before anything was written
+
+
+def test_bad_preview_suffix_fails_before_writing(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    msg = _one_error_line(_invoke(str(image_dir), "--noise", "gaussian", "--severity", "1", "--out", str(out),
+                                  "--preview", str(tmp_path / "grid.txt")))  # fmt: skip
+    assert "grid.txt" in msg and "png" in msg
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_one_line(image_dir: Path, tmp_path: Path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    msg = _one_error_line(_invoke(str(image_dir), "--noise", "gaussian", "--severity", "1", "--out", str(f)))
+    assert "not a folder" in msg
+
+
+def test_decompression_bomb_is_an_unreadable_file(image_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    # Pillow raises DecompressionBombError (not an OSError) above 2 x MAX_IMAGE_PIXELS: it must be
+    # the usual one-line "cannot read image" error (or a skipped file), not a traceback.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 20x16 test image is 320 px > 2 x 100
+    with pytest.raises(LncliError, match="cannot read image"):
+        read_image(image_dir / "a.png")

@@ -137,6 +137,11 @@ def test_file_errors(tmp_path: Path) -> None:
         load_train_config(_write(tmp_path, "- 1\n- 2\n"))
     # An empty file means "all defaults".
     assert load_train_config(_write(tmp_path, "# nothing\n")) == TrainConfig()
+    # A binary file (a checkpoint passed by mistake) is one line too, not a UnicodeDecodeError.
+    binary = tmp_path / "last.pt"
+    binary.write_bytes(b"PK\x03\x04\xda\xff\xfe binary")
+    with pytest.raises(ConfigError, match="not a UTF-8 text"):
+        load_train_config(binary)
 
 
 def test_parse_override() -> None:

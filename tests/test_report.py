@@ -179,3 +179,23 @@ def test_check_thresholds_errors() -> None:
     no_clean = [r for r in recs if r.noise != CLEAN]
     with pytest.raises(LncliError, match="clean row"):
         check_thresholds(no_clean, max_drop=0.1)
+
+
+def test_column_labels_stay_unique_when_parent_and_stem_collide() -> None:
+    # seed1/bn/best.pt and seed2/bn/best.pt both used to be "bn/best": the mCE dict (keyed by
+    # label) then gave every such column the last one's numbers, the baseline's included.
+    recs = []
+    for ck, clean in (("runs/seed1/bn/best.pt", 180), ("runs/seed2/bn/best.pt", 100)):
+        recs += [rec(ck, "running", CLEAN, 0, clean), rec(ck, "running", "gaussian", 1, clean - 50)]
+    labels = [c.label for c in columns(recs)]
+    assert labels == ["seed1/bn/best:running", "seed2/bn/best:running"]
+    rob = robustness(recs)
+    assert rob[labels[0]]["mce"] == pytest.approx(1.0)  # the baseline against itself
+    assert rob[labels[1]]["mce"] == pytest.approx((1 - 50 / N) / (1 - 130 / N))
+
+
+def test_plot_with_unknown_suffix_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(LncliError, match="cannot write 'txt'") as info:
+        plot_accuracy(sweep(), tmp_path / "acc.txt")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "acc.txt").exists()

@@ -158,6 +158,43 @@ def test_resume_reaches_the_same_weights(tmp_path: Path, make_cfg: Any, stop_at:
     assert [r.test_accuracy for r in resumed.history] == [r.test_accuracy for r in full.history]
 
 
+def test_resume_with_another_world_size_keeps_the_lr_schedule(tmp_path: Path) -> None:
+    # last.pt written by 2 ranks at an epoch boundary (8 steps per epoch there), resumed by 1
+    # process (16 steps per epoch): the schedule must continue at epoch 1, not at step 8 of 16.
+    cfg = _cfg(epochs=2)
+    full: list[TrainEvent] = []
+    train(cfg, tmp_path / "full", progress=full.append)
+    train(_cfg(epochs=1), tmp_path / "cut")
+    ck = load_checkpoint(tmp_path / "cut" / "last.pt")
+    ts = dict(ck.train_state or {})
+    assert (ts["epoch"], ts["step"], ts["global_step"]) == (1, 0, 16)
+    ts.update(world_size=2, global_step=8, scheduler={**ts["scheduler"], "steps_per_epoch": 8})
+    ckpt_mod.save_checkpoint(ckpt_mod.Checkpoint(**{**ck.__dict__, "train_state": ts}), tmp_path / "cut" / "last.pt")
+    resumed: list[TrainEvent] = []
+    train(cfg, tmp_path / "cut", resume=True, progress=resumed.append)
+    want = [e.lr for e in full if e.kind == "batch" and e.epoch == 1]
+    got = [e.lr for e in resumed if e.kind == "batch"]
+    assert got == pytest.approx(want, rel=1e-12), f"max lr error {max(abs(a - b) for a, b in zip(got, want)):.3g}"
+    assert load_checkpoint(tmp_path / "cut" / "last.pt").train_state["global_step"] == 32  # type: ignore[index]
+
+
+def test_out_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        train(_cfg(epochs=1), f)
+
+
+@pytest.mark.parametrize(("n", "bs", "world"), [(100, 16, 2), (10000, 128, 2), (10000, 128, 3), (5, 16, 4)])
+def test_ddp_test_shards_are_whole_batches(n: int, bs: int, world: int) -> None:
+    # Every rank must evaluate exactly the batches one process would (LocalNorm / batch
+    # statistics depend on which images share a batch), and together cover every image once.
+    single = train_mod._eval_batches(n, bs, 0, 1)
+    assert single == [(i, min(n, i + bs)) for i in range(0, n, bs)]
+    shards = [train_mod._eval_batches(n, bs, r, world) for r in range(world)]
+    assert [b for s in shards for b in s] == single
+
+
 def test_sigint_saves_at_a_step_boundary_then_raises(tmp_path: Path) -> None:
     cfg = _cfg(epochs=2)
 
