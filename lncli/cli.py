@@ -342,6 +342,8 @@ def evaluate_command(
     from lncli.evaluate import MODES, NOISE_FAMILY, EvalConfig, evaluate_grid, load_checkpoints, parse_list, parse_severities, resolve_data
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
+    if plot:
+        report.check_plot_path(plot)
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise LncliError(f"--max-drop must be in [0, 1], got {max_drop}")
     noises = NOISE_FAMILY if noise.strip().lower() == "all" else tuple(n.strip() for n in noise.split(",") if n.strip())

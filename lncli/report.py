@@ -319,6 +319,20 @@ def write_json(records: Sequence[EvalRecord], path: str | Path, *, config: dict[
         fh.write("\n")
 
 
+def check_plot_path(path: str | Path) -> None:
+    """Fail fast, in one line, when matplotlib cannot write an image with this suffix.
+
+    Raises:
+        LncliError: the suffix is not an image format matplotlib's Agg backend writes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in supported:  # one line instead of matplotlib's ValueError traceback
+        raise LncliError(f"--plot {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
+
+
 def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
     """Plot accuracy vs severity: one panel per noise, one line per checkpoint x mode.
 
@@ -330,12 +344,7 @@ def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    supported = FigureCanvasAgg.get_supported_filetypes()
-    if fmt not in supported:  # one line instead of matplotlib's ValueError traceback
-        raise LncliError(f"--plot {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
+    check_plot_path(path)
 
     noises = _noises(records) or [CLEAN]
     cols = columns(records)
