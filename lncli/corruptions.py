@@ -1206,6 +1206,37 @@ def _apply(fn: NoiseFn, fn_name: str, images: Tensor, value: float, ctx: _Ctx, n
     return out
 
 
+def channel_range(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel (min, max) of float (N, C, H, W) or uint8 images, as float32 on [0, 1] scale; each (C,)."""
+    x = images.to(torch.float32)
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    return x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
+
+
+def apply_minmax(
+    images: Tensor, lo: Tensor, hi: Tensor, ref_lo: Tensor, ref_hi: Tensor, *, clip: bool = True
+) -> Tensor:
+    """Map each channel's [lo, hi] onto [ref_lo, ref_hi]: the arithmetic of :func:`rescale_minmax`.
+
+    Separate so that a caller that streams a dataset in batches (``lncli evaluate --rescale``)
+    can take the ranges over the whole set first and rescale batch by batch, exactly.
+
+    Args:
+        images: float (N, C, H, W).
+        lo, hi: (C,) range of the whole noisy set.
+        ref_lo, ref_hi: (C,) the reference range to map onto.
+        clip: clip the result to [0, 1].
+
+    Returns:
+        float32 (N, C, H, W).
+    """
+    c = (slice(None), None, None)  # (C,) -> (C, 1, 1)
+    span = (hi - lo).clamp_min(1e-12)  # a constant channel maps to the reference minimum
+    y = (images.to(torch.float32) - lo[c]) / span[c] * (ref_hi - ref_lo)[c] + ref_lo[c]
+    return y.clamp_(0.0, 1.0) if clip else y
+
+
 def rescale_minmax(images: Tensor, reference: Tensor | None = None, *, clip: bool = True) -> Tensor:
     """The LocalNorm authors' dataset-level min-max rescale (PAPER.md, "Rescale").
 
@@ -1225,21 +1256,12 @@ def rescale_minmax(images: Tensor, reference: Tensor | None = None, *, clip: boo
     """
     if images.dim() != 4:
         raise LncliError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}")
-    x = images.to(torch.float32)
-    lo = x.amin(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-    hi = x.amax(dim=(0, 2, 3), keepdim=True)
+    lo, hi = channel_range(images.to(torch.float32))
     if reference is None:
         rlo, rhi = torch.zeros_like(lo), torch.ones_like(hi)
     else:
-        ref = reference.to(x.device, torch.float32)
-        if reference.dtype == torch.uint8:
-            ref = ref / 255.0
-        rlo = ref.amin(dim=(0, 2, 3), keepdim=True)
-        rhi = ref.amax(dim=(0, 2, 3), keepdim=True)
-    span = (hi - lo).clamp_min(1e-12)  # a constant channel maps to the reference minimum
-    y = (x - lo) / span * (rhi - rlo) + rlo
-    return y.clamp_(0.0, 1.0) if clip else y
-
+        rlo, rhi = (t.to(lo.device) for t in channel_range(reference))
+    return apply_minmax(images, lo, hi, rlo, rhi, clip=clip)
 
 
 def parse_severities(spec: str) -> tuple[int, ...]:

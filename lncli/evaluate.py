@@ -602,13 +602,6 @@ def _validate(config: EvalConfig) -> None:
         raise LncliError(f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}")
 
 
-def _rescale(x: Tensor, lo: Tensor, hi: Tensor, ref_lo: Tensor, ref_hi: Tensor) -> Tensor:
-    """Map per-channel [lo, hi] of the whole noisy set onto [ref_lo, ref_hi], clipped to [0, 1]; x (B, C, H, W), ranges (C,)."""
-    c = (slice(None), None, None)
-    span = (hi - lo).clamp_min(1e-12)  # a constant channel maps to the reference minimum
-    return ((x - lo[c]) / span[c] * (ref_hi - ref_lo)[c] + ref_lo[c]).clamp_(0.0, 1.0)
-
-
 def _shard(num_batches: int, rank: int, world: int) -> range:
     """Contiguous whole batches for one rank: [floor(B r / W), floor(B (r+1) / W))."""
     return range(num_batches * rank // world, num_batches * (rank + 1) // world)
@@ -640,7 +633,7 @@ def evaluate_grid(
         LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
     """
     from lncli.checkpoint import build_model
-    from lncli.corruptions import corrupt
+    from lncli.corruptions import apply_minmax, channel_range, corrupt
     from lncli.data import load_cifar10c, normalize
     from lncli.distributed import all_reduce_sum, local_device
 
@@ -724,7 +717,7 @@ def evaluate_grid(
         if cell.noise != CLEAN and data.cifar10c_dir is None:
             if config.rescale:
                 lo, hi = ranges[cell]
-                x = _rescale(_paper_float(x, cell, idx), lo, hi, ref_lo, ref_hi)  # float (B, C, H, W) in [0, 1]
+                x = apply_minmax(_paper_float(x, cell, idx), lo, hi, ref_lo, ref_hi)  # float (B, C, H, W) in [0, 1]
             else:
                 x = corrupt(x, cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
         y = labels[idx]
@@ -741,9 +734,7 @@ def evaluate_grid(
     ranges: dict[_Cell, tuple[Tensor, Tensor]] = {}
     ref_lo = ref_hi = None
     if config.rescale and data.clean is not None:
-        clean_f = data.clean.images
-        ref_lo = clean_f.amin(dim=(0, 2, 3)).to(torch.float32).div_(255.0)  # (C,) the clean set's range
-        ref_hi = clean_f.amax(dim=(0, 2, 3)).to(torch.float32).div_(255.0)
+        ref_lo, ref_hi = channel_range(data.clean.images)  # (C,) the clean set's range
         for cell in cells:
             if cell.noise == CLEAN:
                 continue
@@ -751,7 +742,7 @@ def evaluate_grid(
             for s in range(0, n_total, 1024):
                 idx = torch.arange(s, min(s + 1024, n_total))
                 y = _paper_float(data.clean.images[idx], cell, idx)
-                blo, bhi = y.amin(dim=(0, 2, 3)), y.amax(dim=(0, 2, 3))  # (C,)
+                blo, bhi = channel_range(y)  # (C,)
                 lo = blo if lo is None else torch.minimum(lo, blo)
                 hi = bhi if hi is None else torch.maximum(hi, bhi)
             ranges[cell] = (lo, hi)

@@ -798,7 +798,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     """
     cfg = validate(config)
     out = Path(out_dir)
-    last_path, best_path = out / "last.pt", out / "best.pt"
+    last_path = out / "last.pt"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
     if resume and not last_path.is_file():
