@@ -21,6 +21,10 @@ good as the noise. This module is the noise engine behind ``lncli corrupt`` and
   threshold compares. No per-pixel ``poisson`` call, no float round trip, no
   approximation beyond the 2**-32 grid (the Walker/Vose alias tables below
   hold the same integer law and serve as the reference in the tests).
+  On the CPU these samplers run as fused numba kernels (:mod:`lncli._kernels`:
+  draw, look up and finish in one pass over cache-sized chunks), bit-identical
+  to the numpy code here, which is the reference and the fallback when numba
+  cannot load or ``LNCLI_NUMBA=0``.
 * Every other imagecorruptions corruption (blurs, weather, digital) is served
   per image through the installed package; the ones broken on the current
   numpy / scikit-image stack fail with a clear :class:`LncliError`.
@@ -76,6 +80,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lncli import _kernels
 from lncli.errors import LncliError
 
 __all__ = [
@@ -417,7 +422,11 @@ def _impulse_table(amount: float) -> _AliasTable:
 # Nothing is approximated: the per-element law is the 2**-32-grid law exactly.
 
 _FAST_BITS = 12  # general tables: (2**12 cells x 256 levels) uint8 = 1 MiB, about L2-sized
-_SHIFT_MARK = 0x7FFF  # int16 marker of an impure cell in the gaussian shift table
+# Gaussian shift table entries >= _SHIFT_FLAG mark impure cells: _SHIFT_FLAG + j
+# when the cell holds one breakpoint, cdf[j] (out is j or j + 1), _SHIFT_MULTI
+# when it holds several (far tails: binary search). Pure entries are D in [-255, 255].
+_SHIFT_FLAG = 0x4000
+_SHIFT_MULTI = 0x7FFF
 # Elements per random-number block of the uint8 samplers (16 bits each). Changing it changes the streams.
 _U8_BLOCK_ELEMS = 1 << 18
 _EXTRA_SALT = 0xE7037ED1A0B428DB  # separates the refinement hash from the block seed
@@ -464,13 +473,15 @@ class _Positions:
 class _InvTable:
     """Inverse-CDF sampler of a uint8 -> uint8 law given by (256, 256) integer weights.
 
-    ``fast[(s << 8) | v]`` (s = top 12 bits of u = ``h >> 4``) is the output for
-    every u in cell s of row v, or ``marker`` when the cell is impure. Pure cells
+    ``fast[(v << 12) | s]`` (s = top 12 bits of u = ``h >> 4``) is the output for
+    every u in cell s of row v, or ``marker`` when the cell is impure. Rows are
+    v-major so that neighbouring pixels of similar intensity read the same
+    4 KiB row (cache locality on real images). Pure cells
     whose output happens to equal ``marker`` take the exact slow path too (it
     returns the same value), so one compare finds every element to finish.
     """
 
-    fast: Tensor  # uint8 (2**20,): index (s << 8) | v
+    fast: Tensor  # uint8 (2**20,): index (v << 12) | s
     marker: int
     flat: np.ndarray  # int64 (256 * 255,): v * 2**32 + cdf[v, k], k = 0..254 (sorted)
     first: np.ndarray  # uint8 (2**20,): per cell, the output at the cell's first u
@@ -484,13 +495,13 @@ class _InvTable:
             raise AssertionError("weights must sum to 2**32 per row")
         sh = _TOTAL_BITS - _FAST_BITS
         s = np.arange(1 << _FAST_BITS, dtype=np.int64)
-        fast = np.empty((1 << _FAST_BITS, 256), dtype=np.int64)  # (cell, v)
-        nbreak = np.empty((1 << _FAST_BITS, 256), dtype=np.int64)
+        fast = np.empty((256, 1 << _FAST_BITS), dtype=np.int64)  # (v, cell)
+        nbreak = np.empty((256, 1 << _FAST_BITS), dtype=np.int64)
         for v in range(256):
             c = cdf[v, :255]
             lo = np.searchsorted(c, s << sh, side="right")  # output at the cell's first u
             hi = np.searchsorted(c, ((s + 1) << sh) - 1, side="right")  # ... and at its last u
-            fast[:, v], nbreak[:, v] = lo, hi - lo
+            fast[v], nbreak[v] = lo, hi - lo
         first = fast.astype(np.uint8).reshape(-1)
         impure = nbreak > 0
         # Marker: the level that fills the fewest pure cells (those join the slow path).
@@ -507,9 +518,8 @@ class _InvTable:
 
     def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
         """v uint8 (E,), h uint16 (E,) -> out uint8 (E,) (contiguous)."""
-        idx = np.bitwise_and(h, 0xFFF0, dtype=np.int32)  # (E,) int32: (s << 8) | v
-        np.left_shift(idx, 4, out=idx)
-        np.bitwise_or(idx, v, out=idx)
+        idx = np.left_shift(v, 12, dtype=np.int32)  # (E,) int32: (v << 12) | s
+        np.bitwise_or(idx, h >> 4, out=idx)
         torch.index_select(self.fast, 0, torch.from_numpy(idx), out=torch.from_numpy(out))
         bad = np.flatnonzero(out == self.marker)
         if bad.size:
@@ -518,7 +528,7 @@ class _InvTable:
     def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
         """Exact outputs of the flagged elements (uint8 inputs vb, words hb, flat positions bad)."""
         vb = vb.astype(np.int64)
-        cell = (hb.astype(np.intp) >> 4 << 8) | vb
+        cell = (vb << 12) | (hb.astype(np.intp) >> 4)
         k = self.first[cell].astype(np.int64)  # the answer for pure cells (output == marker)
         nb = self.nbreak[cell]
         need = np.flatnonzero(nb)  # cells with breakpoints (the rest are pure marker cells)
@@ -533,9 +543,13 @@ class _InvTable:
             k[need] = kn
         return k.astype(np.uint8)
 
+    def run_kernel(self, state: np.ndarray, rows: np.ndarray, x: np.ndarray, out: np.ndarray, numel: int, ekey: int) -> None:
+        """Fused numba version of sample_np over one block's rows (see :mod:`lncli._kernels`)."""
+        _kernels.inv_run(state, rows, x, out, numel, np.uint64(ekey), self.fast.numpy(), np.uint8(self.marker), self.flat, self.first, self.nbreak)
+
     def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
         """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
-        idx = torch.bitwise_and(h, 0xFFF0).bitwise_left_shift_(4).bitwise_or_(v)
+        idx = torch.bitwise_right_shift(h, 4).bitwise_or_(v.to(torch.int32).bitwise_left_shift_(12))
         out = torch.index_select(_dev(self.fast, v.device), 0, idx)
         return _fix_slow(out, out == self.marker, v, h, at, self._slow)
 
@@ -548,7 +562,8 @@ class _ShiftTable:
     integer v, k, so out <= k iff D <= k - v; D only matters in [-255, 255] (the
     ends absorb the tails, which clip to 0 or 255 for every v). One 128 KiB table
     indexed by h (the top 16 bits of u) serves all 256 intensities; it holds D,
-    or ``_SHIFT_MARK`` where the cell straddles a breakpoint of D's CDF.
+    or a flag >= ``_SHIFT_FLAG`` where the cell straddles a breakpoint of D's CDF
+    (the flag carries the breakpoint's index, so finishing needs no other table).
     """
 
     fast: Tensor  # int16 (2**16,)
@@ -567,13 +582,13 @@ class _ShiftTable:
         s = np.arange(1 << 16, dtype=np.int64)
         lo = np.searchsorted(cdf, s << 16, side="right")
         hi = np.searchsorted(cdf, ((s + 1) << 16) - 1, side="right")
-        fast = np.where(lo == hi, lo - 255, _SHIFT_MARK).astype(np.int16)
+        fast = np.where(lo == hi, lo - 255, np.where(hi - lo == 1, _SHIFT_FLAG + lo, _SHIFT_MULTI)).astype(np.int16)
         return _ShiftTable(torch.from_numpy(fast), np.append(cdf, 1 << _TOTAL_BITS), lo, hi - lo == 1)
 
     def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
         """v uint8 (E,), h uint16 (E,) -> out uint8 (E,)."""
         d = torch.index_select(self.fast, 0, torch.from_numpy(h.astype(np.int32))).numpy()  # (E,) int16
-        bad = np.flatnonzero(d == _SHIFT_MARK)
+        bad = np.flatnonzero(d >= _SHIFT_FLAG)
         if bad.size:
             d[bad] = self._slow(v[bad], h[bad], bad, at)
         np.add(d, v, out=d)
@@ -591,10 +606,14 @@ class _ShiftTable:
             j[multi] = np.searchsorted(self.cdf[:-1], u[multi], side="right")
         return (j - 255).astype(np.int16)
 
+    def run_kernel(self, state: np.ndarray, rows: np.ndarray, x: np.ndarray, out: np.ndarray, numel: int, ekey: int) -> None:
+        """Fused numba version of sample_np over one block's rows (see :mod:`lncli._kernels`)."""
+        _kernels.shift_run(state, rows, x, out, numel, np.uint64(ekey), self.fast.numpy(), self.cdf)
+
     def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
         """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
         d = torch.index_select(_dev(self.fast, v.device), 0, h)  # (E,) int16
-        d = _fix_slow(d, d == _SHIFT_MARK, v, h, at, self._slow)
+        d = _fix_slow(d, d >= _SHIFT_FLAG, v, h, at, self._slow)
         return d.add_(v).clamp_(0, 255).to(torch.uint8)
 
 
@@ -625,6 +644,11 @@ class _ImpulseSampler:
     def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
         u = at.u(hb, bad)
         return np.where(u < self.w, 255, np.where(u < 2 * self.w, 0, vb)).astype(np.uint8)
+
+    def run_kernel(self, state: np.ndarray, rows: np.ndarray, x: np.ndarray, out: np.ndarray, numel: int, ekey: int) -> None:
+        """Fused numba version of sample_np over one block's rows (see :mod:`lncli._kernels`)."""
+        e = [*self._edges(), -1, -1]
+        _kernels.impulse_run(state, rows, x, out, numel, np.uint64(ekey), np.int64(self.w), np.int32(e[0]), np.int32(e[1]))
 
     def sample_t(self, v: Tensor, h: Tensor, at: _Positions) -> Tensor:
         """Torch version for accelerators: v uint8 (E,), h int32 (E,) -> uint8 (E,), bit-identical to sample_np."""
@@ -727,10 +751,28 @@ def _sample_u8(x: Tensor, sampler: _Sampler, key: int, idx: Tensor, num_threads:
     xs = x.reshape(n, numel).contiguous().numpy()  # (N, numel)
     out = np.empty_like(xs)
 
+    def fused(b: int, pos: slice | np.ndarray, at: _Positions) -> bool:
+        """One fused pass over the block's rows, bit-identical to the numpy path; False if unavailable."""
+        if not _kernels.enabled():
+            return False
+        state = _kernels.sfc64_state(_block_seed(key, b))
+        dest = out[pos] if isinstance(pos, slice) else np.empty((len(pos), numel), dtype=np.uint8)
+        try:
+            sampler.run_kernel(state, at.rows, xs[pos].reshape(-1), dest.reshape(-1), numel, ekeys[b])
+        except _kernels.CompileError as exc:  # numba cannot compile here: same bits from numpy
+            _kernels.disable(f"numba kernel failed to compile: {str(exc).splitlines()[0]}")
+            warnings.warn(f"lncli: {_kernels.reason_disabled()}; using the numpy noise path", RuntimeWarning, stacklevel=2)
+            return False
+        if not isinstance(pos, slice):
+            out[pos] = dest
+        return True
+
     def work(task: tuple[int, slice | np.ndarray]) -> None:
         b, pos = task
-        words = _u8_words(key, b, bsz, numel)
         at = positions(b, pos)
+        if fused(b, pos, at):
+            return
+        words = _u8_words(key, b, bsz, numel)
         if isinstance(pos, slice):  # consecutive rows: everything is a view
             h, o = words[int(at.rows[0]) : int(at.rows[-1]) + 1], out[pos]
             sampler.sample_np(xs[pos].reshape(-1), h.reshape(-1), at, o.reshape(-1))
