@@ -2,10 +2,11 @@
 
 Why: the numpy path of a uint8 sampler makes about eight passes over memory per
 block (draw the words, widen them, gather, flag, add, clip, narrow, finish the
-flagged elements) and runs at ~2.5 ns per element on one core. These kernels do
+flagged elements): 2.5 ns per element for gaussian on one core. These kernels do
 the same arithmetic in one loop over cache-sized chunks: draw SFC64 words,
-look the table up and finish the rare flagged elements with the full 32-bit u,
-in ~0.3-0.9 ns per element.
+look the table up and finish the rare flagged elements with the full 32-bit u:
+0.7 (impulse), 0.9 (gaussian) and 1.9 (shot) ns per element through corrupt()
+at 32 px (benchmarks/results/bench_corrupt.md, 1 thread).
 
 They are an accelerator, not a second definition: every output is bit-identical
 to the numpy path (tests compare the two on many seeds, shapes and index
@@ -102,7 +103,7 @@ if _nb is not None:
         """h16[4 i + k] = bits 16k..16k+15 of word i, i < nwords; with a table, also d[.] = table[h16[.]].
 
         Fusing the lookup into the generator loop overlaps SFC64's dependency
-        chain with the gathers (measured 0.53 -> 0.37 ns per element).
+        chain with the gathers (faster than a separate gather loop over h16).
         """
         a, b, c, w = st[0], st[1], st[2], st[3]
         for i in range(nwords):
