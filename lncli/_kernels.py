@@ -80,9 +80,22 @@ if _nb is not None:
 
     CompileError = NumbaError
 
-    _jit = njit(cache=True, nogil=True, error_model="numpy")
+    def _probe() -> None:  # pragma: no cover - never called, only decorated
+        pass
 
-    @njit(cache=True, nogil=True, inline="always")
+    def _can_cache() -> bool:
+        # numba picks its on-disk cache location when a function is decorated and raises
+        # if none is writable (read-only install and home): then compile in memory instead.
+        try:
+            njit(cache=True)(_probe)
+        except RuntimeError:
+            return False
+        return True
+
+    _CACHE = _can_cache()
+    _jit = njit(cache=_CACHE, nogil=True, error_model="numpy")
+
+    @njit(cache=_CACHE, nogil=True, inline="always")
     def _step(st: np.ndarray) -> np.uint64:
         # One SFC64 step (Doty-Humphrey), as numpy's sfc64_next64.
         a, b, c, w = st[0], st[1], st[2], st[3]
@@ -155,7 +168,7 @@ if _nb is not None:
         _fill16(st, hall, nwords)
         return st, hall, False, k * ((numel + _CHUNK - 1) // _CHUNK)
 
-    @njit(cache=True, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True, inline="always")
     def _chunk(c: int, st: np.ndarray, buf: np.ndarray, consecutive: bool, rows: np.ndarray, numel: int, table=None, d=None):  # noqa: ANN001, ANN202
         """Chunk c (taken in order) of a task: (its words, flat lo, flat hi, block position of lo).
 
@@ -185,7 +198,7 @@ if _nb is not None:
                 d[j] = table[h[j]]
         return h, i * numel + col, i * numel + col + m, base
 
-    @njit(cache=True, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True, inline="always")
     def _u32(h: int, ekey: np.uint64, pos: int) -> int:
         # Full 32-bit uniform: h on top, the low 16 bits a splitmix64 hash of the
         # block position (corruptions._extra16).

@@ -177,3 +177,26 @@ def test_other_kernel_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(C._ImpulseSampler, "run_kernel", fail)
     with pytest.raises(ValueError, match="a real bug"):
         corrupt(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "impulse", 2, seed=1)
+
+
+def test_no_writable_cache_still_works():
+    """Where numba finds no writable cache location (read-only install and home), the
+    kernels compile in memory instead of failing lncli's import, and give the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, torch, lncli._kernels as K\n"
+        "from lncli.corruptions import corrupt\n"
+        "assert not K._CACHE and K.enabled(), K.reason_disabled()\n"
+        "x = torch.randint(0, 256, (3, 1, 9, 9), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))\n"
+        "fast = corrupt(x, 'gaussian', 3, seed=0)\n"
+        "os.environ['LNCLI_NUMBA'] = '0'\n"
+        "assert torch.equal(fast, corrupt(x, 'gaussian', 3, seed=0))\n"
+        "print('ok')\n"
+    )
+    # The IPython locator never applies to a .py file: numba then has no cache location at all.
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "numba.core.caching.IPythonCacheLocator", "LNCLI_NUMBA": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
