@@ -6,8 +6,10 @@ impulse noise on CPU. Both sides run in the same process, interleaved per run
 we report mean +- std of images/s over runs and the ratio of the means.
 
 Both sides get uint8 HWC/NCHW copies of a real photo (scikit-image's astronaut,
-resized), severity 3, ImageNet-C constants. lncli's one-off table build
-(per noise x severity, cached) is timed separately and excluded from images/s.
+resized), severity 3, ImageNet-C constants. lncli's one-off first call (table
+build per noise x severity, plus loading or compiling the numba kernels) is
+timed separately and excluded from images/s. Rows with backend ``numpy`` time
+the bit-identical numpy reference path (``LNCLI_NUMBA=0``) in the same run.
 
 Usage::
 

@@ -13,10 +13,11 @@ changed in between (all heads equal: row 0 is taken instead of the mean).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -77,40 +78,28 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _convert_bn(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> tuple[nn.Module, int]:
-    """Recursive worker for :func:`convert_batchnorm_to_localnorm`; returns (root, layers)."""
-    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, LocalNorm2d):
-        ref = module.running_mean if module.running_mean is not None else module.weight
-        factory = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        new = LocalNorm2d(
-            module.num_features,
-            module.eps,
-            module.momentum,
-            module.affine,
-            module.track_running_stats,
-            group_size=group_size,
-            num_heads=num_heads,
-            grouping=grouping,
-            **factory,
-        )
-        with torch.no_grad():
-            if module.affine:
-                new.weight.copy_(module.weight)
-                new.bias.copy_(module.bias)
-                new.head_weight.copy_(module.weight.expand_as(new.head_weight))
-                new.head_bias.copy_(module.bias.expand_as(new.head_bias))
-                new.head_weight.requires_grad_(module.weight.requires_grad)
-                new.head_bias.requires_grad_(module.bias.requires_grad)
-            _copy_running_stats(module, new)
+def _swap(module: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> tuple[nn.Module, int]:
+    """Replace, recursively and in place, every layer that ``convert`` maps to a new one.
+
+    Returns (root, layers replaced); the root itself is replaced when it matches.
+    """
+    new = convert(module)
+    if new is not None:
         new.train(module.training)
         return new, 1
     total = 0
     for name, child in module.named_children():
-        new_child, n = _convert_bn(child, group_size, num_heads, grouping)
+        new_child, n = _swap(child, convert)
         if new_child is not child:
             module.add_module(name, new_child)
         total += n
     return module, total
+
+
+def _factory(module: nn.BatchNorm2d) -> dict[str, Any]:
+    """device/dtype keywords that place a replacement layer where ``module`` lives."""
+    ref = module.running_mean if module.running_mean is not None else module.weight
+    return {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
 
 
 def _copy_running_stats(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
@@ -121,6 +110,33 @@ def _copy_running_stats(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
         dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
+def _bn_to_ln(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> LocalNorm2d | None:
+    """A LocalNorm2d copy of a plain BatchNorm2d (None for any other module)."""
+    if not isinstance(module, nn.BatchNorm2d) or isinstance(module, LocalNorm2d):
+        return None
+    new = LocalNorm2d(
+        module.num_features,
+        module.eps,
+        module.momentum,
+        module.affine,
+        module.track_running_stats,
+        group_size=group_size,
+        num_heads=num_heads,
+        grouping=grouping,
+        **_factory(module),
+    )
+    with torch.no_grad():
+        if module.affine:
+            new.weight.copy_(module.weight)
+            new.bias.copy_(module.bias)
+            new.head_weight.copy_(module.weight.expand_as(new.head_weight))
+            new.head_bias.copy_(module.bias.expand_as(new.head_bias))
+            new.head_weight.requires_grad_(module.weight.requires_grad)
+            new.head_bias.requires_grad_(module.bias.requires_grad)
+        _copy_running_stats(module, new)
+    return new
+
+
 def _head_average(heads: torch.Tensor) -> torch.Tensor:
     """(H, C) -> (C,): row 0 if all rows are equal (bit-exact round trip), else the mean."""
     if bool((heads == heads[:1]).all()):
@@ -128,30 +144,31 @@ def _head_average(heads: torch.Tensor) -> torch.Tensor:
     return heads.mean(0)
 
 
+def _ln_to_bn(module: nn.Module) -> nn.BatchNorm2d | None:
+    """A BatchNorm2d copy of a LocalNorm2d, heads averaged (None for any other module)."""
+    if not isinstance(module, LocalNorm2d):
+        return None
+    new = nn.BatchNorm2d(
+        module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, **_factory(module)
+    )
+    with torch.no_grad():
+        if module.affine:
+            new.weight.copy_(_head_average(module.head_weight))
+            new.bias.copy_(_head_average(module.head_bias))
+            new.weight.requires_grad_(module.head_weight.requires_grad)
+            new.bias.requires_grad_(module.head_bias.requires_grad)
+        _copy_running_stats(module, new)
+    return new
+
+
+def _convert_bn(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> tuple[nn.Module, int]:
+    """Worker for :func:`convert_batchnorm_to_localnorm`; returns (root, layers)."""
+    return _swap(module, functools.partial(_bn_to_ln, group_size=group_size, num_heads=num_heads, grouping=grouping))
+
+
 def _convert_ln(module: nn.Module) -> tuple[nn.Module, int]:
-    """Recursive worker for :func:`convert_localnorm_to_batchnorm`; returns (root, layers)."""
-    if isinstance(module, LocalNorm2d):
-        ref = module.running_mean if module.running_mean is not None else module.weight
-        factory = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        new = nn.BatchNorm2d(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, **factory
-        )
-        with torch.no_grad():
-            if module.affine:
-                new.weight.copy_(_head_average(module.head_weight))
-                new.bias.copy_(_head_average(module.head_bias))
-                new.weight.requires_grad_(module.head_weight.requires_grad)
-                new.bias.requires_grad_(module.head_bias.requires_grad)
-            _copy_running_stats(module, new)
-        new.train(module.training)
-        return new, 1
-    total = 0
-    for name, child in module.named_children():
-        new_child, n = _convert_ln(child)
-        if new_child is not child:
-            module.add_module(name, new_child)
-        total += n
-    return module, total
+    """Worker for :func:`convert_localnorm_to_batchnorm`; returns (root, layers)."""
+    return _swap(module, _ln_to_bn)
 
 
 def convert_batchnorm_to_localnorm(

@@ -568,8 +568,6 @@ class _ShiftTable:
 
     fast: Tensor  # int16 (2**16,)
     cdf: np.ndarray  # int64 (511,): cdf[j] = 2**32 P(D <= j - 255), rounded, j = 0..509; cdf[510] = 2**32
-    first: np.ndarray  # int64 (2**16,): per cell, the first j with cdf[j] > the cell's first u
-    single: np.ndarray  # bool (2**16,): the cell holds exactly one breakpoint, cdf[first]
 
     @staticmethod
     def build(sigma: float) -> "_ShiftTable":
@@ -583,7 +581,7 @@ class _ShiftTable:
         lo = np.searchsorted(cdf, s << 16, side="right")
         hi = np.searchsorted(cdf, ((s + 1) << 16) - 1, side="right")
         fast = np.where(lo == hi, lo - 255, np.where(hi - lo == 1, _SHIFT_FLAG + lo, _SHIFT_MULTI)).astype(np.int16)
-        return _ShiftTable(torch.from_numpy(fast), np.append(cdf, 1 << _TOTAL_BITS), lo, hi - lo == 1)
+        return _ShiftTable(torch.from_numpy(fast), np.append(cdf, 1 << _TOTAL_BITS))
 
     def sample_np(self, v: np.ndarray, h: np.ndarray, at: _Positions, out: np.ndarray) -> None:
         """v uint8 (E,), h uint16 (E,) -> out uint8 (E,)."""
@@ -598,10 +596,10 @@ class _ShiftTable:
     def _slow(self, vb: np.ndarray, hb: np.ndarray, bad: np.ndarray, at: _Positions) -> np.ndarray:
         """Exact shifts D (int16) of the flagged elements."""
         u = at.u(hb, bad)
-        cell = hb.astype(np.intp)
-        j = self.first[cell]
-        j += u >= self.cdf[j]  # one breakpoint in the cell (the usual case): one compare
-        multi = np.flatnonzero(~self.single[cell])
+        flag = self.fast.numpy()[hb.astype(np.intp)].astype(np.int64)  # _SHIFT_FLAG + j, or _SHIFT_MULTI
+        j = np.minimum(flag - _SHIFT_FLAG, len(self.cdf) - 2)  # multi cells: a placeholder, replaced below
+        j += u >= self.cdf[j]  # one breakpoint cdf[j] in the cell (the usual case): one compare
+        multi = np.flatnonzero(flag == _SHIFT_MULTI)
         if multi.size:  # several breakpoints (far tails): binary search
             j[multi] = np.searchsorted(self.cdf[:-1], u[multi], side="right")
         return (j - 255).astype(np.int16)
