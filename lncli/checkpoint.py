@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from lncli import __version__
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, DataError, LncliError
-from lncli.io import atomic_path
+from lncli.io import atomic_write
 from lncli.models import create_model, list_models
 
 __all__ = [
@@ -185,8 +185,11 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str]) -> None:
     """
     payload = ckpt.to_dict()
     _check_plain(payload, "checkpoint")
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Saved through a file object, not the temporary path: torch.save names the zip's root
+    # folder after a path's stem, so a path would put the random temporary name into the
+    # bytes. Through a file object the bytes depend on the contents alone.
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def checkpoint_from_model(

@@ -129,6 +129,15 @@ def test_train_state_round_trip(tmp_path: Path) -> None:
     assert torch.equal(back["torch_rng"], ckpt.train_state["torch_rng"])
 
 
+def test_save_is_byte_deterministic(tmp_path: Path) -> None:
+    # The same checkpoint saved twice, under different names, gives the same bytes: the
+    # temporary file name must not leak into torch.save's archive (it names the zip's root).
+    _, ckpt = _tiny()
+    save_checkpoint(ckpt, tmp_path / "a.pt")
+    save_checkpoint(ckpt, tmp_path / "sub" / "other_name.pt")
+    assert file_sha256(tmp_path / "a.pt") == file_sha256(tmp_path / "sub" / "other_name.pt")
+
+
 def test_save_refuses_unloadable_objects(tmp_path: Path) -> None:
     _, ckpt = _tiny()
     ckpt.metrics = {"confusion": np.zeros(3)}
