@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from lncli import __version__
 from lncli.errors import LncliError
+from lncli.io import check_distinct, check_output_file
 
 err_console = Console(stderr=True)
 
@@ -144,22 +145,26 @@ def convert_command(
     finetune_all: Annotated[bool, typer.Option("--finetune-all", help="Fine-tune every parameter, not just norm gamma/beta/heads.")] = False,
 ) -> None:
     """Convert a checkpoint between BatchNorm and LocalNorm (LN -> BN averages the heads)."""
+    from lncli.checkpoint import Checkpoint
     from lncli.convert import ConvertConfig, run_convert
 
     if finetune and not data:  # fail before any work
         raise LncliError("--finetune needs --data SPEC (the training data, e.g. --data fashion-mnist)")
     cfg = ConvertConfig(src=src, dst=dst, to=to.value, group_size=group_size, num_heads=heads, grouping=grouping.value)
-    summary = run_convert(cfg)
-    for line in summary.lines():
-        typer.echo(line)
-    if finetune and data:  # fine-tune the converted checkpoint in place (atomic rewrite of OUT)
-        from lncli.checkpoint import load_checkpoint, save_checkpoint
+    tuned: list[Checkpoint] = []
+
+    def then(ckpt: Checkpoint) -> Checkpoint:  # fine-tune before OUT is written: a bad --data leaves no OUT
         from lncli.train import finetune as run_finetune
 
         with _train_progress(True) as progress:
-            tuned = run_finetune(load_checkpoint(dst), data, finetune, train_all=finetune_all, progress=progress)
-        save_checkpoint(tuned, dst)
-        typer.echo(f"fine-tuned {finetune} epoch(s) on {data}: train loss {tuned.metrics['finetune_train_loss']:.4f}")
+            tuned.append(run_finetune(ckpt, data or "", finetune, train_all=finetune_all, progress=progress))
+        return tuned[-1]
+
+    summary = run_convert(cfg, then=then if finetune else None)
+    for line in summary.lines():
+        typer.echo(line)
+    if tuned:
+        typer.echo(f"fine-tuned {finetune} epoch(s) on {data}: train loss {tuned[-1].metrics['finetune_train_loss']:.4f}")
     typer.echo(f"wrote {dst}")
 
 
@@ -202,7 +207,7 @@ def corrupt_command(
     cfg = CorruptConfig(out=out, noises=tuple(n.strip() for n in noise.split(",") if n.strip()), severities=parse_severities(severity),
                         inputs=tuple(inputs or ()), data=data, data_dir=data_dir, download=download, profile=profile.value, seed=seed, format=OutputFormat(fmt.value),
                         jpeg_quality=jpeg_quality, preview=preview, overwrite=overwrite, limit=limit, skip_unreadable=skip_unreadable,
-                        num_threads=max(1, threads))  # fmt: skip
+                        num_threads=threads)  # fmt: skip
     cols = (TextColumn("corrupting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("corrupt", total=None)
@@ -261,6 +266,8 @@ def train_command(
 
     cfg = load_train_config(config, set_ or [])
     out_dir = out or Path("runs") / config.stem
+    if not resume:  # a resumed run rewrites its own config.yaml; a fresh one must not replace the user's file
+        check_distinct({"--out": out_dir / "config.yaml"}, {"CONFIG": config})
     is_main = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
     try:
         with _train_progress(is_main) as progress:
@@ -308,6 +315,21 @@ def _eval_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _check_baseline(models: Any, modes: tuple[str, ...] | None, baseline: str) -> None:
+    """Resolve --baseline against the columns the sweep will have, before any compute.
+
+    Why: a typo must not cost the whole grid and then exit 2 with the files written.
+    The columns are one per checkpoint x mode, as :func:`lncli.evaluate.evaluate_grid` makes them.
+    """
+    from types import SimpleNamespace
+
+    from lncli import report
+    from lncli.evaluate import default_modes
+
+    keys = [SimpleNamespace(checkpoint=m.path, mode=mode) for m in models for mode in modes or default_modes(m.checkpoint)]
+    report.resolve_baseline(report.columns(keys), baseline)  # type: ignore[arg-type]  # columns reads .checkpoint and .mode only
+
+
 @command("evaluate", no_args_is_help=True)
 def evaluate_command(
     checkpoints: Annotated[list[str], typer.Argument(help="Checkpoint files, folders (natural sort) or globs.", metavar="CKPT...")],
@@ -342,8 +364,13 @@ def evaluate_command(
     from lncli.evaluate import MODES, NOISE_FAMILY, EvalConfig, evaluate_grid, load_checkpoints, parse_list, parse_severities, resolve_data
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
+    if csv_path:  # bad output paths too: a typo must not cost the whole grid
+        check_output_file(csv_path, "--csv", (".csv",))
+    if json_path:
+        check_output_file(json_path, "--json", (".json",))
     if plot:
         report.check_plot_path(plot)
+    check_distinct({"--csv": csv_path, "--json": json_path, "--plot": plot})
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise LncliError(f"--max-drop must be in [0, 1], got {max_drop}")
     noises = NOISE_FAMILY if noise.strip().lower() == "all" else tuple(n.strip() for n in noise.split(",") if n.strip())
@@ -356,6 +383,8 @@ def evaluate_command(
     info = distributed.init_distributed(distributed.local_device(device.value))
     try:
         models = load_checkpoints(checkpoints)
+        if baseline:
+            _check_baseline(models, config.modes, baseline)
         with _eval_progress(info.is_main) as progress:
             records = evaluate_grid(models, resolve_data(data, models, limit=limit, data_dir=data_dir, download=download), config, progress=progress)
     finally:

@@ -14,7 +14,6 @@ changed in between (all heads equal: row 0 is taken instead of the mean).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from lncli.errors import ConfigError, LncliError
+from lncli.errors import ConfigError
+from lncli.io import check_distinct, check_output_file
 from lncli.norm import GROUPINGS, LocalNorm2d, get_norm_layer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -318,37 +318,36 @@ class ConvertConfig:
     grouping: str = "consecutive"
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def run_convert(cfg: ConvertConfig) -> ConversionSummary:
+def run_convert(cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | None = None) -> ConversionSummary:
     """Read ``cfg.src``, convert its norm layers, write ``cfg.dst`` atomically.
 
-    The I/O edge of :func:`convert_checkpoint` (the CLI calls this).
+    The I/O edge of :func:`convert_checkpoint` (the CLI calls this). OUT is checked
+    before IN is read, and written once, at the end: a failure anywhere leaves no OUT
+    (or the previous one).
 
     Args:
         cfg: the settings.
+        then: optional last step on the converted checkpoint before it is written
+            (the CLI's ``--finetune``).
 
     Returns:
         What was converted.
 
     Raises:
-        LncliError: OUT is IN, unreadable checkpoint, or invalid settings.
+        LncliError: OUT is IN, OUT cannot be written (a folder, no permission, not a
+            checkpoint suffix), unreadable checkpoint, or invalid settings.
     """
     from lncli.checkpoint import load_checkpoint, save_checkpoint
+    from lncli.evaluate import CHECKPOINT_SUFFIXES  # the suffixes `lncli evaluate FOLDER` picks up
 
-    if _same_file(cfg.src, cfg.dst):
-        raise LncliError(f"refusing to overwrite the input {cfg.src}; choose another OUT path")
+    check_output_file(cfg.dst, "OUT", CHECKPOINT_SUFFIXES)
+    check_distinct({"OUT": cfg.dst}, {"IN": cfg.src})
     ckpt = load_checkpoint(cfg.src)
     new, summary = convert_checkpoint(
         ckpt, cfg.to, group_size=cfg.group_size, num_heads=cfg.num_heads, grouping=cfg.grouping
     )
     new.provenance["conversions"][-1]["source"] = str(cfg.src)
+    if then is not None:
+        new = then(new)
     save_checkpoint(new, cfg.dst)
     return summary

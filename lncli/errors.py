@@ -25,3 +25,7 @@ class DataError(LncliError):
 
 class ConfigError(LncliError):
     """A configuration key or value is invalid."""
+
+
+class OutputError(LncliError):
+    """An output path cannot be written: a folder where a file goes, no permission, a wrong suffix, a clash."""

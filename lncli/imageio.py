@@ -43,8 +43,8 @@ import torch
 from torch import Tensor
 
 from lncli.corruptions import canonical_noise, corrupt
-from lncli.errors import LncliError
-from lncli.io import atomic_path, atomic_write
+from lncli.errors import LncliError, OutputError
+from lncli.io import atomic_path, atomic_write, check_distinct, check_output_dir, check_output_file, image_suffixes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Noise names whose CIFAR-10-C file carries a ``_noise`` suffix.
@@ -238,6 +238,63 @@ def _out_path(config: CorruptConfig, noise: str, severity: int, rel: Path) -> Pa
 # --------------------------------------------------------------------------- the library call
 
 
+def _check_config(config: CorruptConfig) -> tuple[tuple[str, ...], OutputFormat]:
+    """Every check that needs no image: settings and output paths (before anything is loaded).
+
+    Returns:
+        The canonical, de-duplicated noise names and the output format.
+    """
+    noises = tuple(dict.fromkeys(canonical_noise(n, config.profile) for n in config.noises))  # de-duplicated aliases
+    if not noises:
+        raise LncliError("no noise given; e.g. --noise gaussian,shot,impulse")
+    if bool(config.inputs) == bool(config.data):
+        raise LncliError("give either input files/folders or --data NAME, not both and not neither")
+    if not 1 <= config.jpeg_quality <= 100:
+        raise LncliError(f"--jpeg-quality must be 1..100, got {config.jpeg_quality}")
+    if config.limit is not None and config.limit < 1:
+        raise LncliError(f"--limit must be >= 1, got {config.limit}")
+    if config.num_threads < 1:
+        raise LncliError(f"--threads must be >= 1, got {config.num_threads}")
+    fmt = OutputFormat(config.format)
+    if fmt == OutputFormat.npy and tuple(config.severities) != (1, 2, 3, 4, 5):
+        raise LncliError("--format npy writes the CIFAR-10-C layout (severities 1..5 stacked); use --severity 1-5")
+    check_output_dir(config.out, "--out")
+    if config.preview is not None:
+        check_output_file(config.preview, "--preview", image_suffixes())
+    check_distinct({"--out": config.out, "--preview": config.preview})
+    return noises, fmt
+
+
+def _targets(config: CorruptConfig, noises: Sequence[str], fmt: OutputFormat, rels: Sequence[Path]) -> list[Path]:
+    """Every path a run writes (``rels``: the image outputs relative to ``OUT/<noise>/<severity>/``)."""
+    if fmt == OutputFormat.npy:
+        targets = [config.out / _npy_name(n) for n in noises]
+        targets.append(config.out / ("labels.npy" if config.data else "files.txt"))
+    else:
+        targets = [_out_path(config, n, s, r) for n in noises for s in config.severities for r in rels]
+    if config.preview is not None:
+        targets.append(config.preview)
+    return targets
+
+
+def _check_targets(targets: Sequence[Path], sources: Sequence[Path], *, overwrite: bool) -> None:
+    """Refuse, before anything is written, clashing outputs, outputs over inputs, and existing outputs."""
+    # Two inputs that differ only in suffix (a.png, a.bmp) map to one output file: the
+    # second would silently replace the first, even without --overwrite.
+    seen_targets: set[Path] = set()
+    for t in targets:
+        if t in seen_targets:
+            raise LncliError(f"two outputs would both be written as {t} (e.g. inputs a.png and a.bmp); rename one of them")
+        seen_targets.add(t)
+    existing = [t for t in targets if t.exists()]  # only an existing target can be an input
+    inputs = {src.resolve() for src in sources}
+    clash = next((t for t in existing if t.resolve() in inputs), None)
+    if clash is not None:
+        raise OutputError(f"output {clash} is one of the input images; refusing to overwrite it, choose another --out or --preview")
+    if existing and not overwrite:
+        raise LncliError(f"{len(existing)} output(s) exist, e.g. {existing[0]}; pass --overwrite to replace them")
+
+
 def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | None = None) -> list[CorruptRecord]:
     """Corrupt files or a dataset and write the results (the library side of ``lncli corrupt``).
 
@@ -253,18 +310,7 @@ def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | No
         LncliError: bad configuration, unreadable input (without ``skip_unreadable``),
             existing outputs without ``overwrite``, mixed image sizes for npy.
     """
-    noises = tuple(dict.fromkeys(canonical_noise(n, config.profile) for n in config.noises))  # de-duplicated aliases
-    if not noises:
-        raise LncliError("no noise given; e.g. --noise gaussian,shot,impulse")
-    if bool(config.inputs) == bool(config.data):
-        raise LncliError("give either input files/folders or --data NAME, not both and not neither")
-    if not 1 <= config.jpeg_quality <= 100:
-        raise LncliError(f"--jpeg-quality must be 1..100, got {config.jpeg_quality}")
-    if config.limit is not None and config.limit < 1:
-        raise LncliError(f"--limit must be >= 1, got {config.limit}")
-    fmt = OutputFormat(config.format)
-    if fmt == OutputFormat.npy and tuple(config.severities) != (1, 2, 3, 4, 5):
-        raise LncliError("--format npy writes the CIFAR-10-C layout (severities 1..5 stacked); use --severity 1-5")
+    noises, fmt = _check_config(config)
 
     # Sources: a dataset in memory, or a sorted file list read lazily.
     labels: Tensor | None = None
@@ -296,30 +342,8 @@ def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | No
             yield from _iter_files(pairs, config.skip_unreadable, skipped)
 
     # Refuse up front, before writing anything, if any target exists.
-    targets: list[Path] = []
-    if fmt == OutputFormat.npy:
-        targets = [config.out / _npy_name(n) for n in noises]
-        targets.append(config.out / ("labels.npy" if config.data else "files.txt"))
-    else:
-        rels = [dataset_rel(i) for i in range(total)] if config.data else [r for _, r in pairs]
-        targets = [_out_path(config, n, s, r) for n in noises for s in config.severities for r in rels]
-    if config.preview is not None:
-        targets.append(config.preview)
-    # Two inputs that differ only in suffix (a.png, a.bmp) map to one output file: the
-    # second would silently replace the first, even without --overwrite.
-    seen_targets: set[Path] = set()
-    for t in targets:
-        if t in seen_targets:
-            raise LncliError(f"two outputs would both be written as {t} (e.g. inputs a.png and a.bmp); rename one of them")
-        seen_targets.add(t)
-    if config.out.exists() and not config.out.is_dir():
-        raise LncliError(f"--out {config.out} is a file, not a folder")
-    if config.preview is not None:
-        _check_preview_format(config.preview)  # before any output is written
-    if not config.overwrite:
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            raise LncliError(f"{len(existing)} output(s) exist, e.g. {existing[0]}; pass --overwrite to replace them")
+    rels = [] if fmt == OutputFormat.npy else [dataset_rel(i) for i in range(total)] if config.data else [r for _, r in pairs]
+    _check_targets(_targets(config, noises, fmt, rels), [src for src, _ in pairs], overwrite=config.overwrite)
 
     records: list[CorruptRecord] = []
     work = total * len(noises) * len(config.severities)
@@ -357,34 +381,48 @@ def run_corrupt(config: CorruptConfig, progress: Callable[[int, int], None] | No
                         progress(done, work)
 
     if fmt == OutputFormat.npy:
-        if not kept_rel:
-            raise LncliError("no readable image to write")
-        for noise in noises:
-            per_sev = [_in_order(parts) for parts in npy_parts[noise]]  # each (N, H, W, C)
-            arr = np.concatenate(per_sev)  # (5N, H, W, C), severities 1..5 stacked
-            path = config.out / _npy_name(noise)
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, arr, allow_pickle=False)
-            records.append(CorruptRecord(noise, 0, config.profile, config.seed, str(path), source_name, -1, int(arr.shape[0]), detail="severities 1-5 stacked"))
-        if config.data:
-            lab = np.asarray(kept_labels * len(config.severities))
-            lab = lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.int64)  # (5N,), as CIFAR-10-C
-            side = config.out / "labels.npy"
-            with atomic_path(side) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, lab, allow_pickle=False)
-        else:
-            side = config.out / "files.txt"
-            with atomic_write(side) as fh:
-                fh.write("".join(f"{r.as_posix()}\n" for r in kept_rel))
-        records.append(CorruptRecord("", 0, config.profile, config.seed, str(side), source_name, -1, len(kept_rel), detail="row index"))
+        records += _write_npy(config, noises, npy_parts, kept_rel, kept_labels, source_name)
 
     if config.preview is not None and preview_cols:
         write_preview(preview_cols, noises, config)
         records.append(CorruptRecord(",".join(noises), 0, config.profile, config.seed, str(config.preview), source_name, -1, len(preview_cols), detail="preview"))
     for i, src, why in skipped:
         records.append(CorruptRecord("", 0, config.profile, config.seed, "", str(src), i, 0, status="skipped", detail=why))
+    return records
+
+
+def _write_npy(
+    config: CorruptConfig,
+    noises: Sequence[str],
+    npy_parts: dict[str, list[list[tuple[list[int], np.ndarray]]]],
+    kept_rel: Sequence[Path],
+    kept_labels: Sequence[int],
+    source_name: str,
+) -> list[CorruptRecord]:
+    """Write the CIFAR-10-C layout: one ``(5N, H, W, C)`` array per noise and the labels (or file list)."""
+    records: list[CorruptRecord] = []
+    if not kept_rel:
+        raise LncliError("no readable image to write")
+    for noise in noises:
+        per_sev = [_in_order(parts) for parts in npy_parts[noise]]  # each (N, H, W, C)
+        arr = np.concatenate(per_sev)  # (5N, H, W, C), severities 1..5 stacked
+        path = config.out / _npy_name(noise)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+        records.append(CorruptRecord(noise, 0, config.profile, config.seed, str(path), source_name, -1, int(arr.shape[0]), detail="severities 1-5 stacked"))
+    if config.data:
+        lab = np.asarray(list(kept_labels) * len(config.severities))
+        lab = lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.int64)  # (5N,), as CIFAR-10-C
+        side = config.out / "labels.npy"
+        with atomic_path(side) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, lab, allow_pickle=False)
+    else:
+        side = config.out / "files.txt"
+        with atomic_write(side) as fh:
+            fh.write("".join(f"{r.as_posix()}\n" for r in kept_rel))
+    records.append(CorruptRecord("", 0, config.profile, config.seed, str(side), source_name, -1, len(kept_rel), detail="row index"))
     return records
 
 
@@ -408,16 +446,6 @@ def _safe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- preview
-
-
-def _check_preview_format(path: Path) -> None:
-    """Refuse a preview suffix matplotlib cannot write (a one-line error instead of a traceback after the run)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    supported = FigureCanvasAgg.get_supported_filetypes()
-    if fmt not in supported:
-        raise LncliError(f"--preview {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
 
 
 def write_preview(items: Sequence[_Item], noises: Sequence[str], config: CorruptConfig) -> None:

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from lncli.errors import LncliError
 from lncli.evaluate import CLEAN, RECORD_FIELDS, EvalRecord
-from lncli.io import atomic_path, atomic_write
+from lncli.io import atomic_path, atomic_write, check_output_file, image_suffixes
 
 MEAN = "mean"
 """Row/threshold name of the mean over every corrupted cell."""
@@ -320,17 +320,13 @@ def write_json(records: Sequence[EvalRecord], path: str | Path, *, config: dict[
 
 
 def check_plot_path(path: str | Path) -> None:
-    """Fail fast, in one line, when matplotlib cannot write an image with this suffix.
+    """Fail fast, in one line, when the plot cannot be written at ``path`` (see :func:`lncli.io.check_output_file`).
 
     Raises:
-        LncliError: the suffix is not an image format matplotlib's Agg backend writes.
+        LncliError: the suffix is not an image format matplotlib's Agg backend writes,
+            or the path is a folder or not writable.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    supported = FigureCanvasAgg.get_supported_filetypes()
-    if fmt not in supported:  # one line instead of matplotlib's ValueError traceback
-        raise LncliError(f"--plot {path}: cannot write {fmt!r} images; use one of {', '.join(sorted(supported))}")
+    check_output_file(path, "--plot", image_suffixes())
 
 
 def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:

@@ -71,7 +71,7 @@ from lncli.checkpoint import Checkpoint, NormSpec, build_model, checkpoint_from_
 from lncli.config import ScheduleConfig, TrainConfig, config_to_dict, dump_yaml, train_config_from_dict, validate
 from lncli.data import DataMeta, ImageSet, load_dataset, normalize
 from lncli.errors import CheckpointError, ConfigError, DataError, LncliError
-from lncli.io import atomic_write
+from lncli.io import atomic_write, check_output_dir
 from lncli.models import create_model
 from lncli.norm import get_norm_layer
 
@@ -799,8 +799,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     cfg = validate(config)
     out = Path(out_dir)
     last_path = out / "last.pt"
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
+    check_output_dir(out, "--out")  # a file, or a folder we may not write into: refused before any data is loaded
     if resume and not last_path.is_file():
         raise CheckpointError(f"--resume: {last_path} does not exist; run without --resume to start fresh")
     if not resume and last_path.exists():

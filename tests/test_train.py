@@ -25,7 +25,7 @@ from lncli.checkpoint import Checkpoint, build_model, load_checkpoint
 from lncli.cli import app
 from lncli.config import ScheduleConfig, TrainConfig, load_train_config, train_config_from_dict
 from lncli.data import load_dataset, normalize
-from lncli.errors import CheckpointError, ConfigError, LncliError
+from lncli.errors import CheckpointError, ConfigError, LncliError, OutputError
 from lncli.train import HISTORY_FIELDS, TrainEvent, augment_batch, finetune, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,10 +178,10 @@ def test_resume_with_another_world_size_keeps_the_lr_schedule(tmp_path: Path) ->
     assert load_checkpoint(tmp_path / "cut" / "last.pt").train_state["global_step"] == 32  # type: ignore[index]
 
 
-def test_out_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(OutputError, match="not a folder"):  # refused before any data is loaded
         train(_cfg(epochs=1), f)
 
 
@@ -251,7 +251,7 @@ def test_interrupted_checkpoint_write_leaves_previous_file_valid(tmp_path: Path,
         raise OSError("disk full")  # ... then the write dies
 
     monkeypatch.setattr(ckpt_mod.torch, "save", crash_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):  # the OSError, as one line naming the file
         train(_cfg(epochs=2), tmp_path / "run", resume=True)
     monkeypatch.undo()
     after = load_checkpoint(tmp_path / "run" / "last.pt")
