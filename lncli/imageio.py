@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lncli.corruptions import canonical_noise, corrupt
+from lncli.noise import canonical_noise, corrupt
 from lncli.errors import LncliError
 from lncli.io import atomic_path, atomic_write
 
