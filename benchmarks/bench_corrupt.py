@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lncli.corruptions import corrupt
 from lncli.io import atomic_write
+from lncli.noise import corrupt
 
 from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
 
@@ -106,7 +106,7 @@ def main() -> None:
         from imagecorruptions import corrupt as ic_corrupt
 
     runs = args.runs or (2 if args.quick else 30)  # a run is ~0.1 s at 32 px: many are cheap
-    import lncli._kernels as kernels
+    import lncli.noise._kernels as kernels
 
     backend = "numba" if kernels.enabled() else "numpy"
     numba_version = None

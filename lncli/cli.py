@@ -201,7 +201,7 @@ def corrupt_command(
     """Write noisy copies of images or a dataset (PNG/JPEG folders or CIFAR-10-C .npy arrays)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lncli.corruptions import parse_severities
+    from lncli.config import parse_severities
     from lncli.imageio import CorruptConfig, OutputFormat, run_corrupt
 
     cfg = CorruptConfig(out=out, noises=tuple(n.strip() for n in noise.split(",") if n.strip()), severities=parse_severities(severity),

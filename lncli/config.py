@@ -29,7 +29,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from lncli.errors import ConfigError
+from lncli.errors import ConfigError, LncliError
 
 __all__ = [
     "DataConfig",
@@ -542,3 +542,38 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mappin
 def dump_yaml(cfg: TrainConfig) -> str:
     """The config as YAML text (what ``lncli train`` saves as ``OUT/config.yaml``)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+# ---------------------------------------------------------------------------
+# CLI grammars.
+# ---------------------------------------------------------------------------
+
+
+def parse_severities(spec: str) -> tuple[int, ...]:
+    """Parse a severity list such as ``"1-5"``, ``"1,3,5"`` or ``"0-2,5"``.
+
+    Args:
+        spec: comma-separated integers and inclusive ranges ``a-b``, each in 0..5.
+
+    Returns:
+        The sorted, de-duplicated severities.
+
+    Raises:
+        LncliError: malformed item, reversed range or a value outside 0..5.
+    """
+    out: set[int] = set()
+    for item in str(spec).replace(" ", "").split(","):
+        if not item:
+            continue
+        lo_s, sep, hi_s = item.partition("-")
+        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
+            raise LncliError(f"bad severity {item!r} in {spec!r}; use e.g. 1-5, 1,3,5 or 0-2,5")
+        lo, hi = int(lo_s), int(hi_s) if sep else int(lo_s)
+        if lo > hi:
+            raise LncliError(f"bad severity range {item!r}: start is after end")
+        if hi > 5:
+            raise LncliError(f"severity {hi} is out of range; severities are 0..5 (0 = clean)")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise LncliError(f"no severity in {spec!r}; use e.g. 1-5")
+    return tuple(sorted(out))

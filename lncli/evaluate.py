@@ -558,7 +558,7 @@ class _Cell:
 def _cells(config: EvalConfig, data: EvalData) -> list[_Cell]:
     """Clean first (severity 0), then each noise by severity; noise names canonicalised
     (``gaussian_noise`` -> ``gaussian``; the paper profile's ``shot`` -> ``poisson``)."""
-    from lncli.corruptions import canonical_noise, noise_param
+    from lncli.noise import canonical_noise, noise_param
 
     profile = "imagenet-c" if data.cifar10c_dir is not None else config.profile
     noises = tuple(dict.fromkeys(canonical_noise(n, profile) for n in config.noises))
@@ -579,7 +579,7 @@ def _cells(config: EvalConfig, data: EvalData) -> list[_Cell]:
 
 
 def _validate(config: EvalConfig) -> None:
-    from lncli.corruptions import PROFILES
+    from lncli.noise import PROFILES
 
     if config.batch_size < 1:
         raise LncliError(f"--batch-size must be >= 1, got {config.batch_size}")
@@ -633,7 +633,7 @@ def evaluate_grid(
         LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
     """
     from lncli.checkpoint import build_model
-    from lncli.corruptions import apply_minmax, channel_range, corrupt
+    from lncli.noise import apply_minmax, channel_range, corrupt
     from lncli.data import load_cifar10c, normalize
     from lncli.distributed import all_reduce_sum, local_device
 

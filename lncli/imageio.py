@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lncli.corruptions import canonical_noise, corrupt
 from lncli.errors import LncliError, OutputError
 from lncli.io import atomic_path, atomic_write, check_distinct, check_output_dir, check_output_file, image_suffixes
+from lncli.noise import canonical_noise, corrupt
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Noise names whose CIFAR-10-C file carries a ``_noise`` suffix.

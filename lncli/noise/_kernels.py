@@ -1,4 +1,4 @@
-"""Fused CPU kernels (numba) for the exact uint8 noise samplers in :mod:`lncli.corruptions`.
+"""Fused CPU kernels (numba) for the exact uint8 noise samplers in :mod:`lncli.noise._sampling`.
 
 Why: the numpy path of a uint8 sampler makes about eight passes over memory per
 block (draw the words, widen them, gather, flag, add, clip, narrow, finish the
@@ -22,18 +22,35 @@ The random stream is numpy's: an SFC64 generator started from
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 import numpy as np
 
-try:  # numba is optional at import time: a broken or missing install falls back to numpy.
-    import numba as _nb
+# The shift table's flag encoding has one home. numba freezes module globals into the
+# compiled code, and its on-disk cache watches only this file: after changing these
+# values in _tables.py, touch this file (or delete its __pycache__) to recompile.
+from lncli.noise._tables import _SHIFT_FLAG, _SHIFT_MULTI
 
+_nb: ModuleType | None
+try:  # numba is optional at import time: a broken or missing install falls back to numpy.
+    import numba
+
+    _nb = numba
     _IMPORT_ERROR: str | None = None
 except Exception as exc:  # noqa: BLE001 - any import failure (ImportError, numpy ABI mismatch) means "no numba"
     _nb = None
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
-__all__ = ["CompileError", "disable", "enabled", "reason_disabled", "sfc64_state", "shift_run", "inv_run", "impulse_run"]
+__all__ = [
+    "CompileError",
+    "disable",
+    "enabled",
+    "impulse_run",
+    "inv_run",
+    "reason_disabled",
+    "sfc64_state",
+    "shift_run",
+]
 
 # Set by disable(): a kernel failed to compile on this machine, so the process uses numpy.
 _DISABLED: str | None = None
@@ -43,8 +60,6 @@ CompileError: type[Exception] = Exception
 # Elements per chunk: the chunk's words (8 KiB), inputs, outputs and scratch
 # stay in L1/L2 while the tables stay in L2. Not part of the stream definition.
 _CHUNK = 4096
-_SHIFT_FLAG = 0x4000  # must equal corruptions._SHIFT_FLAG
-_SHIFT_MULTI = 0x7FFF  # must equal corruptions._SHIFT_MULTI
 
 
 def enabled() -> bool:
@@ -75,6 +90,10 @@ def sfc64_state(seed: int) -> np.ndarray:
 
 
 if _nb is not None:
+    # The jitted entry points (shift_run, inv_run, impulse_run) and the optional table/d
+    # parameters of _fill16/_chunk carry no annotations on purpose: numba ignores them and
+    # types each call from its arguments, and mypy would check numba's scalar arithmetic
+    # against numpy's Python-level stubs, which disagree with it (np.int64 vs int, min()).
     from numba import int64, njit, uint64
     from numba.core.errors import NumbaError
 
@@ -112,7 +131,7 @@ if _nb is not None:
             _step(st)
 
     @_jit
-    def _fill16(st: np.ndarray, h16: np.ndarray, nwords: int, table=None, d=None) -> None:  # noqa: ANN001
+    def _fill16(st: np.ndarray, h16: np.ndarray, nwords: int, table=None, d=None) -> None:
         """h16[4 i + k] = bits 16k..16k+15 of word i, i < nwords; with a table, also d[.] = table[h16[.]].
 
         Fusing the lookup into the generator loop overlaps SFC64's dependency
@@ -141,7 +160,7 @@ if _nb is not None:
         st[0], st[1], st[2], st[3] = a, b, c, w
 
     @_jit
-    def _start(state: np.ndarray, rows: np.ndarray, numel: int):  # noqa: ANN202
+    def _start(state: np.ndarray, rows: np.ndarray, numel: int):
         """Set up a task's word source; returns (state copy, words buffer, consecutive, number of chunks).
 
         Item i of the task is row ``rows[i]`` of the block: its elements are
@@ -169,7 +188,9 @@ if _nb is not None:
         return st, hall, False, k * ((numel + _CHUNK - 1) // _CHUNK)
 
     @njit(cache=_CACHE, nogil=True, inline="always")
-    def _chunk(c: int, st: np.ndarray, buf: np.ndarray, consecutive: bool, rows: np.ndarray, numel: int, table=None, d=None):  # noqa: ANN001, ANN202
+    def _chunk(
+        c: int, st: np.ndarray, buf: np.ndarray, consecutive: bool, rows: np.ndarray, numel: int, table=None, d=None
+    ):
         """Chunk c (taken in order) of a task: (its words, flat lo, flat hi, block position of lo).
 
         With a table, also d[:hi - lo] = table[words] (the lookup fused into the generator).
@@ -199,9 +220,9 @@ if _nb is not None:
         return h, i * numel + col, i * numel + col + m, base
 
     @njit(cache=_CACHE, nogil=True, inline="always")
-    def _u32(h: int, ekey: np.uint64, pos: int) -> int:
+    def _u32(h: int, ekey: np.uint64, pos: int) -> np.int64:
         # Full 32-bit uniform: h on top, the low 16 bits a splitmix64 hash of the
-        # block position (corruptions._extra16).
+        # block position (lncli.noise._seeding._extra16).
         z = uint64(pos) * uint64(0x9E3779B97F4A7C15) + ekey
         z ^= z >> uint64(30)
         z *= uint64(0xBF58476D1CE4E5B9)
@@ -237,7 +258,12 @@ if _nb is not None:
         ng = m // 16
         for g in range(ng):
             w0, w1, w2, w3 = d64[4 * g], d64[4 * g + 1], d64[4 * g + 2], d64[4 * g + 3]
-            acc = (w0 & ~(w0 >> uint64(1))) | (w1 & ~(w1 >> uint64(1))) | (w2 & ~(w2 >> uint64(1))) | (w3 & ~(w3 >> uint64(1)))
+            acc = (
+                (w0 & ~(w0 >> uint64(1)))
+                | (w1 & ~(w1 >> uint64(1)))
+                | (w2 & ~(w2 >> uint64(1)))
+                | (w3 & ~(w3 >> uint64(1)))
+            )
             if acc & mask:
                 for j in range(16 * g, 16 * g + 16):
                     bad[nb] = j
@@ -248,8 +274,8 @@ if _nb is not None:
         return nb
 
     @_jit
-    def shift_run(state, rows, x, out, numel, ekey, fast, cdf):  # noqa: ANN001, ANN201
-        """Gaussian (corruptions._ShiftTable): out = clamp(x + D, 0, 255) for flat uint8 x, out (k*numel,)."""
+    def shift_run(state, rows, x, out, numel, ekey, fast, cdf):
+        """Gaussian (_sampling._ShiftTable): out = clamp(x + D, 0, 255) for flat uint8 x, out (k*numel,)."""
         d = np.empty(_CHUNK, np.int16)  # (m,) shifts D, or flags
         bad = np.empty(_CHUNK, np.int64)  # flagged positions in the chunk
         ncut = cdf.size - 1
@@ -304,8 +330,8 @@ if _nb is not None:
         return nb
 
     @_jit
-    def inv_run(state, rows, x, out, numel, ekey, fast, marker, flat, first, nbreak):  # noqa: ANN001, ANN201
-        """Inverse-CDF table (corruptions._InvTable: shot, speckle) on flat uint8 x, out (k*numel,)."""
+    def inv_run(state, rows, x, out, numel, ekey, fast, marker, flat, first, nbreak):
+        """Inverse-CDF table (_sampling._InvTable: shot, speckle) on flat uint8 x, out (k*numel,)."""
         o = np.empty(_CHUNK, np.uint8)  # (m,) table outputs (aligned, for the word-wise marker test)
         bad = np.empty(_CHUNK, np.int64)
         st, buf, consecutive, nchunks = _start(state, rows, numel)
@@ -334,8 +360,8 @@ if _nb is not None:
                 os_[j] = o[j]
 
     @_jit
-    def impulse_run(state, rows, x, out, numel, ekey, w, e1, e2):  # noqa: ANN001, ANN201
-        """Salt and pepper (corruptions._ImpulseSampler) on flat uint8 x, out (k*numel,); e1/e2: edge cells or -1."""
+    def impulse_run(state, rows, x, out, numel, ekey, w, e1, e2):
+        """Salt and pepper (_sampling._ImpulseSampler) on flat uint8 x, out (k*numel,); e1/e2: edge cells or -1."""
         t1 = np.int32(min(w >> 16, 1 << 16))
         t2 = np.int32(min((2 * w) >> 16, 1 << 16))
         st, buf, consecutive, nchunks = _start(state, rows, numel)
@@ -361,4 +387,5 @@ if _nb is not None:
                         os_[j] = 255 if u < w else (0 if u < 2 * w else xs[j])
 
 else:  # pragma: no cover - exercised only where numba is absent
-    shift_run = inv_run = impulse_run = None  # type: ignore[assignment]
+    # None keeps the names defined; nothing calls them, since enabled() is False.
+    shift_run = inv_run = impulse_run = None  # type: ignore[assignment]  # mypy types them as numba Dispatchers

@@ -1,8 +1,8 @@
-"""The numba kernels (lncli._kernels) are bit-identical to the numpy reference path.
+"""The numba kernels (lncli.noise._kernels) are bit-identical to the numpy reference path.
 
 The numpy path is itself tested against the exact inverse CDF and against
-imagecorruptions (test_corruptions.py), so equality here carries those
-guarantees over to the fast path that users get by default.
+imagecorruptions (test_noise_sampling.py, test_noise_laws.py), so equality here
+carries those guarantees over to the fast path that users get by default.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import lncli._kernels as K
-import lncli.corruptions as C
-from lncli.corruptions import corrupt
+import lncli.noise._kernels as K
+from lncli.noise import corrupt
+from lncli.noise._sampling import _gaussian_sampler, _impulse_sampler, _ImpulseSampler, _InvTable, _shot_sampler
+from lncli.noise._seeding import _EXTRA_SALT, _block_seed, _Positions, _splitmix64, _stream_key
+from lncli.noise._tables import _SHIFT_FLAG, _SHIFT_MULTI
+from lncli.noise.laws import _U8_SAMPLERS
 
 pytestmark = pytest.mark.skipif(not K.enabled(), reason=f"numba kernels off: {K.reason_disabled()}")
 
-_BUILDERS = {"gaussian": C._gaussian_sampler, "speckle": C._speckle_sampler, "shot": C._shot_sampler, "impulse": C._impulse_sampler}
 # Constants span the regimes: no noise, mild and heavy noise (heavy gaussian has
 # multi-breakpoint cells in the tails), everything replaced (impulse 1.0).
 _CASES = [
@@ -38,17 +40,17 @@ _CASES = [
 
 def _block(seed: int, numel: int, nrows: int) -> tuple[np.ndarray, np.ndarray, int]:
     """A block's state, its 16-bit words (nrows, numel) as numpy draws them, and a refinement key."""
-    block_seed = C._block_seed(C._stream_key(seed, "test", 1), 0)
+    block_seed = _block_seed(_stream_key(seed, "test", 1), 0)
     raw = np.random.SFC64(block_seed).random_raw((nrows * numel + 3) // 4)
     words = raw.view(np.uint16)[: nrows * numel].reshape(nrows, numel)
-    ekey = C._splitmix64(block_seed ^ C._EXTRA_SALT)
+    ekey = _splitmix64(block_seed ^ _EXTRA_SALT)
     return K.sfc64_state(block_seed), words, ekey
 
 
 def _numpy_rows(sampler, x: np.ndarray, words: np.ndarray, rows: np.ndarray, ekey: int) -> np.ndarray:
     """The numpy reference on rows ``rows`` of a block: x (k, numel) uint8 -> (k, numel) uint8."""
     k, numel = x.shape
-    at = C._Positions(np.full(k, ekey, dtype=np.uint64), rows.astype(np.int64), numel)
+    at = _Positions(np.full(k, ekey, dtype=np.uint64), rows.astype(np.int64), numel)
     out = np.empty(k * numel, dtype=np.uint8)
     sampler.sample_np(np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(words[rows]).reshape(-1), at, out)
     return out.reshape(k, numel)
@@ -72,7 +74,7 @@ def test_sfc64_stream_matches_numpy():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kernel_equals_numpy_on_consecutive_rows(builder, param, seed):
     """Rows r0.. of a block, with numel not a multiple of 4 and r0 > 0 (the stream starts mid-word)."""
-    sampler = _BUILDERS[builder](param)
+    sampler = _U8_SAMPLERS[builder](param)
     numel, nrows = 3 * 37 * 29, 24  # 3219 elements: chunks end mid-row and mid-word
     state, words, ekey = _block(seed, numel, nrows)
     rng = np.random.default_rng(seed)
@@ -89,7 +91,7 @@ def test_kernel_equals_numpy_on_consecutive_rows(builder, param, seed):
 @pytest.mark.parametrize(("builder", "param"), _CASES)
 def test_kernel_equals_numpy_on_scattered_rows(builder, param):
     """Rows in any order, with repeats (one image index asked for twice gets the same noise)."""
-    sampler = _BUILDERS[builder](param)
+    sampler = _U8_SAMPLERS[builder](param)
     numel, nrows = 5000, 40  # rows longer than a chunk
     state, words, ekey = _block(7, numel, nrows)
     rows = np.array([5, 1, 39, 1, 20, 0, 6], dtype=np.int64)
@@ -108,12 +110,12 @@ def test_slow_paths_are_exercised_and_exact():
     rows = np.arange(nrows, dtype=np.int64)
     h = words.reshape(-1)
     x = np.random.default_rng(0).integers(0, 256, (nrows, numel), dtype=np.uint8)
-    g = C._gaussian_sampler(0.18)  # 16 multi-breakpoint cells in the tails (0.38 has none: they clip)
+    g = _gaussian_sampler(0.18)  # 16 multi-breakpoint cells in the tails (0.38 has none: they clip)
     fast = g.fast.numpy()[h]
-    assert (fast == C._SHIFT_MULTI).sum() > 10 and ((fast >= C._SHIFT_FLAG) & (fast != C._SHIFT_MULTI)).sum() > 1000
-    imp = C._impulse_sampler(0.09)
+    assert (fast == _SHIFT_MULTI).sum() > 10 and ((fast >= _SHIFT_FLAG) & (fast != _SHIFT_MULTI)).sum() > 1000
+    imp = _impulse_sampler(0.09)
     assert np.isin(h, imp._edges()).sum() > 10
-    for sampler in (g, imp, C._shot_sampler(60.0)):
+    for sampler in (g, imp, _shot_sampler(60.0)):
         want = _numpy_rows(sampler, x, words, rows, ekey)
         got = np.empty(x.size, dtype=np.uint8)
         sampler.run_kernel(state, rows, x.reshape(-1), got, numel, ekey)
@@ -128,7 +130,11 @@ def test_corrupt_identical_with_and_without_numba(monkeypatch, profile, shape):
     x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     n = shape[0]
     for noise in ("gaussian", "shot", "impulse"):
-        for indices in (None, torch.arange(n) + 777, torch.randperm(n, generator=torch.Generator().manual_seed(2)) * 13):
+        for indices in (
+            None,
+            torch.arange(n) + 777,
+            torch.randperm(n, generator=torch.Generator().manual_seed(2)) * 13,
+        ):
             for threads in (1, 2):
                 monkeypatch.setenv("LNCLI_NUMBA", "1")
                 fast = corrupt(x, noise, 4, seed=5, profile=profile, indices=indices, num_threads=threads)
@@ -141,7 +147,7 @@ def test_env_switch_disables_kernels(monkeypatch):
     monkeypatch.setenv("LNCLI_NUMBA", "0")
     assert not K.enabled() and "LNCLI_NUMBA=0" in K.reason_disabled()
 
-    def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def boom(*args, **kwargs):
         raise AssertionError("kernel called while disabled")
 
     monkeypatch.setattr(K, "shift_run", boom)
@@ -159,10 +165,10 @@ def test_compile_failure_falls_back_to_numpy(monkeypatch):
     want = corrupt(x, "shot", 2, seed=1)
     monkeypatch.setenv("LNCLI_NUMBA", "1")
 
-    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def fail(*args, **kwargs):
         raise K.CompileError("cannot lower this here")
 
-    monkeypatch.setattr(C._InvTable, "run_kernel", fail)
+    monkeypatch.setattr(_InvTable, "run_kernel", fail)
     monkeypatch.setattr(K, "_DISABLED", None)
     with pytest.warns(RuntimeWarning, match="failed to compile: cannot lower"):
         got = corrupt(x, "shot", 2, seed=1)
@@ -171,10 +177,10 @@ def test_compile_failure_falls_back_to_numpy(monkeypatch):
 
 
 def test_other_kernel_errors_are_not_swallowed(monkeypatch):
-    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def fail(*args, **kwargs):
         raise ValueError("a real bug")
 
-    monkeypatch.setattr(C._ImpulseSampler, "run_kernel", fail)
+    monkeypatch.setattr(_ImpulseSampler, "run_kernel", fail)
     with pytest.raises(ValueError, match="a real bug"):
         corrupt(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), "impulse", 2, seed=1)
 
@@ -187,8 +193,8 @@ def test_no_writable_cache_still_works():
     import sys
 
     code = (
-        "import os, torch, lncli._kernels as K\n"
-        "from lncli.corruptions import corrupt\n"
+        "import os, torch, lncli.noise._kernels as K\n"
+        "from lncli.noise import corrupt\n"
         "assert not K._CACHE and K.enabled(), K.reason_disabled()\n"
         "x = torch.randint(0, 256, (3, 1, 9, 9), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))\n"
         "fast = corrupt(x, 'gaussian', 3, seed=0)\n"
@@ -198,5 +204,21 @@ def test_no_writable_cache_still_works():
     )
     # The IPython locator never applies to a .py file: numba then has no cache location at all.
     env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "numba.core.caching.IPythonCacheLocator", "LNCLI_NUMBA": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_shift_flags_are_found_word_wise():
+    """The kernels' 16-at-a-time flag test finds exactly the entries >= _SHIFT_FLAG, for every
+    pure shift D in [-255, 255] and both flag kinds (it relies on the flags' bit pattern)."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.arange(-255, 256), [_SHIFT_FLAG, _SHIFT_FLAG + 509, _SHIFT_MULTI]]).astype(np.int16)
+    for _ in range(20):
+        d = rng.choice(values, size=K._CHUNK).astype(np.int16)
+        d[rng.random(K._CHUNK) < 0.9] = rng.integers(-255, 256)  # mostly pure, as in real tables
+        for m in (K._CHUNK, 1000, 17):  # whole 16-lane groups and a tail
+            bad = np.empty(K._CHUNK, dtype=np.int64)
+            nb = K._flagged(d, m, bad)
+            assert np.array_equal(bad[:nb], np.flatnonzero(d[:m] >= _SHIFT_FLAG))
