@@ -432,6 +432,10 @@ def test_cli_write_failure_is_one_line(ws: Path, monkeypatch: pytest.MonkeyPatch
     def full(src: object, dst: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    # Run the same sweep once first: os.replace is patched process-wide, and a first run
+    # compiles the numba noise kernels, whose on-disk cache is written with os.replace.
+    warm = CliRunner().invoke(app, list(ev()), env={"COLUMNS": "200", "TERM": "dumb"})
+    assert warm.exit_code == 0, warm.stderr
     monkeypatch.setattr(lncli.io.os, "replace", full)
     res = CliRunner().invoke(app, list(ev("--csv", "out/r.csv")), env={"COLUMNS": "200", "TERM": "dumb"})
     assert res.exit_code == 2 and res.stderr.strip() == "error: cannot write out/r.csv: No space left on device", res.stderr
