@@ -247,7 +247,7 @@ def test_interrupted_checkpoint_write_leaves_previous_file_valid(tmp_path: Path,
     before = load_checkpoint(tmp_path / "run" / "last.pt")
 
     def crash_mid_write(obj: Any, f: Any, *a: Any, **k: Any) -> None:
-        Path(f).write_bytes(b"PK\x03\x04 half a zip")  # a partial file ...
+        f.write(b"PK\x03\x04 half a zip")  # a partial file ...
         raise OSError("disk full")  # ... then the write dies
 
     monkeypatch.setattr(ckpt_mod.torch, "save", crash_mid_write)
