@@ -539,9 +539,9 @@ def check_thresholds(
             raise LncliError(f"--fail-under {th.text!r}: noise {th.noise!r} was not evaluated (have: {', '.join(noises) or 'none'})")
         for col in cols:
             if th.scope == "cells":
-                for r in records:
-                    if (r.checkpoint, r.mode) == col.key and r.accuracy < th.value:
-                        fail(col, CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}", r.accuracy, th.value)
+                for each in records:
+                    if (each.checkpoint, each.mode) == col.key and each.accuracy < th.value:
+                        fail(col, CLEAN if each.noise == CLEAN else f"{each.noise} {each.severity}", each.accuracy, th.value)
             elif th.scope == "cell":
                 r = idx.get((col.key, th.noise or "", th.severity or 0))
                 if r is None:
