@@ -309,6 +309,7 @@ def render_table(
             f"batch {first.batch_size}, noise seed {first.noise_seed}, "
             f"{'dataset order' if first.order_seed is None else f'order seed {first.order_seed}'}, {first.device}"
             + (f"; mCE baseline {base.label}" if noises else "")
+            + _rescale_note(records)
         )
     table = Table(title="lncli evaluate", caption=caption)
     table.add_column("noise / severity", no_wrap=True)
@@ -342,6 +343,15 @@ def legend(cols: Sequence[Column]) -> Text:
     """
     lines = {c.key[0]: f"{c.short or 'checkpoint'} = {c.key[0]}" for c in cols}  # one per checkpoint, in column order
     return Text("\n".join(lines.values()), no_wrap=False, overflow="fold")
+
+
+_RESCALE_RANGES = {"train": "the training split's range", "test": "the clean test set's range (no training split found)"}
+
+
+def _rescale_note(records: Sequence[EvalRecord]) -> str:
+    """Caption part naming the range ``--rescale`` mapped onto (empty without a rescale)."""
+    used = list(dict.fromkeys(r.rescale_range for r in records if r.rescale_range is not None))
+    return f"; noisy cells min-max rescaled onto {' / '.join(_RESCALE_RANGES.get(u, u) for u in used)}" if used else ""
 
 
 def format_table(records: Sequence[EvalRecord], *, width: int = 120, baseline: str | int | None = None) -> str:

@@ -318,3 +318,15 @@ def test_csv_keeps_the_full_checkpoint_path(tmp_path: Path) -> None:
     write_csv(demo_sweep(), tmp_path / "r.csv")
     with open(tmp_path / "r.csv", newline="") as fh:
         assert {row["checkpoint"] for row in csv.DictReader(fh)} == set(LONG)
+
+
+def test_caption_names_the_rescale_range() -> None:
+    import dataclasses
+
+    def flat(recs: list[EvalRecord]) -> str:
+        return " ".join(format_table(recs, width=120).split())
+
+    assert "rescaled" not in flat(sweep())
+    for used, words in (("train", "rescaled onto the training split's range"), ("test", "onto the clean test set's range (no training split found)")):
+        recs = [r if r.noise == CLEAN else dataclasses.replace(r, rescale=True, rescale_range=used) for r in sweep()]
+        assert words in flat(recs)
