@@ -53,7 +53,7 @@ def _demo_recipe() -> str:
 def test_makefile_demo_is_a_quick_look_and_readme_says_how_to_run_all() -> None:
     recipe = _demo_recipe()
     m = re.search(r"^DEMO_LIMIT \?= (\d+)$", recipe, re.MULTILINE)
-    assert m and 0 < int(m.group(1)) <= 2000, "the default demo evaluates a subset, so a first look stays short"
+    assert m and 0 < int(m.group(1)) <= 1000, "the default demo evaluates a subset, so a first look stays short"
     assert "$(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT))" in recipe  # an empty DEMO_LIMIT runs the full set
     assert f"lncli evaluate examples/checkpoints/*.pt --noise {DEMO_NOISES} " in recipe  # what the test below runs
     readme = (ROOT / "README.md").read_text()
