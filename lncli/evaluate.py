@@ -469,6 +469,7 @@ def load_train_range(
 ) -> tuple[Tensor, Tensor] | None:
     """The training split's per-channel range, the reference of the paper's ``--rescale`` (PAPER.md, "Rescale").
 
+    The range is taken over the whole training split (``--limit`` cuts the test set only).
     Only the two (C,) vectors are kept; the split itself is dropped as soon as they are taken.
 
     Args:
