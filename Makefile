@@ -26,6 +26,10 @@ data:
 # Main job: evaluate the shipped BN and LocalNorm checkpoints under noise.
 # Without Fashion-MNIST anywhere lncli looks (see README), it falls back, loudly, to the
 # synthetic-gray set: same shape, so it runs, but the accuracies then mean nothing.
+# DEMO_LIMIT: a first look evaluates the first 1,000 of the 10,000 test images (the model
+# passes are most of the time, in proportion to the images); `make demo DEMO_LIMIT=` runs them all.
+# DEMO_ARGS: more lncli evaluate options, e.g. DEMO_ARGS="--mode running,batch,single".
+DEMO_LIMIT ?= 1000
 DEMO_ARGS ?=
 demo: install data
 	@if $(PY) -c "from lncli.data import load_dataset; load_dataset('fashion-mnist', 'test', limit=1)" 2>/dev/null; then \
@@ -35,7 +39,8 @@ demo: install data
 	  echo "NOTE: falling back to --data synthetic-gray: a smoke run only, accuracies are NOT meaningful."; \
 	  data="--data synthetic-gray"; \
 	fi; \
-	$(VENV)/bin/lncli evaluate examples/checkpoints/*.pt --noise gaussian,shot,impulse $$data $(DEMO_ARGS) \
+	$(VENV)/bin/lncli evaluate examples/checkpoints/*.pt --noise gaussian,shot,impulse $$data \
+	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS) \
 	  --csv demo_out/results.csv --json demo_out/results.json --plot demo_out/accuracy.png
 
 test: install data

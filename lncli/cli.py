@@ -355,7 +355,7 @@ def evaluate_command(
     baseline: Annotated[str | None, typer.Option(help="Baseline column for mCE: 1-based index or (part of) its label; default the first.")] = None,
     workers: Annotated[int, typer.Option(help="Threads generating noisy batches ahead of the models (0 = inline).")] = 0,
     amp: Annotated[bool, typer.Option("--amp", help="float16 autocast on CUDA (ignored on CPU; recorded).")] = False,
-    rescale: Annotated[bool, typer.Option("--rescale", help="With --profile paper: min-max rescale the whole noisy test set per channel onto the clean set's range, as the authors did.")] = False,
+    rescale: Annotated[bool, typer.Option("--rescale", help="With --profile paper: min-max rescale the whole noisy test set per channel onto the training split's range, as the authors did (the clean test set's when there is no training split).")] = False,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from dataclasses import asdict
@@ -386,7 +386,7 @@ def evaluate_command(
         if baseline:
             _check_baseline(models, config.modes, baseline)
         with _eval_progress(info.is_main) as progress:
-            records = evaluate_grid(models, resolve_data(data, models, limit=limit, data_dir=data_dir, download=download), config, progress=progress)
+            records = evaluate_grid(models, resolve_data(data, models, limit=limit, data_dir=data_dir, download=download, with_train_range=rescale), config, progress=progress)
     finally:
         distributed.cleanup()
     if not info.is_main:

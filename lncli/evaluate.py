@@ -43,7 +43,7 @@ import glob
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,7 +108,8 @@ class EvalConfig:
     workers: int = 0
     # The authors' min-max rescale (``paper`` profile only): off, because it is a property of their
     # protocol, not of the noise. When on, each noisy cell is computed in float without clipping and the
-    # whole noisy test set is rescaled per channel onto the clean test set's range (PAPER.md, "Rescale").
+    # whole noisy test set is rescaled per channel onto the training split's range (PAPER.md, "Rescale";
+    # ``EvalData.train_range``), or the clean test set's when no training split was loaded.
     rescale: bool = False
 
 
@@ -133,6 +134,10 @@ class EvalRecord:
         device, amp, world_size: where it ran (``world_size`` > 1 under torchrun).
         data, synthetic: test set name, and whether it is generated data.
         lncli_version: the version that produced the record.
+        rescale: whether the paper's dataset-level min-max rescale was applied (noisy cells of ``--rescale``).
+        rescale_range: the per-channel range the rescale mapped onto: ``train`` (the training
+            split's, as the authors did), ``test`` (the clean test set's, when no training split
+            could be loaded) or ``None`` (no rescale).
     """
 
     checkpoint: str
@@ -160,7 +165,8 @@ class EvalRecord:
     data: str
     synthetic: bool
     lncli_version: str
-    rescale: bool = False  # the paper's dataset-level min-max rescale was applied to this cell
+    rescale: bool = False
+    rescale_range: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (CSV/JSON row)."""
@@ -187,6 +193,12 @@ class EvalData:
     Either ``clean`` holds the decoded test set and noise is generated, or
     ``cifar10c_dir`` points at released CIFAR-10-C ``.npy`` files (then ``clean``
     is the matching CIFAR-10 test set when available, else ``None``).
+
+    ``train_range`` is the training split's per-channel ``(min, max)``, each (C,)
+    float32 on the [0, 1] scale (:func:`image_range`): what ``--rescale`` maps the
+    noisy test set onto. ``None`` falls back to the clean test set's range (the
+    records say which was used). It is passed in rather than loaded by
+    :func:`evaluate_grid`, which does no data I/O of its own.
     """
 
     name: str
@@ -195,11 +207,30 @@ class EvalData:
     cifar10c_dir: Path | None = None
     limit: int | None = None
     meta: Any | None = field(default=None)  # lncli.data.DataMeta, when known up front
+    train_range: tuple[Tensor, Tensor] | None = None  # (C,) min, (C,) max of the training split, [0, 1] scale
+
+    def __post_init__(self) -> None:
+        # A wrong shape would only fail deep inside the sweep, after the noisy ranges were computed.
+        if self.train_range is not None:
+            channels = self.clean.images.shape[1] if self.clean is not None else None
+            shapes = [tuple(t.shape) for t in self.train_range]
+            if len(shapes) != 2 or shapes[0] != shapes[1] or len(shapes[0]) != 1 or channels not in (None, shapes[0][0]):
+                raise LncliError(f"train_range must be (min, max), each of shape ({channels or 'C'},); got shapes {shapes}")
 
     @classmethod
-    def from_imageset(cls, images: Any) -> EvalData:
-        """Wrap an :class:`lncli.data.ImageSet` whose noise will be generated."""
-        return cls(name=images.meta.name, synthetic=bool(images.meta.synthetic), clean=images, meta=images.meta)
+    def from_imageset(cls, images: Any, *, train_range: tuple[Tensor, Tensor] | None = None) -> EvalData:
+        """Wrap an :class:`lncli.data.ImageSet` whose noise will be generated.
+
+        Args:
+            images: the clean test set.
+            train_range: the training split's per-channel range for ``--rescale`` (see the class docstring).
+
+        Returns:
+            The :class:`EvalData`.
+        """
+        return cls(
+            name=images.meta.name, synthetic=bool(images.meta.synthetic), clean=images, meta=images.meta, train_range=train_range
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +379,7 @@ def resolve_data(
     limit: int | None = None,
     data_dir: Path | None = None,
     download: bool = False,
+    with_train_range: bool = False,
 ) -> EvalData:
     """Pick and decode the test set (once) for a sweep.
 
@@ -359,6 +391,8 @@ def resolve_data(
         limit: keep only the first ``limit`` test images (before shuffling).
         data_dir: where to look for dataset files first.
         download: let torchvision download a missing dataset (needs the network).
+        with_train_range: also read the training split's per-channel range, the
+            reference of ``--rescale`` (:func:`load_train_range`; generated noise only).
 
     Returns:
         The :class:`EvalData`.
@@ -397,7 +431,71 @@ def resolve_data(
     else:
         images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit)
     check_data_matches(checkpoints, images.meta)
-    return EvalData.from_imageset(images)
+    train_range = load_train_range(spec, images.meta, data_dir=data_dir, download=download) if with_train_range else None
+    return EvalData.from_imageset(images, train_range=train_range)
+
+
+_RANGE_CHUNK = 4096
+"""Images per step when taking a range: keeps the float32 copy small (a uint8 set is 4x smaller than its floats)."""
+
+
+def image_range(chunks: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-channel (min, max) over batches of images: :func:`lncli.corruptions.channel_range` of their concatenation.
+
+    Args:
+        chunks: at least one uint8 or float (N_i, C, H, W) batch (e.g. ``images.split(4096)``).
+
+    Returns:
+        ``(lo, hi)``, each (C,) float32 on the [0, 1] scale.
+
+    Raises:
+        ValueError: no batch.
+    """
+    from lncli.corruptions import channel_range
+
+    lo: Tensor | None = None
+    hi: Tensor | None = None
+    for chunk in chunks:
+        clo, chi = channel_range(chunk)  # (C,), (C,)
+        lo = clo if lo is None else torch.minimum(lo, clo)
+        hi = chi if hi is None else torch.maximum(hi, chi)
+    if lo is None or hi is None:
+        raise ValueError("image_range needs at least one batch of images")
+    return lo, hi
+
+
+def load_train_range(
+    spec: str, test_meta: Any, *, data_dir: Path | None = None, download: bool = False
+) -> tuple[Tensor, Tensor] | None:
+    """The training split's per-channel range, the reference of the paper's ``--rescale`` (PAPER.md, "Rescale").
+
+    The range is taken over the whole training split (``--limit`` cuts the test set only).
+    Only the two (C,) vectors are kept; the split itself is dropped as soon as they are taken.
+
+    Args:
+        spec: the test set's dataset spec (``fashion-mnist``, ``cifar10``, ``synthetic``, ...).
+        test_meta: the test set's :class:`lncli.data.DataMeta` (the channel counts must agree).
+        data_dir, download: as for :func:`lncli.data.load_dataset`.
+
+    Returns:
+        ``(lo, hi)``, each (C,) float32 on the [0, 1] scale, or ``None`` when there is no
+        training split to read: not found, unreadable, empty or of another channel count,
+        and always for ``imagefolder:`` data (decoding a whole folder of full-size images
+        only for its range could take more memory than the machine has, and a folder
+        without ``train/`` has no separate training split). The caller then falls back to
+        the clean test set's range, and the records say so.
+    """
+    from lncli.data import load_dataset
+
+    if spec.startswith("imagefolder"):
+        return None
+    try:
+        train = load_dataset(spec, "train", data_dir=data_dir, download=download)
+    except DataError:
+        return None
+    if len(train) == 0 or train.images.shape[1] != test_meta.in_channels:
+        return None
+    return image_range(train.images.split(_RANGE_CHUNK))
 
 
 def check_data_matches(checkpoints: Sequence[LoadedCheckpoint], meta: Any) -> None:
@@ -633,7 +731,7 @@ def evaluate_grid(
         LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
     """
     from lncli.checkpoint import build_model
-    from lncli.noise import apply_minmax, channel_range, corrupt
+    from lncli.noise import apply_minmax, corrupt
     from lncli.data import load_cifar10c, normalize
     from lncli.distributed import all_reduce_sum, local_device
 
@@ -715,9 +813,9 @@ def evaluate_grid(
         images, labels = source(cell)
         x = images[idx]  # (B, C, H, W) uint8
         if cell.noise != CLEAN and data.cifar10c_dir is None:
-            if config.rescale:
+            if reference is not None:  # --rescale: the pre-pass below took the ranges
                 lo, hi = ranges[cell]
-                x = apply_minmax(_paper_float(x, cell, idx), lo, hi, ref_lo, ref_hi)  # float (B, C, H, W) in [0, 1]
+                x = apply_minmax(_paper_float(x, cell, idx), lo, hi, *reference)  # float (B, C, H, W) in [0, 1]
             else:
                 x = corrupt(x, cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
         y = labels[idx]
@@ -730,22 +828,16 @@ def evaluate_grid(
         return corrupt(x.to(torch.float32).div_(255.0), cell.noise, cell.severity, seed=config.seed, profile=config.profile, indices=idx)
 
     # The paper's rescale is dataset-level: one pass over every noisy cell for its per-channel range
-    # (over the WHOLE test set on every rank, so that sharded runs rescale exactly like one process).
+    # (over the WHOLE test set on every rank, so that sharded runs rescale exactly like one process),
+    # mapped onto the training split's range (the authors' reference), else the clean test set's.
     ranges: dict[_Cell, tuple[Tensor, Tensor]] = {}
-    ref_lo = ref_hi = None
+    reference: tuple[Tensor, Tensor] | None = None  # (C,) min, (C,) max that the noisy ranges map onto
     if config.rescale and data.clean is not None:
-        ref_lo, ref_hi = channel_range(data.clean.images)  # (C,) the clean set's range
+        reference = data.train_range if data.train_range is not None else image_range(data.clean.images.split(_RANGE_CHUNK))
         for cell in cells:
-            if cell.noise == CLEAN:
-                continue
-            lo = hi = None
-            for s in range(0, n_total, 1024):
-                idx = torch.arange(s, min(s + 1024, n_total))
-                y = _paper_float(data.clean.images[idx], cell, idx)
-                blo, bhi = channel_range(y)  # (C,)
-                lo = blo if lo is None else torch.minimum(lo, blo)
-                hi = bhi if hi is None else torch.maximum(hi, bhi)
-            ranges[cell] = (lo, hi)
+            if cell.noise != CLEAN:
+                spans = (torch.arange(s, min(s + _RANGE_CHUNK, n_total)) for s in range(0, n_total, _RANGE_CHUNK))
+                ranges[cell] = image_range(_paper_float(data.clean.images[idx], cell, idx) for idx in spans)
 
     jobs = [(ci, cell, s) for ci, cell in enumerate(cells) for s in my_batches]
     autocast = torch.autocast("cuda", dtype=torch.float16) if (config.amp and device.type == "cuda") else contextlib.nullcontext()
@@ -777,6 +869,7 @@ def evaluate_grid(
         for ci, cell in enumerate(cells):
             n, c = int(seen[ci]), int(correct[ci, j])
             lo, hi = wilson_interval(c, n)
+            rescaled = bool(config.rescale and cell.noise != CLEAN and data.cifar10c_dir is None)
             records.append(
                 EvalRecord(
                     checkpoint=lc.path,
@@ -804,7 +897,8 @@ def evaluate_grid(
                     data=data.name,
                     synthetic=data.synthetic,
                     lncli_version=__version__,
-                    rescale=bool(config.rescale and cell.noise != CLEAN and data.cifar10c_dir is None),
+                    rescale=rescaled,
+                    rescale_range=("train" if data.train_range is not None else "test") if rescaled else None,
                 )
             )
     return records

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -46,10 +47,23 @@ MEAN = "mean"
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: a checkpoint in one mode."""
+    """One table column: a checkpoint in one mode.
+
+    ``label`` (``<name>:<mode>``) is unique and names the column everywhere but the
+    table header: mCE keys, ``--baseline``, threshold messages, the plot legend.
+    The header shows ``short`` over the mode: only the part of the name that tells the
+    checkpoints apart (``bn`` for ``fashion_mnist_small_cnn_bn``), so that the table fits an
+    80-column terminal; the legend under the table maps it back to the checkpoint file.
+    """
 
     key: tuple[str, str]  # (checkpoint path, mode)
     label: str
+    short: str = ""  # the distinguishing part of the checkpoint name; "" when there is one checkpoint
+
+    @property
+    def short_label(self) -> str:
+        """``<short>:<mode>`` (the mode alone for one checkpoint): what the table header shows."""
+        return f"{self.short}:{self.key[1]}" if self.short else self.key[1]
 
 
 def columns(records: Sequence[EvalRecord]) -> list[Column]:
@@ -58,6 +72,7 @@ def columns(records: Sequence[EvalRecord]) -> list[Column]:
     Stems that collide (``a/best.pt`` and ``b/best.pt``) get their parent folder prepended,
     and more parent folders while they still collide (``s1/bn/best.pt``, ``s2/bn/best.pt``):
     labels must be unique, since the baseline and the mCE rows are looked up by label.
+    Each column's ``short`` name drops what every checkpoint name shares (see :func:`short_names`).
     """
     keys = list(dict.fromkeys((r.checkpoint, r.mode) for r in records))
     paths = list(dict.fromkeys(k[0] for k in keys))
@@ -77,7 +92,41 @@ def columns(records: Sequence[EvalRecord]) -> list[Column]:
             depth[p] += 1
     counts = list(names.values())
     names = {p: (p if counts.count(n) > 1 else n) for p, n in names.items()}  # e.g. "a.pt" and "./a.pt"
-    return [Column(k, f"{names[k[0]]}:{k[1]}") for k in keys]
+    short = short_names(list(names.values()))
+    return [Column(k, f"{names[k[0]]}:{k[1]}", short[names[k[0]]]) for k in keys]
+
+
+_SEPARATORS = "_-./"
+"""Where a shared prefix or suffix may be cut, so that short names are whole words (``seed1``, not ``1``)."""
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Map distinct names to what tells them apart: the shared prefix and suffix dropped at word boundaries.
+
+    ``fashion_mnist_small_cnn_bn`` / ``fashion_mnist_small_cnn_ln`` -> ``bn`` / ``ln``;
+    ``seed1/bn/best`` / ``seed2/bn/best`` -> ``seed1`` / ``seed2``. Distinct names stay
+    distinct (each is prefix + short + suffix with the same prefix and suffix), and no
+    short name is empty: where dropping the suffix, then the prefix, would empty one,
+    that part is kept. A single name has nothing to tell apart and maps to ``""``.
+
+    Args:
+        names: distinct names.
+
+    Returns:
+        ``{name: short name}``.
+    """
+    unique = list(dict.fromkeys(names))
+    if len(unique) < 2:
+        return dict.fromkeys(unique, "")
+    prefix = os.path.commonprefix(unique)
+    prefix = prefix[: max(prefix.rfind(s) for s in _SEPARATORS) + 1]  # ends just after a separator (or is "")
+    suffix = os.path.commonprefix([n[::-1] for n in unique])[::-1]
+    cuts = [i for i in (suffix.find(s) for s in _SEPARATORS) if i >= 0]
+    suffix = suffix[min(cuts) :] if cuts else ""  # starts at a separator (or is "")
+    for pre, suf in ((prefix, suffix), (prefix, ""), ("", suffix)):
+        if all(len(pre) + len(suf) < len(n) for n in unique):  # every short name keeps a character
+            return {n: n[len(pre) : len(n) - len(suf)] for n in unique}
+    return {n: n for n in unique}
 
 
 def _parts(path: str) -> tuple[str, ...]:
@@ -108,6 +157,10 @@ def noise_mean(records: Sequence[EvalRecord], key: tuple[str, str], noise: str |
 def resolve_baseline(cols: Sequence[Column], baseline: str | int | None) -> Column:
     """Pick the baseline column: ``None`` = first, a 1-based index, an exact label or a unique substring.
 
+    Labels are matched in their full form (``fashion_mnist_small_cnn_bn:running``) and in
+    the table header's short form (``bn:running``); an exact full label wins over an exact
+    short one, and either wins over a substring.
+
     Raises:
         LncliError: no or several columns match.
     """
@@ -121,10 +174,10 @@ def resolve_baseline(cols: Sequence[Column], baseline: str | int | None) -> Colu
         if not 1 <= i <= len(cols):
             raise LncliError(f"--baseline {i} is out of range; there are {len(cols)} columns")
         return cols[i - 1]
-    exact = [c for c in cols if c.label == text]
-    if exact:
-        return exact[0]
-    partial = [c for c in cols if text in c.label]
+    for exact in ([c for c in cols if c.label == text], [c for c in cols if c.short_label == text]):
+        if exact:
+            return exact[0]
+    partial = [c for c in cols if text in c.label or text in c.short_label]
     if len(partial) == 1:
         return partial[0]
     labels = ", ".join(c.label for c in cols)
@@ -189,7 +242,7 @@ def _cell(r: EvalRecord) -> str:
 
 def render_table(
     records: Sequence[EvalRecord], *, baseline: str | int | None = None, width: int | None = None
-) -> Table:
+) -> RenderableType:
     """Pivot records into the side-by-side rich table.
 
     Rows: clean, each noise's severities and its mean, the overall mean, then
@@ -199,6 +252,9 @@ def render_table(
     value of each row is bold and marked ``*`` (visible in plain text too).
     When the intervals would not fit in ``width`` they are left out (the
     caption says so; the CSV always has them) rather than wrapping every cell.
+    Headers name each checkpoint by what tells it apart from the others (``bn``
+    for ``fashion_mnist_small_cnn_bn``) and the legend under the table gives the
+    files, so that an 80-column terminal does not wrap them.
 
     Args:
         records: evaluation records.
@@ -206,7 +262,8 @@ def render_table(
         width: the console width the table must fit (``None``: no limit).
 
     Returns:
-        A :class:`rich.table.Table`.
+        A :class:`rich.table.Table`, grouped with its :func:`legend` (headers show short
+        checkpoint names, see :class:`Column`).
     """
     cols = columns(records)
     base = resolve_baseline(cols, baseline)
@@ -237,11 +294,11 @@ def render_table(
             plain_row(f"{name} %", [rob[c.label][key] for c in cols], False, higher_is_better=False)
 
     # Width check: borders take 3 characters per column plus 1; a cell is its text plus the marker;
-    # headers are "checkpoint" over "mode".
+    # headers are the short checkpoint name over the mode.
     label_w = max([len("noise / severity")] + [len(r[0]) for r in rows])
     need = 1 + label_w + 3
     for j, col in enumerate(cols):
-        need += max([len(part) for part in col.label.split(":", 1)] + [len(r[2][j]) + 1 for r in rows]) + 3
+        need += max([len(col.short), len(col.key[1])] + [len(r[2][j]) + 1 for r in rows]) + 3
     with_ci = width is None or need <= width
     first = records[0] if records else None
     caption = ""
@@ -252,12 +309,13 @@ def render_table(
             f"batch {first.batch_size}, noise seed {first.noise_seed}, "
             f"{'dataset order' if first.order_seed is None else f'order seed {first.order_seed}'}, {first.device}"
             + (f"; mCE baseline {base.label}" if noises else "")
+            + _rescale_note(records)
         )
     table = Table(title="lncli evaluate", caption=caption)
     table.add_column("noise / severity", no_wrap=True)
     for col in cols:
-        # fold (not ellipsis) so that a narrow console still shows every column's full name
-        table.add_column(col.label.replace(":", "\n", 1) if ":" in col.label else col.label, justify="right", overflow="fold")
+        # fold (not ellipsis) so that a console too narrow even for the short names still shows all of each
+        table.add_column(col.short_label.replace(":", "\n", 1), justify="right", overflow="fold")
     for label, vals, ci_texts, texts, higher, section in rows:
         if section:
             table.add_section()
@@ -270,7 +328,30 @@ def render_table(
             else:
                 cells.append(Text(t + " "))
         table.add_row(*cells)
-    return table
+    return Group(table, legend(cols))
+
+
+def legend(cols: Sequence[Column]) -> Text:
+    """The line(s) under the table that map each header's short name back to its checkpoint file.
+
+    Args:
+        cols: the table's columns (see :func:`columns`).
+
+    Returns:
+        One line per checkpoint, ``<short name> = <checkpoint path>`` (``checkpoint = <path>``
+        when there is only one).
+    """
+    lines = {c.key[0]: f"{c.short or 'checkpoint'} = {c.key[0]}" for c in cols}  # one per checkpoint, in column order
+    return Text("\n".join(lines.values()), no_wrap=False, overflow="fold")
+
+
+_RESCALE_RANGES = {"train": "the training split's range", "test": "the clean test set's range (no training split found)"}
+
+
+def _rescale_note(records: Sequence[EvalRecord]) -> str:
+    """Caption part naming the range ``--rescale`` mapped onto (empty without a rescale)."""
+    used = list(dict.fromkeys(r.rescale_range for r in records if r.rescale_range is not None))
+    return f"; noisy cells min-max rescaled onto {' / '.join(_RESCALE_RANGES.get(u, u) for u in used)}" if used else ""
 
 
 def format_table(records: Sequence[EvalRecord], *, width: int = 120, baseline: str | int | None = None) -> str:
@@ -464,9 +545,9 @@ def check_thresholds(
             raise LncliError(f"--fail-under {th.text!r}: noise {th.noise!r} was not evaluated (have: {', '.join(noises) or 'none'})")
         for col in cols:
             if th.scope == "cells":
-                for r in records:
-                    if (r.checkpoint, r.mode) == col.key and r.accuracy < th.value:
-                        fail(col, CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}", r.accuracy, th.value)
+                for each in records:
+                    if (each.checkpoint, each.mode) == col.key and each.accuracy < th.value:
+                        fail(col, CLEAN if each.noise == CLEAN else f"{each.noise} {each.severity}", each.accuracy, th.value)
             elif th.scope == "cell":
                 r = idx.get((col.key, th.noise or "", th.severity or 0))
                 if r is None:

@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,6 +25,7 @@ from lncli.evaluate import (
     EvalData,
     EvalRecord,
     evaluate_grid,
+    image_range,
     load_checkpoints,
     parse_list,
     parse_severities,
@@ -373,7 +375,7 @@ def test_paper_rescale_matches_whole_set_reference(ckpts: dict[str, Path], data:
     model = build_model(load_checkpoint(ckpts["bn"])).eval()
     with torch.inference_mode():
         expected = int((model(normalize(x, META)).argmax(1) == labels).sum())
-    assert rec.rescale and rec.profile == "paper"
+    assert rec.rescale and rec.profile == "paper" and rec.rescale_range == "test"
     assert rec.correct == expected, f"batched rescale {rec.correct} != whole-set reference {expected}"
 
 
@@ -382,6 +384,138 @@ def test_paper_rescale_changes_the_input_and_needs_the_paper_profile(ckpts: dict
     base = dict(profile="paper", noises=("gaussian",), severities=(0, 5), modes=("running",))
     plain, scaled = (evaluate_grid(models, data, cfg(**base, rescale=r)) for r in (False, True))
     assert [r.rescale for r in scaled] == [False, True]  # the clean row is never rescaled
+    assert [r.rescale_range for r in scaled] == [None, "test"]  # no training split was given
+    assert {r.rescale_range for r in plain} == {None}
     assert plain[0].correct == scaled[0].correct
     with pytest.raises(LncliError, match="--profile paper"):
         evaluate_grid(models, data, cfg(rescale=True))
+
+
+def _spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Record every batch evaluate_grid feeds the models (it normalises each batch once, through lncli.data)."""
+    import lncli.data
+
+    seen: list[torch.Tensor] = []
+    real = lncli.data.normalize
+
+    def spy(images: torch.Tensor, meta: object) -> torch.Tensor:
+        seen.append(images.clone())
+        return real(images, meta)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lncli.data, "normalize", spy)
+    return seen
+
+
+def _minmax_reference(images: torch.Tensor, noise: str, severity: int, seed: int, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+    """The authors' rescale written out in float64 on the whole set: each channel's noisy [min, max] -> [lo, hi]."""
+    from lncli.corruptions import corrupt
+
+    noisy = corrupt(images.float() / 255.0, noise, severity, seed=seed, profile="paper").double().numpy()  # unclipped
+    nlo, nhi = noisy.min(axis=(0, 2, 3), keepdims=True), noisy.max(axis=(0, 2, 3), keepdims=True)  # (1, C, 1, 1)
+    lo, hi = lo.reshape(1, -1, 1, 1), hi.reshape(1, -1, 1, 1)
+    out = (noisy - nlo) / (nhi - nlo) * (hi - lo) + lo
+    return torch.from_numpy(np.clip(out, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("noise, severity", [("gaussian", 5), ("poisson", 2), ("dropout", 4)])
+def test_paper_rescale_maps_onto_the_training_range(
+    ckpts: dict[str, Path], data: EvalData, monkeypatch: pytest.MonkeyPatch, noise: str, severity: int, seed: int
+) -> None:
+    """With a training split whose per-channel range differs from the test set's, the noisy batches are the
+    whole noisy test set mapped onto the TRAINING range (the authors' protocol), and the records say so."""
+    train = load_dataset("synthetic", "train").images.numpy()  # (N, 3, 32, 32), every channel spans 0..255
+    train = (train // 2 + np.array([10, 40, 90], dtype=np.uint8)[None, :, None, None]).astype(np.uint8)  # 10..137, 40..167, 90..217
+    lo, hi = train.min(axis=(0, 2, 3)) / 255.0, train.max(axis=(0, 2, 3)) / 255.0  # float64, computed here
+    assert not np.allclose(lo, 0.0) and not np.allclose(hi, 1.0)  # differs from the test set's [0, 1]
+    with_train = EvalData.from_imageset(data.clean, train_range=(torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)))
+    batches = _spy_batches(monkeypatch)
+    config = cfg(profile="paper", noises=(noise,), severities=(severity,), modes=("running",), rescale=True, seed=seed, order_seed=None)
+    (rec,) = evaluate_grid(load_checkpoints([ckpts["bn"]]), with_train, config)
+    got = torch.cat(batches).double()  # dataset order (order_seed None), the ragged last batch included
+    expected = _minmax_reference(data.clean.images, noise, severity, seed, lo, hi)
+    err = (got - expected).abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=f"max error {err:.3g} against the training-range reference")
+    onto_test = _minmax_reference(data.clean.images, noise, severity, seed, np.zeros(3), np.ones(3))
+    assert (got - onto_test).abs().max().item() > 0.05  # the reference range really changed the input
+    assert rec.rescale and rec.rescale_range == "train" and rec.n == LIMIT
+
+
+def test_train_range_must_match_the_channels(data: EvalData) -> None:
+    with pytest.raises(LncliError, match="train_range"):
+        EvalData.from_imageset(data.clean, train_range=(torch.zeros(1), torch.ones(1)))  # 3-channel test set
+    with pytest.raises(LncliError, match="train_range"):
+        EvalData.from_imageset(data.clean, train_range=(torch.zeros(3), torch.ones(2)))
+
+
+def test_image_range_streams_the_whole_set() -> None:
+    for seed in range(3):
+        x = torch.randint(3, 250, (37, 2, 5, 4), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+        lo, hi = image_range(x.split(8))
+        arr = x.numpy().astype(np.float64) / 255.0
+        torch.testing.assert_close(lo.double(), torch.from_numpy(arr.min(axis=(0, 2, 3))), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(hi.double(), torch.from_numpy(arr.max(axis=(0, 2, 3))), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="at least one batch"):
+        image_range([])
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Fashion-MNIST folder whose train split spans 10..200 and whose test split spans 0..255,
+    with the user's cache, $LNCLI_DATA and the system copy out of reach."""
+    from test_data import _write_idx
+
+    import lncli.data
+
+    monkeypatch.delenv("LNCLI_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setattr(lncli.data, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fmnist"
+    for prefix, n, (lo, hi) in (("train", 50, (10, 200)), ("t10k", 40, (0, 255))):
+        images = rng.integers(lo, hi + 1, size=(n, 28, 28), dtype=np.uint8)
+        images[0, 0, :2] = (lo, hi)  # both ends present
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, size=(n,), dtype=np.uint8))
+    return folder
+
+
+def _fmnist_ckpt(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model("tiny", num_classes=10, in_channels=1).eval()
+    save_checkpoint(checkpoint_from_model(model, arch="tiny", arch_kwargs={}, norm=NormSpec("batchnorm"), data=DATASETS["fashion-mnist"]), path)
+    return path
+
+
+def test_resolve_data_reads_the_training_range_and_falls_back_to_the_test_set(fmnist_dir: Path, tmp_path: Path) -> None:
+    models = load_checkpoints([_fmnist_ckpt(tmp_path / "f.pt")])
+    plain = resolve_data("fashion-mnist", models, data_dir=fmnist_dir)
+    assert plain.train_range is None  # only read when asked for (it costs a pass over the training split)
+    data = resolve_data("fashion-mnist", models, data_dir=fmnist_dir, with_train_range=True)
+    assert data.train_range is not None
+    assert [t.tolist() for t in data.train_range] == [[pytest.approx(10 / 255, rel=1e-6)], [pytest.approx(200 / 255, rel=1e-6)]]
+    config = cfg(profile="paper", noises=("gaussian",), severities=(0, 4), modes=("running",), rescale=True)
+    assert [r.rescale_range for r in evaluate_grid(models, data, config)] == [None, "train"]
+    for f in fmnist_dir.glob("train-*"):
+        f.unlink()
+    data = resolve_data("fashion-mnist", models, data_dir=fmnist_dir, with_train_range=True)
+    assert data.train_range is None and len(data.clean) == 40
+    assert [r.rescale_range for r in evaluate_grid(models, data, config)] == [None, "test"]
+
+
+def test_cli_rescale_records_the_training_range(fmnist_dir: Path, tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from lncli.cli import app
+
+    ckpt = _fmnist_ckpt(tmp_path / "f.pt")
+    out = tmp_path / "r.csv"
+    args = ["evaluate", str(ckpt), "--data-dir", str(fmnist_dir), "--profile", "paper", "--rescale", "--noise", "gaussian",
+            "--severity", "0,5", "--mode", "running", "--device", "cpu", "--csv", str(out)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["rescale"], r["rescale_range"]) for r in rows] == [("False", ""), ("True", "train")]

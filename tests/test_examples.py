@@ -6,6 +6,7 @@ No accuracy is asserted here: that depends on training, which the reproduction b
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,43 @@ def test_example_checkpoint_loads_and_records_provenance(path: Path) -> None:
     assert ckpt.train_state is None, "example checkpoints ship without optimizer state"
 
 
-def test_demo_command_writes_the_evaluate_schema(tmp_path: Path) -> None:
-    """The Makefile's demo command, on a few images: one CSV row per checkpoint x mode x cell."""
+DEMO_NOISES = "gaussian,shot,impulse"
+
+
+def _demo_recipe() -> str:
+    """The Makefile's demo target: its variables and its recipe lines."""
+    text = (ROOT / "Makefile").read_text()
+    start = text.index("# Main job:")
+    return text[start : text.index("\ntest:", start)]
+
+
+def test_makefile_demo_is_a_quick_look_and_readme_says_how_to_run_all() -> None:
+    recipe = _demo_recipe()
+    m = re.search(r"^DEMO_LIMIT \?= (\d+)$", recipe, re.MULTILINE)
+    assert m and 0 < int(m.group(1)) <= 1000, "the default demo evaluates a subset, so a first look stays short"
+    assert "$(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT))" in recipe  # an empty DEMO_LIMIT runs the full set
+    assert f"lncli evaluate examples/checkpoints/*.pt --noise {DEMO_NOISES} " in recipe  # what the test below runs
+    readme = (ROOT / "README.md").read_text()
+    assert f"first {int(m.group(1)):,} of the 10,000 test images" in readme
+    assert "make demo DEMO_LIMIT=" in readme
+
+
+def test_demo_command_writes_the_evaluate_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Makefile's demo command, on a few images: one CSV row per checkpoint x mode x cell,
+    and a table that fits an 80-column terminal with the shipped checkpoints' long names."""
+    monkeypatch.chdir(ROOT)  # relative checkpoint paths, as `make demo` passes them
+    relative = [p.relative_to(ROOT) for p in CHECKPOINTS]
     out = tmp_path / "results.csv"
-    args = ["evaluate", *map(str, CHECKPOINTS), "--noise", "gaussian,shot,impulse", "--severity", "0,5",
-            "--limit", "256", "--data", "synthetic-gray", "--csv", str(out), "--plot", str(tmp_path / "p.png")]
-    result = CliRunner().invoke(app, args)
+    args = ["evaluate", *map(str, relative), "--noise", DEMO_NOISES, "--severity", "0,5",
+            "--limit", "256", "--data", "synthetic-gray", "--csv", str(out), "--plot", str(tmp_path / "p.png")]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80", "TERM": "dumb"})
     assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    assert [c.strip() for c in lines[top + 1].strip("┃").split("┃")] == ["", "bn", "bn", "ln"]  # not fashion_mnist_...
+    assert lines[top + 3].startswith("┡")  # two header lines: short name, then mode
+    assert [f"{short} = {path}" for short, path in zip(("bn", "ln"), relative)] == lines[-2:]  # the legend
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == RECORD_FIELDS

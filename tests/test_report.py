@@ -19,6 +19,7 @@ from lncli.report import (
     plot_accuracy,
     resolve_baseline,
     robustness,
+    short_names,
     write_csv,
     write_json,
 )
@@ -68,7 +69,7 @@ def test_table_fixed_width_golden_rows() -> None:
     lines = text.splitlines()
     assert all(len(line) <= 110 for line in lines)
     header = "\n".join(lines[:5])
-    assert "running" in header and "batch" in header and "bn" in header
+    assert "running" in header and "batch" in header and lines[-1] == "checkpoint = runs/bn.pt"
     clean = next(line for line in lines if line.strip("│| ").startswith("clean"))
     # running is best on clean (90.0 vs 88.0) and carries the marker; batch does not.
     assert "90.0 [85.1, 93.4]*" in clean and "88.0 [82.8, 91.8] " in clean
@@ -199,3 +200,133 @@ def test_plot_with_unknown_suffix_is_one_line_error(tmp_path: Path) -> None:
         plot_accuracy(sweep(), tmp_path / "acc.txt")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "acc.txt").exists()
+
+
+# ---------------------------------------------------------------------------
+# short column headers (an 80-column terminal) and the legend
+# ---------------------------------------------------------------------------
+
+LONG = ("examples/checkpoints/fashion_mnist_small_cnn_bn.pt", "examples/checkpoints/fashion_mnist_small_cnn_ln.pt")
+
+
+def demo_sweep(paths: tuple[str, ...] = LONG) -> list[EvalRecord]:
+    """The demo's shape: a BN checkpoint in running + batch mode and a LocalNorm one in local mode, 3 noises x 5."""
+    out = []
+    for ck, modes in zip(paths, (("running", "batch"), ("local",))):
+        for mode in modes:
+            slope = {"running": 25, "batch": 10, "local": 9}[mode]
+            out.append(rec(ck, mode, CLEAN, 0, 180))
+            for noise in ("gaussian", "shot", "impulse"):
+                out += [rec(ck, mode, noise, s, 170 - slope * s) for s in range(1, 6)]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["fashion_mnist_small_cnn_bn", "fashion_mnist_small_cnn_ln"], ["bn", "ln"]),
+        (["seed1/bn/best", "seed2/bn/best"], ["seed1", "seed2"]),  # cut at word boundaries, not "1"/"2"
+        (["runs/bn_seed1", "runs/ln_seed1", "runs/ln_seed2"], ["bn_seed1", "ln_seed1", "ln_seed2"]),
+        (["cnn_bn_final", "cnn_ln_final"], ["bn", "ln"]),  # prefix and suffix both dropped
+        (["bn", "bn_v2"], ["bn", "bn_v2"]),  # dropping the shared "bn" would leave an empty name
+        (["a_x", "a_x_x"], ["x", "x_x"]),  # prefix and suffix overlap in "a_x": the suffix stays
+        (["a.pt", "./a.pt"], ["a", "./a"]),
+        (["only_one"], [""]),
+    ],
+)
+def test_short_names_keep_what_tells_names_apart(names: list[str], expected: list[str]) -> None:
+    got = short_names(names)
+    assert [got[n] for n in names] == expected
+    if len(names) > 1:
+        assert len(set(got.values())) == len(names) and all(got.values())
+        assert all(got[n] in n for n in names)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_short_names_are_unique_and_non_empty_for_random_names(seed: int) -> None:
+    """Property check on names built from a few shared words (worst case for prefix/suffix overlap)."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["a", "b", "bn", "ln", "seed1", "x"]
+    names = list(dict.fromkeys("_/-."[rng.randrange(4)].join(rng.choices(words, k=rng.randint(1, 4))) for _ in range(6)))
+    got = short_names(names)
+    assert set(got) == set(names)
+    if len(names) > 1:
+        assert len(set(got.values())) == len(names), got
+        assert all(got.values()) and all(got[n] in n for n in names), got
+
+
+def _header_cells(text: str) -> list[list[str]]:
+    """The header rows of a plain-text table: the lines between its top border and the header rule."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    rule = next(i for i, line in enumerate(lines) if line.startswith("┡"))
+    return [[cell.strip() for cell in line.strip("┃").split("┃")] for line in lines[top + 1 : rule]]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_table_headers_fit_80_and_200_columns_with_a_legend(width: int) -> None:
+    text = format_table(demo_sweep(), width=width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width, max(lines, key=len)
+    # Exactly two header lines: the short names intact over the modes (no wrap, no fold, no ellipsis).
+    assert _header_cells(text) == [["", "bn", "bn", "ln"], ["noise / severity", "running", "batch", "local"]]
+    legend = lines[-2:]
+    assert legend == [f"bn = {LONG[0]}", f"ln = {LONG[1]}"]
+    # The intervals are shown whenever they fit (3 x 22 + 23 = 89 columns here).
+    assert ("[" in text.split("clean")[1].splitlines()[0]) == (width >= 89)
+
+
+def test_single_checkpoint_headers_show_the_mode_and_the_legend_its_file() -> None:
+    text = format_table(sweep(), width=80)
+    assert _header_cells(text) == [["noise / severity", "running", "batch"]]
+    assert text.splitlines()[-1] == "checkpoint = runs/bn.pt"
+    assert "mCE baseline bn:running" in " ".join(text.split())  # the caption keeps the full label
+
+
+def test_baseline_matches_full_and_short_labels() -> None:
+    cols = columns(demo_sweep())
+    assert [c.label for c in cols] == ["fashion_mnist_small_cnn_bn:running", "fashion_mnist_small_cnn_bn:batch", "fashion_mnist_small_cnn_ln:local"]
+    assert [c.short_label for c in cols] == ["bn:running", "bn:batch", "ln:local"]
+    for text, want in [
+        ("fashion_mnist_small_cnn_ln:local", 2),  # full label
+        ("ln:local", 2),  # short label
+        ("bn:batch", 1),
+        ("small_cnn_bn:run", 0),  # part of a full label
+        ("local", 2),
+        ("3", 2),
+    ]:
+        assert resolve_baseline(cols, text) is cols[want], text
+    for text in ("bn", "fashion_mnist"):
+        with pytest.raises(LncliError, match="matches several columns"):
+            resolve_baseline(cols, text)
+    rob = robustness(demo_sweep(), "ln:local")
+    assert rob["fashion_mnist_small_cnn_ln:local"]["mce"] == pytest.approx(1.0)  # keyed by the full, unique label
+    assert set(rob) == {c.label for c in cols}
+
+
+def test_exact_full_label_wins_over_an_equal_short_label() -> None:
+    # Names a_a_b and a_b share the prefix "a_": the first's short name "a_b" is the second's full name.
+    recs = [rec("a_a_b.pt", "running", CLEAN, 0, 100), rec("a_b.pt", "running", CLEAN, 0, 150)]
+    cols = columns(recs)
+    assert [c.short_label for c in cols] == ["a_b:running", "b:running"]
+    assert resolve_baseline(cols, "a_b:running") is cols[1]
+
+
+def test_csv_keeps_the_full_checkpoint_path(tmp_path: Path) -> None:
+    write_csv(demo_sweep(), tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as fh:
+        assert {row["checkpoint"] for row in csv.DictReader(fh)} == set(LONG)
+
+
+def test_caption_names_the_rescale_range() -> None:
+    import dataclasses
+
+    def flat(recs: list[EvalRecord]) -> str:
+        return " ".join(format_table(recs, width=120).split())
+
+    assert "rescaled" not in flat(sweep())
+    for used, words in (("train", "rescaled onto the training split's range"), ("test", "onto the clean test set's range (no training split found)")):
+        recs = [r if r.noise == CLEAN else dataclasses.replace(r, rescale=True, rescale_range=used) for r in sweep()]
+        assert words in flat(recs)
