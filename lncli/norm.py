@@ -54,6 +54,7 @@ __all__ = [
     "LocalNorm2d",
     "get_norm_layer",
     "localnorm_layers",
+    "majority_predict",
     "set_test_mode",
     "vote_predict",
 ]
@@ -64,7 +65,8 @@ __all__ = [
 TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single")
 #: Which affine head a test sample uses. ``position``: group k uses head k mod num_heads
 #: (the paper; results depend on test-set order); ``mean``: the average of the heads
-#: (order-independent); ``vote``: every head in turn, softmax averaged (see :func:`vote_predict`).
+#: (order-independent); ``vote``: every head in turn, softmax averaged (see :func:`vote_predict`;
+#: :func:`majority_predict` is the authors' majority of per-head argmaxes).
 TEST_HEADS: tuple[str, ...] = ("position", "mean", "vote")
 #: How a batch is cut into groups. ``consecutive``: group k = samples kG ... kG+G-1 (the
 #: authors' choice). ``strided``: with M = N // G groups, group m = samples m, m+M, m+2M, ...;
@@ -126,10 +128,10 @@ class LocalNorm2d(nn.BatchNorm2d):
     with ``position`` heads, sample i uses the head of the group it would be in under
     ``local``. ``running`` without running buffers (``track_running_stats=False``) uses
     batch statistics, as BatchNorm2d does. A plain forward with ``test_heads="vote"`` uses
-    the head mean; voting itself is :func:`vote_predict`.
+    the head mean; voting itself is :func:`vote_predict` (or :func:`majority_predict`).
 
     ``force_head`` (``int`` or ``None``), when set, makes every group use that head, in
-    training and at test time; :func:`vote_predict` uses it.
+    training and at test time; the voting functions use it.
 
     **Kernels.** See the module docstring: on the CPU a copy-free custom autograd
     function is used (BatchNorm's exact gradient, but once-differentiable: double
@@ -714,15 +716,41 @@ def set_test_mode(
     return model
 
 
+def _per_head(model: nn.Module, x: Tensor, fn: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """``fn(logits)`` of one eval-mode forward per affine head, in head order.
+
+    Forward h forces every LocalNorm2d to head ``h mod num_heads`` (``force_head``), over as
+    many heads as the layer with the most has. The batch is never copied: this costs
+    ``num_heads`` forwards of the batch, not a 128x larger one. The statistics follow each
+    layer's ``test_stats``. The model's train/eval flags and ``force_head`` values are
+    restored afterwards.
+    """
+    layers = localnorm_layers(model)
+    n_heads = max((layer.num_heads for layer in layers if layer.affine), default=1)
+    flags = [mod.training for mod in model.modules()]
+    saved = [layer.force_head for layer in layers]
+    model.eval()
+    try:
+        outs = []
+        for h in range(n_heads):
+            for layer in layers:
+                layer.force_head = h % layer.num_heads if layer.affine else None
+            outs.append(fn(model(x)))
+        return outs
+    finally:
+        for layer, head in zip(layers, saved):
+            layer.force_head = head
+        for mod, flag in zip(model.modules(), flags):
+            mod.training = flag
+
+
 @torch.no_grad()
 def vote_predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Softmax probabilities averaged over all affine heads (the paper's voting).
+    """Softmax probabilities averaged over all affine heads (lncli's voting rule, ``vote``).
 
-    Runs one eval-mode forward per head h, with every LocalNorm2d forced to use head h
-    (``force_head = h mod num_heads``), and averages the softmax outputs. The batch is
-    never copied: this costs ``num_heads`` forwards of the batch, not a 128x larger one.
-    The statistics follow each layer's ``test_stats``. The model's train/eval flags and
-    ``force_head`` values are restored afterwards.
+    One forward per head (see :func:`_per_head`). Averaging probabilities is smoother than the
+    authors' majority of per-head argmaxes (:func:`majority_predict`): a confident head
+    outweighs several hesitant ones, and there are no ties to break.
 
     Args:
         model: a classifier returning logits (N, K).
@@ -731,25 +759,28 @@ def vote_predict(model: nn.Module, x: Tensor) -> Tensor:
     Returns:
         (N, K) probabilities averaged over heads (float32 or the logits' dtype).
     """
-    layers = localnorm_layers(model)
-    n_votes = max((layer.num_heads for layer in layers if layer.affine), default=1)
-    flags = [mod.training for mod in model.modules()]
-    saved = [layer.force_head for layer in layers]
-    model.eval()
-    try:
-        total: Tensor | None = None
-        for h in range(n_votes):
-            for layer in layers:
-                layer.force_head = h % layer.num_heads if layer.affine else None
-            p = torch.softmax(model(x), dim=-1)  # (N, K)
-            total = p if total is None else total + p
-        assert total is not None
-        return total / n_votes
-    finally:
-        for layer, head in zip(layers, saved):
-            layer.force_head = head
-        for mod, flag in zip(model.modules(), flags):
-            mod.training = flag
+    probs = _per_head(model, x, lambda logits: torch.softmax(logits, dim=-1))  # each (N, K)
+    return sum(probs[1:], probs[0]) / len(probs)
+
+
+@torch.no_grad()
+def majority_predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Per-class counts of the heads' predictions: the authors' voting rule (``majority``).
+
+    One forward per head (see :func:`_per_head`); each head votes for its argmax class. The
+    authors' code predicts ``np.bincount(votes).argmax()``: the most-voted class, ties going to
+    the lowest class index. ``counts.argmax(1)`` gives exactly that, since ``torch.argmax``
+    returns the first maximal index.
+
+    Args:
+        model: a classifier returning logits (N, K).
+        x: the input batch.
+
+    Returns:
+        (N, K) int64 number of heads voting for each class.
+    """
+    votes = _per_head(model, x, lambda logits: F.one_hot(logits.argmax(dim=-1), logits.shape[-1]))  # (N, K)
+    return torch.stack(votes).sum(0)
 
 
 def get_norm_layer(
