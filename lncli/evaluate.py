@@ -452,6 +452,13 @@ def _default_group_size(ckpt: Any, config: EvalConfig) -> int:
     return int(own) if own else 16
 
 
+def _voter(mode: str) -> Callable[[nn.Module, Tensor], Tensor] | None:
+    """The voting function of a mode that runs every LocalNorm head in turn, else None."""
+    from lncli.norm import majority_predict, vote_predict
+
+    return {"vote": vote_predict, "majority": majority_predict}.get(mode)
+
+
 @dataclass
 class _Runner:
     """One (checkpoint, mode) column: the module to call and how to set it up."""
@@ -468,10 +475,8 @@ class _Runner:
     def scores(self, x: Tensor) -> Tensor:
         """Class scores (N, K) for a normalised batch x (N, C, H, W): logits, vote probabilities or
         majority vote counts."""
-        from lncli.norm import majority_predict, vote_predict
-
         self.set_mode()
-        voter = {"vote": vote_predict, "majority": majority_predict}.get(self.mode)
+        voter = _voter(self.mode)
         return self.model(x) if voter is None else voter(self.model, x)
 
     def predict(self, x: Tensor) -> Tensor:
@@ -535,7 +540,7 @@ def _make_runner(
 
             cache[index] = convert_batchnorm_to_localnorm(copy.deepcopy(model), group_size=group_size, num_heads=1).eval()
         net = cache[index]
-    voting = mode in ("vote", "majority")  # single-image statistics, every head in turn
+    voting = _voter(mode) is not None  # single-image statistics, every head in turn
     stats = "single" if voting else mode
     recorded_g: int | None = {"running": None, "batch": batch_size, "local": group_size}.get(mode, 1)
     recorded_heads = mode if voting else heads
