@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    # On a shared machine the load moves the times; the ratios are paired, but say how loaded it was.
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (args.batch,), generator=g)
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_avg_at_start": load_at_start,
         "load_avg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "note": args.note,
         "targets": {"train_ratio_max": 1.05, "eval_ratio_max": 1.10},
@@ -163,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _fmt_load(load: list[float] | None) -> str:
+    return "unknown" if load is None else ", ".join(f"{v:.2f}" for v in load)
+
+
 def render_md(r: dict) -> str:
     """The results as a Markdown table with the evidence header."""
     lines = [
@@ -172,7 +179,8 @@ def render_md(r: dict) -> str:
         f"(after {r['warmup']} warm-up), median reported; batch {r['batch']}, G = {r['group_size']}, "
         f"{r['num_heads']} heads; eval in test mode {r['test_mode']}.",
         f"Hardware: {r['cpu']}, {r['cpu_count']} logical CPUs, torch threads {r['torch_threads']}; "
-        f"torch {r['torch']}, Python {r['python']}; load average at end {r['load_avg_at_end']}.",
+        f"torch {r['torch']}, Python {r['python']}; load average (1, 5, 15 min) at start "
+        f"{_fmt_load(r.get('load_avg_at_start'))}, at end {_fmt_load(r['load_avg_at_end'])}.",
     ]
     if r["note"]:
         lines.append(f"Note: {r['note']}")

@@ -336,7 +336,7 @@ def evaluate_command(
     noise: Annotated[str, typer.Option(help="Comma list of noises, or 'all' (gaussian,shot,impulse).")] = "gaussian,shot,impulse",
     severity: Annotated[str, typer.Option(help="Severities, e.g. 0-5 or 1,3,5; 0 is the clean row.")] = "0-5",
     profile: Annotated[ProfileChoice, typer.Option(help="Noise constants.")] = ProfileChoice.imagenet_c,
-    mode: Annotated[str | None, typer.Option(help="Comma list of running,batch,local,single,vote (default: BN running,batch; LocalNorm local).")] = None,
+    mode: Annotated[str | None, typer.Option(help="Comma list of running,batch,local,single,vote,majority (vote: softmax averaged over heads; majority: the authors' per-head argmax majority, ties to the lowest class; default: BN running,batch; LocalNorm local).")] = None,
     heads: Annotated[HeadsChoice, typer.Option(help="LocalNorm head per test group: by position (paper) or the mean.")] = HeadsChoice.position,
     group_size: Annotated[int | None, typer.Option(help="Images per statistics group in local mode (default: the checkpoint's, else 16).")] = None,
     batch_size: Annotated[int, typer.Option(help="Test batch size (fixes which images share statistics).")] = 128,

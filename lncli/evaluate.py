@@ -15,7 +15,10 @@ Test-time modes (LocalNorm, arXiv 1902.06550):
   behaviour) or the mean of the heads (``--heads mean``, order independent).
 * ``single``  - statistics of each image alone.
 * ``vote``    - single-image statistics, with the softmax averaged over every
-  head (the paper's single-image voting, :func:`lncli.norm.vote_predict`).
+  head (lncli's voting rule, smoother than the authors': :func:`lncli.norm.vote_predict`).
+* ``majority`` - single-image statistics, each head votes for its argmax class and
+  the most-voted class wins, ties going to the lowest class index (the authors'
+  ``np.bincount(votes).argmax()``: :func:`lncli.norm.majority_predict`).
 
 Batch composition matters for every mode but ``running``, so it is explicit:
 the test set is shuffled once with ``order_seed`` (so batches mix classes),
@@ -56,7 +59,7 @@ from torch import Tensor, nn
 from lncli import __version__
 from lncli.errors import CheckpointError, DataError, LncliError
 
-MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote")
+MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority")
 """Test-time normalisation modes, see the module docstring."""
 
 HEADS: tuple[str, ...] = ("position", "mean")
@@ -120,10 +123,10 @@ class EvalRecord:
     Fields (also the CSV columns, in this order):
         checkpoint: the file as given; sha256: first 12 hex digits of its SHA-256.
         arch, norm: the checkpoint's architecture and norm kind (``batchnorm``/``localnorm``).
-        mode: see :data:`MODES`; heads: ``position``/``mean`` (``vote`` for the vote mode).
+        mode: see :data:`MODES`; heads: ``position``/``mean`` (the mode's name for ``vote``/``majority``).
         group_size: how many images share statistics: ``None`` for running
             statistics, the batch size for ``batch``, G for ``local``, 1 for
-            ``single``/``vote``. The last batch may be smaller (module docstring).
+            ``single``/``vote``/``majority``. The last batch may be smaller (module docstring).
             LocalNorm head positions follow G (the checkpoint's, or ``--group-size``) in every mode.
         batch_size: test batch size.
         noise: noise name (``clean`` for severity 0); profile: noise constants
@@ -547,6 +550,13 @@ def _default_group_size(ckpt: Any, config: EvalConfig) -> int:
     return int(own) if own else 16
 
 
+def _voter(mode: str) -> Callable[[nn.Module, Tensor], Tensor] | None:
+    """The voting function of a mode that runs every LocalNorm head in turn, else None."""
+    from lncli.norm import majority_predict, vote_predict
+
+    return {"vote": vote_predict, "majority": majority_predict}.get(mode)
+
+
 @dataclass
 class _Runner:
     """One (checkpoint, mode) column: the module to call and how to set it up."""
@@ -561,13 +571,11 @@ class _Runner:
     set_mode: Callable[[], None]
 
     def scores(self, x: Tensor) -> Tensor:
-        """Class scores (N, K) for a normalised batch x (N, C, H, W): logits, or vote probabilities."""
-        from lncli.norm import vote_predict
-
+        """Class scores (N, K) for a normalised batch x (N, C, H, W): logits, vote probabilities or
+        majority vote counts."""
         self.set_mode()
-        if self.mode == "vote":
-            return vote_predict(self.model, x)
-        return self.model(x)
+        voter = _voter(self.mode)
+        return self.model(x) if voter is None else voter(self.model, x)
 
     def predict(self, x: Tensor) -> Tensor:
         """Class predictions (N,) for a normalised batch x (N, C, H, W)."""
@@ -588,7 +596,8 @@ def scores(model: nn.Module, x: Tensor, mode: str, *, heads: str = "position", g
         group_size: G for ``local`` (and the head positions).
 
     Returns:
-        (N, K) logits (``vote``: softmax probabilities averaged over heads).
+        (N, K) logits (``vote``: softmax probabilities averaged over heads; ``majority``: the
+        number of heads voting for each class, whose argmax breaks ties towards the lowest class).
     """
     if mode not in MODES:
         raise LncliError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
@@ -629,9 +638,10 @@ def _make_runner(
 
             cache[index] = convert_batchnorm_to_localnorm(copy.deepcopy(model), group_size=group_size, num_heads=1).eval()
         net = cache[index]
-    stats = {"running": "running", "batch": "batch", "local": "local", "single": "single", "vote": "single"}[mode]
-    recorded_g: int | None = {"running": None, "batch": batch_size, "local": group_size, "single": 1, "vote": 1}[mode]
-    recorded_heads = "vote" if mode == "vote" else heads
+    voting = _voter(mode) is not None  # single-image statistics, every head in turn
+    stats = "single" if voting else mode
+    recorded_g: int | None = {"running": None, "batch": batch_size, "local": group_size}.get(mode, 1)
+    recorded_heads = mode if voting else heads
 
     def set_mode() -> None:
         # Attributes are shared by every column that uses ``net``; set them before each call.

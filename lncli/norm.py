@@ -22,12 +22,17 @@ Speed: all groups are normalised at once, never in a Python loop over groups.
   pair is a channel: a zero-copy view for ``strided`` groups, a transposed copy
   for ``consecutive`` ones.
 * On the CPU, where PyTorch's batch-statistics kernel is slow and the transposed
-  copies dominate, :class:`_GroupedNormFn` takes the statistics from one fused
-  row reduction and does both the forward and the backward as native *eval-mode*
-  ``batch_norm`` passes on a copy-free view, with BatchNorm's exact gradient.
-  (``torch.var_mean`` is not used: it measured ~1.6x slower than BatchNorm.)
-  ``LocalNorm2d.cpu_fast_path = False`` switches it off.
-* Training with G = N takes BatchNorm2d's own code path, so it equals BN exactly.
+  copies dominate, :class:`_GroupedNormFn` works on copy-free views: the statistics
+  come from one fused row reduction of x minus a per-group shift (which keeps float32
+  accurate however far the mean is from zero), and the output and the input gradient
+  are written in place, with BatchNorm's exact gradient. (``torch.var_mean`` is not
+  used: it measured ~1.6x slower than BatchNorm.) ``LocalNorm2d.cpu_fast_path = False``
+  switches it off.
+* Training with G = N takes BatchNorm2d's own code path, so its output and gradients
+  equal BN's exactly (the running statistics to rounding).
+* Running statistics are updated after the forward from detached per-group statistics,
+  never through the buffers handed to ``F.batch_norm``: autograd saves those for the
+  backward, which would then fail after the update changed them in place.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "LocalNorm2d",
     "get_norm_layer",
     "localnorm_layers",
+    "majority_predict",
     "set_test_mode",
     "vote_predict",
 ]
@@ -59,7 +65,8 @@ __all__ = [
 TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single")
 #: Which affine head a test sample uses. ``position``: group k uses head k mod num_heads
 #: (the paper; results depend on test-set order); ``mean``: the average of the heads
-#: (order-independent); ``vote``: every head in turn, softmax averaged (see :func:`vote_predict`).
+#: (order-independent); ``vote``: every head in turn, softmax averaged (see :func:`vote_predict`;
+#: :func:`majority_predict` is the authors' majority of per-head argmaxes).
 TEST_HEADS: tuple[str, ...] = ("position", "mean", "vote")
 #: How a batch is cut into groups. ``consecutive``: group k = samples kG ... kG+G-1 (the
 #: authors' choice). ``strided``: with M = N // G groups, group m = samples m, m+M, m+2M, ...;
@@ -121,10 +128,10 @@ class LocalNorm2d(nn.BatchNorm2d):
     with ``position`` heads, sample i uses the head of the group it would be in under
     ``local``. ``running`` without running buffers (``track_running_stats=False``) uses
     batch statistics, as BatchNorm2d does. A plain forward with ``test_heads="vote"`` uses
-    the head mean; voting itself is :func:`vote_predict`.
+    the head mean; voting itself is :func:`vote_predict` (or :func:`majority_predict`).
 
     ``force_head`` (``int`` or ``None``), when set, makes every group use that head, in
-    training and at test time; :func:`vote_predict` uses it.
+    training and at test time; the voting functions use it.
 
     **Kernels.** See the module docstring: on the CPU a copy-free custom autograd
     function is used (BatchNorm's exact gradient, but once-differentiable: double
@@ -323,11 +330,11 @@ class LocalNorm2d(nn.BatchNorm2d):
                 w = w.expand(n, c) if uniform else self._per_sample(w, n)  # (N, C)
                 b = b.expand(n, c) if uniform else self._per_sample(b, n)
                 w, b = w.reshape(-1), b.reshape(-1)  # (N*C,)
-            return self._grouped(input, 1, n, w, b, None)
+            return self._grouped(input, 1, n, w, b, False)[0]
         if stats == "batch":
             if uniform:
-                return self._grouped(input, n, 1, w, b, None)
-            y = self._grouped(input, n, 1, None, None, None)  # normalise, then per-sample affine
+                return self._grouped(input, n, 1, w, b, False)[0]
+            y = self._grouped(input, n, 1, None, None, False)[0]  # normalise, then per-sample affine
             # .to: half/bf16 activations with fp32 heads (autocast) keep the input dtype, as BN does.
             w, b = self._per_sample(w, n)[:, :, None, None], self._per_sample(b, n)[:, :, None, None]
             return torch.addcmul(b, y, w).to(input.dtype)
@@ -346,10 +353,8 @@ class LocalNorm2d(nn.BatchNorm2d):
         m, r = divmod(n, g)
         w, b = self._affine(m + (r > 0))
         update = self.training and self.track_running_stats and self.running_mean is not None
-        old_mean = old_var = None
-        if update and r and m:
-            old_mean, old_var = self.running_mean.clone(), self.running_var.clone()
-        outs = []
+        outs: list[Tensor] = []
+        stats: list[tuple[Tensor, Tensor, int]] = []  # per part: mean, unbiased var (groups, C); group size
         if m:
             xm = x if not r else x[: m * g]
             wm = bm = None
@@ -357,11 +362,10 @@ class LocalNorm2d(nn.BatchNorm2d):
                 # Flatten the affine of the m full groups to one row per (group, channel): (m*C,)
                 wm = w.repeat(m) if w.dim() == 1 else w[:m].reshape(-1)
                 bm = b.repeat(m) if b.dim() == 1 else b[:m].reshape(-1)
-            outs.append(self._grouped(xm, g, m, wm, bm, momentum if update else None))
-            if update and r:
-                full_mean, full_var = self.running_mean.clone(), self.running_var.clone()
-                self.running_mean.copy_(old_mean)
-                self.running_var.copy_(old_var)
+            y, st = self._grouped(xm, g, m, wm, bm, update)
+            outs.append(y)
+            if st is not None:
+                stats.append((*st, g))
         if r:
             xt = x[m * g :]
             wt = bt = None
@@ -369,75 +373,72 @@ class LocalNorm2d(nn.BatchNorm2d):
                 wt, bt = (w, b) if w.dim() == 1 else (w[m], b[m])
             # A one-value tail (one sample of a 1x1 map) has no variance to learn from:
             # it is normalised (to the bias) but left out of the running-stats update.
-            tail_update = update and not (m and xt.numel() == c)
-            rm = self.running_mean if tail_update else None
-            rv = self.running_var if tail_update else None
-            outs.append(_batch_stats_norm(xt, rm, rv, wt, bt, momentum, self.eps))
-            if update and m:
-                # Size-weighted average of the full groups' update and the tail group's.
-                with torch.no_grad():
-                    if not tail_update:
-                        self.running_mean.copy_(full_mean)
-                        self.running_var.copy_(full_var)
-                    else:
-                        self.running_mean.mul_(r / n).add_(full_mean, alpha=m * g / n)
-                        self.running_var.mul_(r / n).add_(full_var, alpha=m * g / n)
+            y, st = self._grouped(xt, r, 1, wt, bt, update and not (m and xt.numel() == c))
+            outs.append(y)
+            if st is not None:
+                stats.append((*st, r))
+        if stats:
+            self._update_running(stats, momentum)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
+    @torch.no_grad()
+    def _update_running(self, stats: list[tuple[Tensor, Tensor, int]], momentum: float) -> None:
+        """BN's running-stats update, applied to every group from the same old value and averaged
+        with weights proportional to group size; BN's update is linear, so this is one update with
+        the size-weighted mean of the groups' statistics.
+
+        ``stats`` holds, per part of the batch, the groups' means and unbiased variances (k, C) and
+        the group size. They are detached values: the buffers are changed only here, in place,
+        after the forward, and never reach autograd (which would refuse a backward through a
+        tensor changed after it was saved).
+        """
+        total = sum(mean.shape[0] * size for mean, _, size in stats)
+        new_mean = sum(mean.sum(0) * (size / total) for mean, _, size in stats)
+        new_var = sum(var.sum(0) * (size / total) for _, var, size in stats)
+        self.running_mean.mul_(1 - momentum).add_(new_mean, alpha=momentum)
+        self.running_var.mul_(1 - momentum).add_(new_var, alpha=momentum)
+
     def _grouped(
-        self, x: Tensor, g: int, m: int, w: Tensor | None, b: Tensor | None, momentum: float | None
-    ) -> Tensor:
+        self, x: Tensor, g: int, m: int, w: Tensor | None, b: Tensor | None, stats: bool
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """Normalise m groups of g samples, each by its own stats: x (m*g, C, H, W), w/b (m*C,).
 
-        ``momentum`` is None when the running statistics must not be updated.
+        Returns the output and, if ``stats``, every group's mean and unbiased variance, (m, C)
+        each and detached (for the running statistics), else None.
         """
         consecutive = self.grouping == "consecutive" and m > 1 and g > 1
-        if self._cpu_path_ok(x) and not (m == 1 and self.training):  # G = N training stays exactly BN
-            stats = _group_stats(x, g, m, consecutive)
-            if stats is not None:
-                mean, var = stats  # (m*C,) each, biased variance
-                if torch.is_grad_enabled() and (x.requires_grad or (w is not None and w.requires_grad)):
-                    y = _GroupedNormFn.apply(x, w, b, mean, var, g, m, consecutive, self.eps)
-                else:  # inference: skip the autograd.Function machinery
-                    y = _normalize(x, w, b, mean, var, g, m, consecutive, self.eps)
-                y = y.view_as(x)  # row view -> (N, C, H, W)
-                if momentum is not None:
-                    count = g * x.shape[2] * x.shape[3]
-                    c = x.shape[1]
-                    with torch.no_grad():  # BN's update per group, averaged over groups
-                        self.running_mean.mul_(1 - momentum).add_(mean.view(m, c).mean(0), alpha=momentum)
-                        unbiased = var.view(m, c).mean(0) * (count / max(count - 1, 1))
-                        self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-                return y
-        return self._grouped_native(x, g, m, w, b, momentum)
+        if not (self._cpu_path_ok(x) and not (m == 1 and self.training)):  # G = N training stays BN
+            return self._grouped_native(x, g, m, w, b, stats, consecutive)
+        if torch.is_grad_enabled() and (x.requires_grad or (w is not None and w.requires_grad)):
+            y, shift, mean, var = _GroupedNormFn.apply(x, w, b, g, m, consecutive, self.eps)
+        else:  # inference: skip the autograd.Function machinery
+            y, shift, mean, var = _grouped_forward(x, w, b, g, m, consecutive, self.eps)
+        if not stats:
+            return y, None
+        count = g * x.shape[2] * x.shape[3]  # >= 2: the fast path needs H*W > 1
+        c = x.shape[1]
+        return y, ((shift + mean).view(m, c), (var * (count / (count - 1))).view(m, c))
 
     def _grouped_native(
-        self, x: Tensor, g: int, m: int, w: Tensor | None, b: Tensor | None, momentum: float | None
-    ) -> Tensor:
+        self, x: Tensor, g: int, m: int, w: Tensor | None, b: Tensor | None, stats: bool, consecutive: bool
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """The same as :meth:`_grouped` with one native training-mode F.batch_norm call."""
-        rm = rv = None
-        if m == 1:  # one group is plain BatchNorm (and updates the running stats in place)
-            if momentum is not None:
-                rm, rv = self.running_mean, self.running_var
-            return _batch_stats_norm(x, rm, rv, w, b, momentum or 0.0, self.eps)
         n, c, *hw = x.shape
-        if momentum is not None:
-            # One running copy per group; each gets BN's own update, then they are averaged.
-            rm, rv = self.running_mean.repeat(m), self.running_var.repeat(m)  # (m*C,)
-        if self.grouping == "strided":
-            # Sample j*m + k is member j of group k: (n, C, H, W) -> (g, m*C, H, W), a view.
-            xg = x.reshape(g, m * c, *hw)
-        else:
-            # Consecutive: sample k*g + j is member j of group k; needs a transposed copy.
+        rm = rv = None
+        if stats:
+            # Fresh buffers, never changed after this call: autograd saves F.batch_norm's running
+            # statistics for the backward. Momentum 1 makes F.batch_norm write each group's mean
+            # and unbiased variance into them; :meth:`_update_running` does the real update.
+            rm, rv = self.running_mean.new_zeros(m * c), self.running_var.new_ones(m * c)  # (m*C,)
+        if consecutive:
+            # Sample k*g + j is member j of group k; needs a transposed copy.
             xg = x.reshape(m, g, c, *hw).transpose(0, 1).reshape(g, m * c, *hw)  # (g, m*C, H, W)
-        y = _batch_stats_norm(xg, rm, rv, w, b, momentum or 0.0, self.eps)
-        if momentum is not None:
-            with torch.no_grad():
-                self.running_mean.copy_(rm.view(m, c).mean(0))
-                self.running_var.copy_(rv.view(m, c).mean(0))
-        if self.grouping == "strided":
-            return y.view(n, c, *hw)
-        return y.view(g, m, c, *hw).transpose(0, 1).reshape(n, c, *hw)
+        else:
+            # Strided (or one group): sample j*m + k is member j of group k, (g, m*C, H, W), a view.
+            xg = x.reshape(g, m * c, *hw)
+        y = _batch_stats_norm(xg, rm, rv, w, b, 1.0, self.eps)
+        y = y.view(g, m, c, *hw).transpose(0, 1).reshape(n, c, *hw) if consecutive else y.view(n, c, *hw)
+        return y, None if rm is None or rv is None else (rm.view(m, c), rv.view(m, c))
 
     #: Use the copy-free CPU kernels (see :class:`_GroupedNormFn`); tests switch it off to
     #: compare against the native path.
@@ -477,16 +478,24 @@ def _batch_stats_norm(
 # Measured on the 2-core CPU (torch 2.14, 1 thread, (128, 16, 32, 32)): PyTorch's CPU
 # batch_norm computes batch statistics ~4x slower than one elementwise pass, and its
 # backward is slower still, while consecutive groups need transposed copies of x, y and
-# both gradients. Here the statistics come from one fused row reduction (sum and sum of
-# squares per (sample, channel) row), and both directions are single native eval-mode
-# batch_norm passes on a view in which every row is a channel, so nothing is copied; the
-# backward gets its per-row sums of dy and dy*xhat from the native batch_norm backward
-# kernel. Forward + backward of one (128, 16, 32, 32) layer measured ~3x faster than the
-# native grouped path for consecutive groups, and faster than BatchNorm2d itself. E[x^2] - E[x]^2 loses precision in fp32 when |mean| >>
-# std; then _group_stats returns None and the native kernels are used instead.
+# both gradients. Here every tensor op runs on a view of the data (never a transposed
+# copy): the statistics come from one fused row reduction (sum and sum of squares per
+# (sample, channel) row, from the native batch_norm backward kernel), and the output and
+# the input gradient are written in place into the one new buffer each direction needs.
+#
+# Precision: E[x^2] - E[x]^2 cancels in fp32 when |mean| >> std (error ~ (mean/std)^2 * 1e-7),
+# and even exact statistics leave x*invstd - mean*invstd with an error ~ (mean/std) * 6e-8. So
+# all the maths runs on z = x - K, K a per-(group, channel) shift near the group's mean (the
+# mean of the group's first sample): x - K is exact in fp32 when x and K are within a factor 2
+# of each other (Sterbenz), as they are whenever the mean is far from zero, and a per-group
+# shift changes neither the output nor the gradient. z is written into the output buffer,
+# which is then normalised in place; the backward rebuilds it in the input-gradient buffer.
 # ------------------------------------------------------------------------------------------
 
-_CANCEL = 1e-3  # var < 1e-3 * E[x^2], i.e. |mean| > ~30 std: fp32 cancellation could bite
+#: Re-centre (see :func:`_shifted_stats`) when a shift is more than sqrt(16) = 4 std from its
+#: group's mean: E[z^2] - E[z]^2 then loses up to ~17 * 1e-7 of the variance. The mean of one
+#: member's map is at most sqrt(G - 1) std from its group's mean, so for G <= 17 it never fires.
+_RECENTRE = 16.0
 
 
 def _row_view(x: Tensor, g: int, m: int, consecutive: bool) -> Tensor:
@@ -499,31 +508,28 @@ def _row_view(x: Tensor, g: int, m: int, consecutive: bool) -> Tensor:
     return x.view(1, n * c, h, w) if consecutive else x.view(g, m * c, h, w)
 
 
-def _expand_all(vs: list[Tensor | None], g: int, m: int, consecutive: bool) -> list[Tensor | None]:
+def _group_view(x: Tensor, v: Tensor, g: int, m: int, consecutive: bool) -> tuple[Tensor, Tensor]:
+    """x (m*g, C, H, W) and a per-(group, channel) vector v (m*C,) as views that broadcast.
+
+    Consecutive: x as (m, g, C, H*W), v as (m, 1, C, 1). Strided (or trivial): x as
+    (g, m*C, H*W), v as (1, m*C, 1).
+    """
+    c, h, w = x.shape[1:]
+    if consecutive:
+        return x.view(m, g, c, h * w), v.view(m, 1, c, 1)
+    return x.view(g, m * c, h * w), v.view(1, m * c, 1)
+
+
+def _expand_all(vs: list[Tensor], g: int, m: int, consecutive: bool) -> list[Tensor]:
     """Per-(group, channel) vectors (m*C,) -> one value per channel of :func:`_row_view`.
 
-    Several vectors are expanded with one copy (fewer small ops); None stays None.
+    Several vectors are expanded with one copy (fewer small ops).
     """
     if not consecutive:
         return vs
-    present = [v for v in vs if v is not None]
-    k, mc = len(present), present[0].numel()
-    packed = torch.stack(present).view(k, m, 1, mc // m).expand(k, m, g, mc // m).reshape(k, -1)  # (k, N*C)
-    it = iter(packed.unbind(0))
-    return [None if v is None else next(it) for v in vs]
-
-
-def _normalize(
-    x: Tensor, w: Tensor | None, b: Tensor | None, mean: Tensor, var: Tensor, g: int, m: int, consecutive: bool, eps: float
-) -> Tensor:
-    """Forward of :class:`_GroupedNormFn`: one eval-mode batch_norm pass on the row view.
-
-    Returns the output in the row view's shape: reshaping it back is left to the caller,
-    outside the autograd.Function, so that in-place ops (``ReLU(inplace=True)``) on the
-    result stay legal (a custom Function must not return a view).
-    """
-    mean_e, var_e, we, be = _expand_all([mean, var, w, b], g, m, consecutive)
-    return F.batch_norm(_row_view(x, g, m, consecutive), mean_e, var_e, we, be, False, 0.0, eps)
+    k, mc = len(vs), vs[0].numel()
+    packed = torch.stack(vs).view(k, m, 1, mc // m).expand(k, m, g, mc // m).reshape(k, -1)  # (k, N*C)
+    return list(packed.unbind(0))
 
 
 def _reduce(rows: Tensor, g: int, m: int, consecutive: bool) -> Tensor:
@@ -534,97 +540,132 @@ def _reduce(rows: Tensor, g: int, m: int, consecutive: bool) -> Tensor:
     return rows.view(k, m, g, -1).sum(2).view(k, -1)
 
 
-@torch.no_grad()
-def _group_stats(x: Tensor, g: int, m: int, consecutive: bool) -> tuple[Tensor, Tensor] | None:
-    """Mean and biased variance of every (group, channel), each (m*C,); None if imprecise."""
-    n, c, h, w = x.shape
+def _shift_into(out: Tensor, x: Tensor, shift: Tensor, g: int, m: int, consecutive: bool) -> Tensor:
+    """out = x - shift per (group, channel), written into ``out`` (x's shape); returns ``out``."""
+    xg, sg = _group_view(x, shift, g, m, consecutive)
+    torch.sub(xg, sg, out=_group_view(out, shift, g, m, consecutive)[0])
+    return out
+
+
+def _moments(z: Tensor, g: int, m: int, consecutive: bool) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance of every (group, channel) of z (m*g, C, H, W), each (m*C,).
+
+    Uses E[z^2] - E[z]^2: accurate because z is centred (see :func:`_shifted_stats`).
+    """
+    n, c, h, w = z.shape
     if h * w >= 64:
-        # Per-row sum(x) and sum(x^2) in ONE fused pass: BN's eval-mode backward kernel with
-        # grad_out = x, mean 0 and var 1 returns grad_bias = sum(x) and grad_weight = sum(x*x).
+        # Per-row sum(z) and sum(z^2) in ONE fused pass: BN's eval-mode backward kernel with
+        # grad_out = z, mean 0 and var 1 returns grad_bias = sum(z) and grad_weight = sum(z*z).
         # (Measured 1.5x faster than torch.sum + torch.linalg.vector_norm at 32x32.)
-        xv = x.view(1, n * c, h, w)  # one channel per (sample, channel) row
-        _, sum_sq, sum_x = torch.ops.aten.native_batch_norm_backward(
-            xv, xv, None, x.new_zeros(n * c), x.new_ones(n * c), None, None, False, 0.0, [False, True, True]
+        zv = z.view(1, n * c, h, w)  # one channel per (sample, channel) row
+        _, sum_sq, sum_z = torch.ops.aten.native_batch_norm_backward(
+            zv, zv, None, z.new_zeros(n * c), z.new_ones(n * c), None, None, False, 0.0, [False, True, True]
         )
-        sums = torch.stack([sum_x, sum_sq])  # (2, N*C)
+        sums = torch.stack([sum_z, sum_sq])  # (2, N*C)
     else:  # tiny maps: that kernel's per-channel overhead dominates; two plain reductions
-        rows = x.view(n * c, h * w)
+        rows = z.view(n * c, h * w)
         sums = torch.stack([rows.sum(1), torch.linalg.vector_norm(rows, dim=1).square_()])  # (2, N*C)
     if consecutive:  # sample k*g + j is member j of group k
         sums = sums.view(2, m, g, c).sum(2).view(2, m * c)
     else:  # sample j*m + k is member j of group k
         sums = sums.view(2, g, m * c).sum(1)
     sums.mul_(1.0 / (g * h * w))
-    mean, ex2 = sums[0], sums[1]  # E[x], E[x^2]
-    var = torch.addcmul(ex2, mean, mean, value=-1.0)  # (m*C,)
-    if bool((var < ex2 * _CANCEL).any()):
-        return None
-    return mean, var
+    mean, ez2 = sums[0], sums[1]  # E[z], E[z^2]
+    return mean, torch.addcmul(ez2, mean, mean, value=-1.0).clamp_min_(0.0)  # (m*C,) each
+
+
+@torch.no_grad()
+def _shifted_stats(x: Tensor, g: int, m: int, consecutive: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The shifted input z = x - K and the statistics of every (group, channel).
+
+    Returns:
+        z (a new tensor of x's shape), K, and the mean and biased variance of z, each (m*C,).
+        K is the mean of the first member's map in each (group, channel) (re-centred on the
+        group's mean if that is far from it); the mean of x is K + mean(z).
+    """
+    c = x.shape[1]
+    first = x[::g] if consecutive else x[:m]  # (m, C, H, W): member 0 of every group
+    shift = first.mean((2, 3)).reshape(m * c)
+    z = _shift_into(torch.empty_like(x), x, shift, g, m, consecutive)
+    mean, var = _moments(z, g, m, consecutive)
+    if bool((mean * mean > _RECENTRE * var).any()):
+        shift = shift + mean  # close to each group's mean now
+        mean, var = _moments(_shift_into(z, x, shift, g, m, consecutive), g, m, consecutive)
+    return z, shift, mean, var
+
+
+@torch.no_grad()
+def _grouped_forward(
+    x: Tensor, w: Tensor | None, b: Tensor | None, g: int, m: int, consecutive: bool, eps: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Forward of the CPU fast path: every group normalised by its own statistics.
+
+    Args:
+        x: (m*g, C, H, W), contiguous; w, b: affine per (group, channel), (m*C,), or None.
+
+    Returns:
+        y (a new tensor of x's shape) and, each (m*C,), the shift K, the mean of x - K and
+        the biased variance of every (group, channel).
+    """
+    z, shift, mean, var = _shifted_stats(x, g, m, consecutive)
+    s = torch.rsqrt(var + eps)  # (m*C,)
+    if w is not None:
+        s = s * w
+    t = -mean * s if b is None else b - mean * s  # y = z * s + t
+    zg, sg = _group_view(z, s, g, m, consecutive)
+    zg.mul_(sg).add_(_group_view(z, t, g, m, consecutive)[1])
+    return z, shift, mean, var
 
 
 class _GroupedNormFn(torch.autograd.Function):
     """y = (x - mean_k) / sqrt(var_k + eps) * w_k + b_k per group k, with BN's exact gradient.
 
-    ``mean``/``var`` come from :func:`_group_stats` (computed outside, without autograd);
-    the backward accounts for their dependence on x, as BatchNorm's training backward does.
-    The output has the shape of :func:`_row_view` (the caller reshapes it). Once
-    differentiable only (no double backward).
+    Returns y (x's shape) and, not differentiable, the (m*C,) shift, mean of x - shift and
+    biased variance of :func:`_grouped_forward` (for the running statistics). The backward
+    accounts for the dependence of the statistics on x, as BatchNorm's training backward does;
+    it works on z = x - shift, which has the same gradient. Once differentiable only.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
-        x: Tensor,
-        w: Tensor | None,
-        b: Tensor | None,
-        mean: Tensor,
-        var: Tensor,
-        g: int,
-        m: int,
-        consecutive: bool,
-        eps: float,
-    ) -> Tensor:
-        ctx.save_for_backward(x, w, mean, var)
+        ctx: Any, x: Tensor, w: Tensor | None, b: Tensor | None, g: int, m: int, consecutive: bool, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        y, shift, mean, var = _grouped_forward(x, w, b, g, m, consecutive, eps)
+        ctx.save_for_backward(x, w, shift, mean, var)
         ctx.args = (g, m, consecutive, eps)
-        return _normalize(x, w, b, mean, var, g, m, consecutive, eps)
+        ctx.mark_non_differentiable(shift, mean, var)
+        return y, shift, mean, var
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, w, mean, var = ctx.saved_tensors
+    def backward(ctx: Any, gy: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w, shift, mean, var = ctx.saved_tensors
         g, m, consecutive, eps = ctx.args
-        n, c, h, wd = x.shape
-        count = g * h * wd
-        gy = gy.contiguous().view(n, c, h, wd)  # arrives in the row view's shape
-        xv, gv = _row_view(x, g, m, consecutive), _row_view(gy, g, m, consecutive)
-        rows = xv.shape[1]
+        count = g * x.shape[2] * x.shape[3]
+        gy = gy.contiguous()
+        z = _shift_into(torch.empty_like(x), x, shift, g, m, consecutive)  # bitwise the forward's z
+        zv, gv = _row_view(z, g, m, consecutive), _row_view(gy, g, m, consecutive)
         mean_e, var_e = _expand_all([mean, var], g, m, consecutive)
         # Per-row sum(dy * xhat) and sum(dy) from the native kernel (eval mode: stats constant).
-        ones = x.new_ones(rows)
         _, s_dy_xhat, s_dy = torch.ops.aten.native_batch_norm_backward(
-            gv, xv, ones, mean_e, var_e, None, None, False, eps, [False, True, True]
+            gv, zv, z.new_ones(zv.shape[1]), mean_e, var_e, None, None, False, eps, [False, True, True]
         )
         sums = _reduce(torch.stack([s_dy, s_dy_xhat]), g, m, consecutive)  # (2, m*C)
         s1, s2 = sums[0], sums[1]
         invstd = torch.rsqrt(var + eps)  # (m*C,)
         k = invstd if w is None else w * invstd
-        # dx = k * (dy - s1/count - xhat * s2/count) = k*dy + a*x + q, per (group, channel)
+        # dx = k * (dy - s1/count - xhat * s2/count) = a*z + q + k*dy, per (group, channel),
+        # written in place over z.
         a = -k * invstd * s2 / count
         q = -k * s1 / count - a * mean
         gx = None
         if ctx.needs_input_grad[0]:
-            # k*dy + q as one eval-mode batch_norm pass (mean 0, var 1, eps 0), then + a*x in place.
-            zeros = x.new_zeros(rows)
-            k_e, q_e = _expand_all([k, q], g, m, consecutive)
-            gx = F.batch_norm(gv, zeros, ones, k_e, q_e, False, 0.0, 0.0)
-            if consecutive:
-                gx.view(m, g, c, h * wd).addcmul_(x.view(m, g, c, h * wd), a.view(m, 1, c, 1))
-            else:
-                gx.view(g, m * c, h * wd).addcmul_(x.view(g, m * c, h * wd), a.view(1, m * c, 1))
-            gx = gx.view(n, c, h, wd)
+            zg, ag = _group_view(z, a, g, m, consecutive)
+            zg.mul_(ag).add_(q.view_as(ag)).addcmul_(gy.view_as(zg), k.view_as(ag))
+            gx = z
         gw = s2 if ctx.needs_input_grad[1] else None
         gb = s1 if ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None, None, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 def localnorm_layers(model: nn.Module) -> list[LocalNorm2d]:
@@ -675,15 +716,41 @@ def set_test_mode(
     return model
 
 
+def _per_head(model: nn.Module, x: Tensor, fn: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """``fn(logits)`` of one eval-mode forward per affine head, in head order.
+
+    Forward h forces every LocalNorm2d to head ``h mod num_heads`` (``force_head``), over as
+    many heads as the layer with the most has. The batch is never copied: this costs
+    ``num_heads`` forwards of the batch, not a 128x larger one. The statistics follow each
+    layer's ``test_stats``. The model's train/eval flags and ``force_head`` values are
+    restored afterwards.
+    """
+    layers = localnorm_layers(model)
+    n_heads = max((layer.num_heads for layer in layers if layer.affine), default=1)
+    flags = [mod.training for mod in model.modules()]
+    saved = [layer.force_head for layer in layers]
+    model.eval()
+    try:
+        outs = []
+        for h in range(n_heads):
+            for layer in layers:
+                layer.force_head = h % layer.num_heads if layer.affine else None
+            outs.append(fn(model(x)))
+        return outs
+    finally:
+        for layer, head in zip(layers, saved):
+            layer.force_head = head
+        for mod, flag in zip(model.modules(), flags):
+            mod.training = flag
+
+
 @torch.no_grad()
 def vote_predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Softmax probabilities averaged over all affine heads (the paper's voting).
+    """Softmax probabilities averaged over all affine heads (lncli's voting rule, ``vote``).
 
-    Runs one eval-mode forward per head h, with every LocalNorm2d forced to use head h
-    (``force_head = h mod num_heads``), and averages the softmax outputs. The batch is
-    never copied: this costs ``num_heads`` forwards of the batch, not a 128x larger one.
-    The statistics follow each layer's ``test_stats``. The model's train/eval flags and
-    ``force_head`` values are restored afterwards.
+    One forward per head (see :func:`_per_head`). Averaging probabilities is smoother than the
+    authors' majority of per-head argmaxes (:func:`majority_predict`): a confident head
+    outweighs several hesitant ones, and there are no ties to break.
 
     Args:
         model: a classifier returning logits (N, K).
@@ -692,25 +759,28 @@ def vote_predict(model: nn.Module, x: Tensor) -> Tensor:
     Returns:
         (N, K) probabilities averaged over heads (float32 or the logits' dtype).
     """
-    layers = localnorm_layers(model)
-    n_votes = max((layer.num_heads for layer in layers if layer.affine), default=1)
-    flags = [mod.training for mod in model.modules()]
-    saved = [layer.force_head for layer in layers]
-    model.eval()
-    try:
-        total: Tensor | None = None
-        for h in range(n_votes):
-            for layer in layers:
-                layer.force_head = h % layer.num_heads if layer.affine else None
-            p = torch.softmax(model(x), dim=-1)  # (N, K)
-            total = p if total is None else total + p
-        assert total is not None
-        return total / n_votes
-    finally:
-        for layer, head in zip(layers, saved):
-            layer.force_head = head
-        for mod, flag in zip(model.modules(), flags):
-            mod.training = flag
+    probs = _per_head(model, x, lambda logits: torch.softmax(logits, dim=-1))  # each (N, K)
+    return sum(probs[1:], probs[0]) / len(probs)
+
+
+@torch.no_grad()
+def majority_predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Per-class counts of the heads' predictions: the authors' voting rule (``majority``).
+
+    One forward per head (see :func:`_per_head`); each head votes for its argmax class. The
+    authors' code predicts ``np.bincount(votes).argmax()``: the most-voted class, ties going to
+    the lowest class index. ``counts.argmax(1)`` gives exactly that, since ``torch.argmax``
+    returns the first maximal index.
+
+    Args:
+        model: a classifier returning logits (N, K).
+        x: the input batch.
+
+    Returns:
+        (N, K) int64 number of heads voting for each class.
+    """
+    votes = _per_head(model, x, lambda logits: F.one_hot(logits.argmax(dim=-1), logits.shape[-1]))  # (N, K)
+    return torch.stack(votes).sum(0)
 
 
 def get_norm_layer(

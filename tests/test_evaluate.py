@@ -237,6 +237,30 @@ def test_single_and_vote_agree_for_one_head(ckpts: dict[str, Path], data: EvalDa
     assert {r.group_size for r in recs} == {1}
 
 
+
+def test_majority_mode_end_to_end(ckpts: dict[str, Path], data: EvalData) -> None:
+    """``majority``: single-image statistics, each head votes its argmax, ties to the lowest class.
+    The clean count equals a numpy ``bincount().argmax()`` reference over the heads' predictions
+    (single-image statistics do not depend on batching, so the reference runs on the whole set)."""
+    models = load_checkpoints([ckpts["ln"]])
+    recs = evaluate_grid(models, data, cfg(modes=("majority",)))
+    assert [(r.mode, r.noise, r.severity) for r in recs] == [("majority", CLEAN, 0), ("majority", "gaussian", 3)]
+    assert {r.heads for r in recs} == {"majority"} and {r.group_size for r in recs} == {1}
+    model = build_model(models[0].checkpoint).eval()
+    layers = [m for m in model.modules() if isinstance(m, LocalNorm2d)]
+    x = normalize(data.clean.images, META)
+    per_head = []
+    with torch.no_grad():
+        for h in range(2):  # the checkpoint's two heads
+            for layer in layers:
+                layer.test_stats, layer.force_head = "single", h
+            per_head.append(model(x).argmax(1).numpy())
+    votes = np.stack(per_head)  # (H, N)
+    preds = np.array([np.bincount(col).argmax() for col in votes.T])
+    assert (votes[0] != votes[1]).any(), "the heads disagree somewhere, so ties are exercised"
+    assert recs[0].correct == int((preds == data.clean.labels.numpy()).sum())
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_position_heads_depend_on_order_mean_heads_do_not(tmp_path: Path, seed: int) -> None:
     """Running statistics isolate the head effect: only the head choice can depend on position."""
