@@ -201,7 +201,7 @@ def corrupt_command(
     """Write noisy copies of images or a dataset (PNG/JPEG folders or CIFAR-10-C .npy arrays)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lncli.config import parse_severities
+    from lncli.config.common import parse_severities
     from lncli.imageio import CorruptConfig, OutputFormat, run_corrupt
 
     cfg = CorruptConfig(out=out, noises=tuple(n.strip() for n in noise.split(",") if n.strip()), severities=parse_severities(severity),
@@ -361,7 +361,8 @@ def evaluate_command(
     from dataclasses import asdict
 
     from lncli import distributed, report
-    from lncli.evaluate import MODES, NOISE_FAMILY, EvalConfig, evaluate_grid, load_checkpoints, parse_list, parse_severities, resolve_data
+    from lncli.config.common import parse_list, parse_severities
+    from lncli.evaluate import MODES, NOISE_FAMILY, EvalConfig, evaluate_grid, load_checkpoints, resolve_data
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
     if csv_path:  # bad output paths too: a typo must not cost the whole grid

@@ -1,6 +1,6 @@
 """Compatibility shim: the code lives in :mod:`lncli.noise` (``parse_severities`` in :mod:`lncli.config`)."""
 
-from lncli.config import parse_severities
+from lncli.config.common import parse_severities
 from lncli.noise import (
     BACKEND_CORRUPTIONS,
     NOISES,

@@ -1,4 +1,6 @@
-"""torch.distributed glue shared by ``train`` and ``evaluate`` (launched by ``torchrun``).
+"""torch.distributed glue shared by ``train`` and ``evaluate`` (launched by ``torchrun``),
+with the two pieces of work-splitting both jobs share: :func:`whole_batches` (which
+batches a rank takes) and :func:`prefetch` (the next batches made ahead in threads).
 
 ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT; when they are
 absent everything here degrades to a single process, so the same code path serves
@@ -9,10 +11,19 @@ The backend is nccl on CUDA and gloo on CPU.
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
+R = TypeVar("R")
+_DONE = object()  # end-of-items marker for prefetch
 
 
 @dataclass(frozen=True)
@@ -85,3 +96,61 @@ def cleanup() -> None:
     """Leave the process group if we joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def whole_batches(n: int, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """This rank's share of ``n`` items cut into batches: a contiguous run of *whole* batches.
+
+    Why whole batches: test-time batch and LocalNorm statistics depend on which images
+    share a batch, so every rank must see exactly the batches that a single process
+    would; an item-level split would cut batches elsewhere. Rank ``r`` of ``W`` takes
+    batches ``[floor(B r / W), floor(B (r + 1) / W))`` of the ``B`` batches, so the
+    shards are contiguous, disjoint, cover everything and differ by at most one batch.
+
+    Args:
+        n: number of items.
+        batch_size: items per batch (the last batch may be smaller).
+        rank: this process's rank in ``[0, world)``.
+        world: number of processes.
+
+    Returns:
+        ``[(start, end), ...]`` item ranges of this rank's batches, in order.
+    """
+    starts = range(0, n, batch_size)
+    mine = starts[len(starts) * rank // world : len(starts) * (rank + 1) // world]
+    return [(s, min(n, s + batch_size)) for s in mine]
+
+
+def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` in order, with up to ``workers`` results computed ahead in threads.
+
+    Both jobs use it to prepare the next batches (noise, augmentation, copies) while the
+    model runs. Results are yielded in item order, so anything that is a pure function of
+    the item (lncli's seeded noise and augmentation are) comes out bit-identical for any
+    ``workers``; only the timing changes.
+
+    Args:
+        fn: makes one result from one item (runs in a worker thread when ``workers > 0``).
+        items: the work, consumed lazily.
+        workers: threads working ahead; 0 runs ``fn`` inline in the caller.
+
+    Returns:
+        An iterator over ``fn(item)``; an exception in ``fn`` is raised where its result
+        would have been yielded. Closing the iterator early cancels the pending work.
+    """
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lncli-prefetch") as pool:
+        pending: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, workers + 1))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(it, _DONE)
+                if nxt is not _DONE:
+                    pending.append(pool.submit(fn, nxt))  # type: ignore[arg-type]
+                yield result
+        finally:
+            for fut in pending:
+                fut.cancel()

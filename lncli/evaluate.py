@@ -43,12 +43,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import glob
-import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +55,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lncli import __version__
+from lncli.config.common import parse_list, parse_severities  # noqa: F401 - re-exported (public API)
 from lncli.errors import CheckpointError, DataError, LncliError
+from lncli.records import CLEAN, RECORD_FIELDS, EvalRecord  # noqa: F401 - re-exported (public API)
+from lncli.stats import wilson_interval
 
 MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority")
 """Test-time normalisation modes, see the module docstring."""
@@ -65,11 +66,9 @@ MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majori
 HEADS: tuple[str, ...] = ("position", "mean")
 """How ``local`` (and ``batch``/``running``) groups pick LocalNorm's affine head."""
 
-CLEAN = "clean"
 
 NOISE_FAMILY: tuple[str, ...] = ("gaussian", "shot", "impulse")
 """What ``--noise all`` means: ImageNet-C's noise family (every profile maps these names)."""
-"""The ``noise`` value of the uncorrupted row (severity 0)."""
 
 CIFAR10C_PROFILE = "cifar10c-files"
 """The ``profile`` value recorded when the noise comes from released CIFAR-10-C files."""
@@ -77,7 +76,6 @@ CIFAR10C_PROFILE = "cifar10c-files"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
 """File suffixes picked up when a directory is given as a checkpoint argument."""
 
-_Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 @dataclass(frozen=True)
@@ -116,68 +114,6 @@ class EvalConfig:
     rescale: bool = False
 
 
-@dataclass(frozen=True)
-class EvalRecord:
-    """One cell of the sweep: a checkpoint in one mode on one noise at one severity.
-
-    Fields (also the CSV columns, in this order):
-        checkpoint: the file as given; sha256: first 12 hex digits of its SHA-256.
-        arch, norm: the checkpoint's architecture and norm kind (``batchnorm``/``localnorm``).
-        mode: see :data:`MODES`; heads: ``position``/``mean`` (the mode's name for ``vote``/``majority``).
-        group_size: how many images share statistics: ``None`` for running
-            statistics, the batch size for ``batch``, G for ``local``, 1 for
-            ``single``/``vote``/``majority``. The last batch may be smaller (module docstring).
-            LocalNorm head positions follow G (the checkpoint's, or ``--group-size``) in every mode.
-        batch_size: test batch size.
-        noise: noise name (``clean`` for severity 0); profile: noise constants
-            (``none`` for clean, ``cifar10c-files`` for released CIFAR-10-C data);
-            severity; param: the noise constant (sigma, lambda, amount; ``None`` if unknown).
-        n, correct, accuracy, ci_low, ci_high: counts, accuracy and its Wilson 95% interval.
-        noise_seed, order_seed: the seeds (``order_seed`` ``None`` = dataset order).
-        device, amp, world_size: where it ran (``world_size`` > 1 under torchrun).
-        data, synthetic: test set name, and whether it is generated data.
-        lncli_version: the version that produced the record.
-        rescale: whether the paper's dataset-level min-max rescale was applied (noisy cells of ``--rescale``).
-        rescale_range: the per-channel range the rescale mapped onto: ``train`` (the training
-            split's, as the authors did), ``test`` (the clean test set's, when no training split
-            could be loaded) or ``None`` (no rescale).
-    """
-
-    checkpoint: str
-    sha256: str
-    arch: str
-    norm: str
-    mode: str
-    heads: str
-    group_size: int | None
-    batch_size: int
-    noise: str
-    profile: str
-    severity: int
-    param: float | None
-    n: int
-    correct: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    noise_seed: int
-    order_seed: int | None
-    device: str
-    amp: bool
-    world_size: int
-    data: str
-    synthetic: bool
-    lncli_version: str
-    rescale: bool = False
-    rescale_range: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-typed dict (CSV/JSON row)."""
-        return asdict(self)
-
-
-RECORD_FIELDS: tuple[str, ...] = tuple(EvalRecord.__dataclass_fields__)
-"""Column order of the long-format CSV/JSON."""
 
 
 @dataclass(frozen=True)
@@ -241,72 +177,9 @@ class EvalData:
 # ---------------------------------------------------------------------------
 
 
-def wilson_interval(correct: int, n: int, z: float = _Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default).
-
-    Unlike the normal approximation it stays inside [0, 1] and behaves at 0 and
-    100% accuracy, which robustness cells often reach.
-
-    Args:
-        correct: number of successes.
-        n: number of trials (0 gives the uninformative interval (0, 1)).
-        z: normal quantile of the two-sided level.
-
-    Returns:
-        ``(low, high)``.
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = correct / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    # At 0% / 100% the bound is exactly 0 / 1; pin it against float round-off.
-    low = 0.0 if correct == 0 else max(0.0, centre - half)
-    high = 1.0 if correct == n else min(1.0, centre + half)
-    return low, high
-
-
 def natural_key(text: str) -> list[Any]:
     """Sort key that orders ``ep2`` before ``ep10``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-def parse_severities(text: str) -> tuple[int, ...]:
-    """Parse ``0-5``, ``1,3,5`` or ``0,2-4`` into a sorted tuple of unique ints.
-
-    Raises:
-        LncliError: on anything that is not a list of non-negative ints / ranges.
-    """
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise LncliError(f"--severity {text!r}: expected e.g. '0-5', '3' or '1,3,5'")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise LncliError(f"--severity {text!r}: range {part!r} runs backwards")
-        out.update(range(lo, hi + 1))
-    return tuple(sorted(out))
-
-
-def parse_list(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
-    """Parse a comma list (``all`` = every valid value), rejecting unknown names.
-
-    Raises:
-        LncliError: naming the unknown value and listing the valid ones.
-    """
-    items = [t.strip().lower() for t in text.split(",") if t.strip()]
-    if not items:
-        raise LncliError(f"--{what} is empty; valid: {', '.join(valid)}")
-    if items == ["all"]:
-        return tuple(valid)
-    for item in items:
-        if item not in valid:
-            raise LncliError(f"unknown {what} {item!r}; valid: {', '.join(valid)} (or 'all')")
-    return tuple(dict.fromkeys(items))
 
 
 # ---------------------------------------------------------------------------
@@ -710,11 +583,6 @@ def _validate(config: EvalConfig) -> None:
         raise LncliError(f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}")
 
 
-def _shard(num_batches: int, rank: int, world: int) -> range:
-    """Contiguous whole batches for one rank: [floor(B r / W), floor(B (r+1) / W))."""
-    return range(num_batches * rank // world, num_batches * (rank + 1) // world)
-
-
 def evaluate_grid(
     models: Sequence[LoadedCheckpoint],
     data: EvalData,
@@ -741,9 +609,9 @@ def evaluate_grid(
         LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
     """
     from lncli.checkpoint import build_model
-    from lncli.noise import apply_minmax, corrupt
     from lncli.data import load_cifar10c, normalize
-    from lncli.distributed import all_reduce_sum, local_device
+    from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
+    from lncli.noise import apply_minmax, corrupt
 
     _validate(config)
     if not models:
@@ -780,8 +648,7 @@ def evaluate_grid(
         order = torch.arange(n_total)
     else:
         order = torch.randperm(n_total, generator=torch.Generator().manual_seed(config.order_seed))
-    starts = list(range(0, n_total, config.batch_size))
-    my_batches = [starts[b] for b in _shard(len(starts), rank, world)]
+    my_batches = [start for start, _ in whole_batches(n_total, config.batch_size, rank, world)]
 
     # (cells, columns) counts; summed across ranks once at the end.
     # Kept on the device so that counting never forces a host sync inside the loop.
@@ -852,7 +719,7 @@ def evaluate_grid(
     jobs = [(ci, cell, s) for ci, cell in enumerate(cells) for s in my_batches]
     autocast = torch.autocast("cuda", dtype=torch.float16) if (config.amp and device.type == "cuda") else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
-        for ci, x, y in _produce(jobs, make_batch, config.workers):
+        for ci, x, y in prefetch(lambda job: (job[0], *make_batch(job[1], job[2])), jobs, config.workers):
             x = x.to(device, non_blocking=pin)
             y = y.to(device, non_blocking=pin)
             normed = {k: normalize(x, meta) for k, meta in metas.items()}  # one normalisation per distinct DataMeta
@@ -932,34 +799,3 @@ def _num_images(data: EvalData) -> int:
     except (OSError, ValueError) as exc:
         raise DataError(f"{data.cifar10c_dir}: cannot read CIFAR-10-C labels.npy ({exc})") from None
     return min(n, data.limit) if data.limit else n
-
-
-def _produce(
-    jobs: list[tuple[int, _Cell, int]],
-    make: Callable[[_Cell, int], tuple[Tensor, Tensor]],
-    workers: int,
-) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(cell index, images, labels)`` in job order, generating up to ``workers`` batches ahead.
-
-    Noise generation is seeded per image, so prefetching in threads changes the
-    timing only, never the bits.
-    """
-    if workers == 0:
-        for ci, cell, start in jobs:
-            x, y = make(cell, start)
-            yield ci, x, y
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lncli-noise") as pool:
-        pending: list[tuple[int, Future]] = []
-        it = iter(jobs)
-        for ci, cell, start in it:
-            pending.append((ci, pool.submit(make, cell, start)))
-            if len(pending) > workers:
-                break
-        while pending:
-            ci, fut = pending.pop(0)
-            x, y = fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt[0], pool.submit(make, nxt[1], nxt[2])))
-            yield ci, x, y

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,16 @@ import torch
 from torch import Tensor
 
 from lncli.errors import LncliError, OutputError
-from lncli.io import atomic_path, atomic_write, check_distinct, check_output_dir, check_output_file, image_suffixes
+from lncli.io import (
+    atomic_path,
+    atomic_write,
+    check_distinct,
+    check_output_dir,
+    check_output_file,
+    image_suffixes,
+)
 from lncli.noise import canonical_noise, corrupt
+from lncli.records import CorruptRecord
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Noise names whose CIFAR-10-C file carries a ``_noise`` suffix.
@@ -81,26 +89,6 @@ class CorruptConfig:
     skip_unreadable: bool = False  # default: a broken file is an error, not a silent gap
     batch_size: int = 256  # images corrupted per call: bounds memory, not results (seeding is per image)
     num_threads: int = 1  # CPU threads inside corrupt(); results do not depend on it
-
-
-@dataclass(frozen=True)
-class CorruptRecord:
-    """One written (or skipped) output: flat, so that a list of them is a long-format table."""
-
-    noise: str
-    severity: int
-    profile: str
-    seed: int
-    output: str  # path written ("" when skipped)
-    source: str  # input file, or "<dataset>[i]", or the dataset spec for npy
-    index: int  # global image index (-1 for a whole npy array)
-    count: int  # images in this output
-    status: str = "written"  # "written" | "skipped"
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain dict (for csv.DictWriter / JSON)."""
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- reading

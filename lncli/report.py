@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lncli.errors import LncliError
-from lncli.evaluate import CLEAN, RECORD_FIELDS, EvalRecord
+from lncli.records import CLEAN, RECORD_FIELDS, EvalRecord
 from lncli.io import atomic_path, atomic_write, check_output_file, image_suffixes
 
 MEAN = "mean"

@@ -50,12 +50,11 @@ import csv
 import dataclasses
 import hashlib
 import math
-import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +66,28 @@ from torch import Tensor, nn
 
 from lncli import __version__
 from lncli import distributed as D
-from lncli.checkpoint import Checkpoint, NormSpec, build_model, checkpoint_from_model, load_checkpoint, save_checkpoint
-from lncli.config import ScheduleConfig, TrainConfig, config_to_dict, dump_yaml, train_config_from_dict, validate
+from lncli.checkpoint import (
+    Checkpoint,
+    NormSpec,
+    build_model,
+    checkpoint_from_model,
+    load_checkpoint,
+    save_checkpoint,
+)
+from lncli.config import (
+    ScheduleConfig,
+    TrainConfig,
+    config_to_dict,
+    dump_yaml,
+    train_config_from_dict,
+    validate,
+)
 from lncli.data import DataMeta, ImageSet, load_dataset, normalize
 from lncli.errors import CheckpointError, ConfigError, DataError, LncliError
 from lncli.io import atomic_write, check_output_dir
 from lncli.models import create_model
 from lncli.norm import get_norm_layer
+from lncli.records import HISTORY_FIELDS, EpochRecord
 
 __all__ = [
     "EpochRecord",
@@ -86,25 +100,6 @@ __all__ = [
     "augment_batch",
     "HISTORY_FIELDS",
 ]
-
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One row of ``history.csv``. Accuracies are fractions in [0, 1]."""
-
-    epoch: int  # 1-based: the number of epochs completed
-    train_loss: float
-    train_accuracy: float
-    test_loss: float | None
-    test_accuracy: float | None
-    lr: float  # the rate of the epoch's last step
-    seconds: float  # wall time of the epoch (training + evaluation)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
 class TrainEvent:
@@ -391,44 +386,6 @@ class _LoopState:
     history: list[EpochRecord] = dataclasses.field(default_factory=list)
 
 
-def _prefetch(it: Iterator[Any], depth: int) -> Generator[Any, None, None]:
-    """Run ``it`` in a background thread, ``depth`` items ahead (order preserved)."""
-    if depth <= 0:
-        yield from it
-        return
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in it:
-                if stop.is_set():
-                    return
-                q.put(item)
-            q.put(done)
-        except BaseException as exc:  # surface errors in the consumer
-            q.put(exc)
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(timeout=0.01)
-
-
 class _Loop:
     """Training loop over in-memory uint8 data; used by train() and finetune()."""
 
@@ -553,13 +510,17 @@ class _Loop:
         perm = torch.randperm(len(self.train_y), generator=_gen(cfg.seed, "perm", epoch))
         mine = perm[r::w][: self.per_rank].to(self.device)
         b = cfg.batch_size
-        for step in range(start_step, self.steps_per_epoch):
+
+        def make(step: int) -> tuple[Tensor, Tensor]:
             idx = mine[step * b : (step + 1) * b]  # drop_last: every batch is full
             x = self.train_x[idx]  # uint8 (B, C, H, W)
             if self.crop or self.flip:
                 x = augment_batch(x, crop_padding=self.crop, flip=self.flip, generator=_gen(cfg.seed, "aug", epoch, step, r))
             x = normalize(x, self.meta).contiguous(memory_format=self.memory_format)  # float32 (B, C, H, W)
-            yield x, self.train_y[idx]
+            return x, self.train_y[idx]
+
+        # Each batch is a pure function of (seed, epoch, step): made ahead in threads, same bits.
+        return D.prefetch(make, range(start_step, self.steps_per_epoch), cfg.workers)
 
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -595,7 +556,7 @@ class _Loop:
             corr_acc.zero_()
             seen_acc = 0
 
-        batches = _prefetch(self._batches(s.epoch, s.step), cfg.workers)
+        batches = self._batches(s.epoch, s.step)
         try:
             for x, y in batches:
                 factor = lr_factor(cfg.schedule, s.global_step, self.steps_per_epoch, epochs, cfg.optim.lr)
@@ -676,7 +637,7 @@ class _Loop:
         n = len(self.test_y)
         bs = self.cfg.eval_batch_size or self.cfg.batch_size
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for i, j in _eval_batches(n, bs, self.dist.rank, self.dist.world_size):
+        for i, j in D.whole_batches(n, bs, self.dist.rank, self.dist.world_size):
             x = normalize(self.test_x[i:j], self.meta).contiguous(memory_format=self.memory_format)
             y = self.test_y[i:j]
             with self._autocast():
@@ -736,18 +697,6 @@ class _Loop:
         s.loss_sum = s.correct = s.seen = 0.0
         s.epoch_seconds = 0.0
         return rec
-
-
-def _eval_batches(n: int, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
-    """This rank's test batches ``[(start, end), ...]``: a contiguous run of *whole* batches.
-
-    Why whole batches: test-time batch/LocalNorm statistics depend on which images share a
-    batch, so every rank must see exactly the batches a single process would (as in
-    :mod:`lncli.evaluate`); an image-level split would cut batches at other places.
-    """
-    starts = list(range(0, n, batch_size))
-    mine = starts[len(starts) * rank // world : len(starts) * (rank + 1) // world]
-    return [(i, min(n, i + batch_size)) for i in mine]
 
 
 def _emit(progress: ProgressFn | None, ev: TrainEvent) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lncli.errors import LncliError
-from lncli.evaluate import CLEAN, RECORD_FIELDS, EvalRecord, wilson_interval
+from lncli.records import CLEAN, RECORD_FIELDS, EvalRecord
 from lncli.report import (
     check_thresholds,
     columns,
@@ -23,6 +23,7 @@ from lncli.report import (
     write_csv,
     write_json,
 )
+from lncli.stats import wilson_interval
 
 N = 200
 
@@ -47,16 +48,6 @@ def sweep() -> list[EvalRecord]:
             for s in (1, 2, 3):
                 out.append(rec("runs/bn.pt", mode, noise, s, clean - slope * s))
     return out
-
-
-def test_wilson_matches_closed_form_and_edges() -> None:
-    lo, hi = wilson_interval(0, 10)
-    assert lo == 0.0 and 0.25 < hi < 0.35  # 0/10 -> [0, 0.278]
-    lo, hi = wilson_interval(10, 10)
-    assert hi == 1.0 and 0.65 < lo < 0.75
-    lo, hi = wilson_interval(50, 100)
-    assert math.isclose(lo, 0.4038, abs_tol=1e-4) and math.isclose(hi, 0.5962, abs_tol=1e-4)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_columns_disambiguate_same_stem() -> None:

@@ -20,13 +20,26 @@ import yaml
 from typer.testing import CliRunner
 
 import lncli.checkpoint as ckpt_mod
+import lncli.distributed as D
 import lncli.train as train_mod
 from lncli.checkpoint import Checkpoint, build_model, load_checkpoint
 from lncli.cli import app
-from lncli.config import ScheduleConfig, TrainConfig, load_train_config, train_config_from_dict
+from lncli.config import (
+    ScheduleConfig,
+    TrainConfig,
+    load_train_config,
+    train_config_from_dict,
+)
 from lncli.data import load_dataset, normalize
 from lncli.errors import CheckpointError, ConfigError, LncliError, OutputError
-from lncli.train import HISTORY_FIELDS, TrainEvent, augment_batch, finetune, lr_factor, train
+from lncli.train import (
+    HISTORY_FIELDS,
+    TrainEvent,
+    augment_batch,
+    finetune,
+    lr_factor,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sample_configs" / "smoke.yaml"
@@ -189,9 +202,9 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
 def test_ddp_test_shards_are_whole_batches(n: int, bs: int, world: int) -> None:
     # Every rank must evaluate exactly the batches one process would (LocalNorm / batch
     # statistics depend on which images share a batch), and together cover every image once.
-    single = train_mod._eval_batches(n, bs, 0, 1)
+    single = D.whole_batches(n, bs, 0, 1)
     assert single == [(i, min(n, i + bs)) for i in range(0, n, bs)]
-    shards = [train_mod._eval_batches(n, bs, r, world) for r in range(world)]
+    shards = [D.whole_batches(n, bs, r, world) for r in range(world)]
     assert [b for s in shards for b in s] == single
 
 

@@ -18,18 +18,16 @@ This module does no file writing; :mod:`lncli.train` saves the resolved config
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
-from lncli.errors import ConfigError, LncliError
+from lncli.config._typed import apply_overrides, build, config_to_dict, read_yaml_mapping
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NormKind
+from lncli.errors import ConfigError
 
 __all__ = [
     "DataConfig",
@@ -38,18 +36,14 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "TrainConfig",
-    "ConfigError",
+    "dump_yaml",
     "load_train_config",
     "train_config_from_dict",
-    "config_to_dict",
-    "apply_overrides",
-    "parse_override",
     "validate",
-    "dump_yaml",
 ]
 
+
 AugmentName = Literal["auto", "none", "flip", "crop_flip"]
-NormKind = Literal["batchnorm", "localnorm"]
 Grouping = Literal["consecutive", "strided"]
 OptimName = Literal["sgd", "adamw"]
 ScheduleName = Literal["cosine", "step", "onecycle", "constant"]
@@ -58,7 +52,7 @@ AmpName = Literal["none", "bf16", "fp16"]
 
 # Accepted spellings that map onto a canonical value (keys are lower-case).
 _ALIASES: dict[str, dict[str, str]] = {
-    "norm.kind": {"bn": "batchnorm", "ln": "localnorm", "batch_norm": "batchnorm", "local_norm": "localnorm"},
+    "norm.kind": NORM_ALIASES,
     "amp": {"bfloat16": "bf16", "float16": "fp16", "fp32": "none", "off": "none", "false": "none"},
     "data.augment": {"crop+flip": "crop_flip", "cropflip": "crop_flip"},
 }
@@ -109,7 +103,7 @@ class NormConfig:
     kind: NormKind = "batchnorm"
     # G = samples per LocalNorm group. 16 is the authors' CIFAR choice
     # (batch 128 / G 16 = 8 groups). Ignored for batchnorm.
-    group_size: int = 16
+    group_size: int = DEFAULT_GROUP_SIZE
     # Affine heads (gamma_k, beta_k). None = batch_size / group_size, one head
     # per group position as in the paper's code.
     num_heads: int | None = None
@@ -206,222 +200,6 @@ class TrainConfig:
     deterministic: bool = False
 
 
-# ---------------------------------------------------------------------------
-# Generic (de)serialisation driven by the dataclass type hints.
-# ---------------------------------------------------------------------------
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_section(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _describe(tp: Any) -> str:
-    """A short human description of a field type, for error messages."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in args)
-    if origin in (Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner) + " or null"
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
-        return f"a list of {len(args)} numbers"
-    if origin is dict or tp is dict:
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp`` and return it in canonical form."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    bad = ConfigError(f"config key '{key}': {value!r} is not valid; expected {_describe(tp)}")
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if value is None:
-            raise bad
-        if len(inner) == 1:
-            try:
-                return _coerce(key, value, inner[0])
-            except ConfigError:
-                raise bad from None
-        for a in inner:
-            try:
-                return _coerce(key, value, a)
-            except ConfigError:
-                continue
-        raise bad
-    if origin is Literal:
-        if isinstance(value, str):
-            v = value.strip().lower()
-            v = _ALIASES.get(key, {}).get(v, v)
-            if v in args:
-                return v
-        elif value is False and "none" in args:
-            return "none"  # YAML turns a bare `off`/`no` into False
-        raise bad
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            out = float(value)
-        elif isinstance(value, str):
-            # PyYAML (YAML 1.1) reads `1e-3` as a string; accept it as a number.
-            try:
-                out = float(value)
-            except ValueError:
-                raise bad from None
-        else:
-            raise bad
-        if not math.isfinite(out):
-            raise bad
-        return out
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise bad
-    if origin is tuple:
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(key, v, args[0]) for v in items)
-        if len(items) != len(args):
-            raise bad
-        return tuple(_coerce(key, v, a) for v, a in zip(items, args))
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise bad
-        return {str(k): v for k, v in value.items()}
-    raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # programming error
-
-
-def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
-    leaf = {v.rsplit(".", 1)[-1]: v for v in valid}
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaf), n=1)
-    hint = f" (did you mean '{leaf[close[0]]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(valid)}")
-
-
-def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) nested mapping."""
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for k, v in raw.items():
-        key = f"{prefix}{k}"
-        if k not in names:
-            raise _unknown_key(key, [f"{prefix}{n}" for n in names])
-        tp = hints[k]
-        if _is_section(tp):
-            if v is None:
-                continue
-            if not isinstance(v, Mapping):
-                raise ConfigError(f"config key '{key}' must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}")
-            kwargs[k] = _build(tp, v, f"{key}.")
-        else:
-            kwargs[k] = _coerce(key, v, tp)
-    return cls(**kwargs)
-
-
-def _to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as a nested dict of plain YAML/JSON types (tuples become lists).
-
-    Args:
-        cfg: a :class:`TrainConfig` (or any of its sections).
-
-    Returns:
-        A new dict; ``train_config_from_dict(config_to_dict(c)) == c``.
-    """
-    return _to_plain(cfg)
-
-
-# ---------------------------------------------------------------------------
-# Overrides: --set key=value with dotted keys and YAML-parsed values.
-# ---------------------------------------------------------------------------
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``"optim.lr=0.05"`` into ``("optim.lr", 0.05)`` (the value parsed as YAML).
-
-    Args:
-        text: ``KEY=VALUE``; KEY is dotted, VALUE is any YAML scalar/list/mapping.
-
-    Returns:
-        The key and the parsed value.
-    """
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.lr=0.05), got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r} as YAML") from None
-    return key, value
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of nested mapping ``raw`` with dotted overrides applied.
-
-    Args:
-        raw: the nested mapping (from YAML), not modified.
-        overrides: ``["optim.lr=0.05", ...]`` or ``{"optim.lr": 0.05}``.
-
-    Returns:
-        The merged nested dict (validation happens when it is built).
-    """
-    out = _deep_copy(raw)
-    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
-    for key, value in items:
-        parts = key.split(".")
-        node = out
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            elif not isinstance(nxt, dict):
-                raise ConfigError(f"config key '{key}': '{p}' is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return out
-
-
-def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-
 
 # ---------------------------------------------------------------------------
 # Entry points.
@@ -505,7 +283,7 @@ def train_config_from_dict(raw: Mapping[str, Any] | None, overrides: Sequence[st
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError("a train config must be a YAML mapping of keys (data, model, norm, optim, schedule, epochs, ...)")
     merged = apply_overrides(raw or {}, overrides)
-    return validate(_build(TrainConfig, merged))
+    return validate(build(TrainConfig, merged, _ALIASES))
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
@@ -521,21 +299,7 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mappin
     Raises:
         ConfigError: unreadable/invalid YAML, unknown keys, bad values.
     """
-    raw: Any = None
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:  # e.g. a checkpoint passed by mistake
-            raise ConfigError(f"config {p} is not a UTF-8 text (YAML) file") from None
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise ConfigError(f"config {p} is not valid YAML{where}") from None
+    raw: Any = None if path is None else read_yaml_mapping(path)
     return train_config_from_dict(raw, overrides)
 
 
@@ -543,37 +307,3 @@ def dump_yaml(cfg: TrainConfig) -> str:
     """The config as YAML text (what ``lncli train`` saves as ``OUT/config.yaml``)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
 
-
-# ---------------------------------------------------------------------------
-# CLI grammars.
-# ---------------------------------------------------------------------------
-
-
-def parse_severities(spec: str) -> tuple[int, ...]:
-    """Parse a severity list such as ``"1-5"``, ``"1,3,5"`` or ``"0-2,5"``.
-
-    Args:
-        spec: comma-separated integers and inclusive ranges ``a-b``, each in 0..5.
-
-    Returns:
-        The sorted, de-duplicated severities.
-
-    Raises:
-        LncliError: malformed item, reversed range or a value outside 0..5.
-    """
-    out: set[int] = set()
-    for item in str(spec).replace(" ", "").split(","):
-        if not item:
-            continue
-        lo_s, sep, hi_s = item.partition("-")
-        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
-            raise LncliError(f"bad severity {item!r} in {spec!r}; use e.g. 1-5, 1,3,5 or 0-2,5")
-        lo, hi = int(lo_s), int(hi_s) if sep else int(lo_s)
-        if lo > hi:
-            raise LncliError(f"bad severity range {item!r}: start is after end")
-        if hi > 5:
-            raise LncliError(f"severity {hi} is out of range; severities are 0..5 (0 = clean)")
-        out.update(range(lo, hi + 1))
-    if not out:
-        raise LncliError(f"no severity in {spec!r}; use e.g. 1-5")
-    return tuple(sorted(out))

@@ -1,0 +1,118 @@
+"""Names, defaults and grammars that every command shares, each written once.
+
+The default LocalNorm group size, the norm kinds with their accepted spellings,
+and the two list grammars of the command line (severities such as ``0-2,5`` and
+comma lists of names such as modes) live here, so that the layer, the configs,
+the conversion and the CLI cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+from lncli.errors import LncliError
+
+__all__ = [
+    "DEFAULT_GROUP_SIZE",
+    "MAX_SEVERITY",
+    "NORM_ALIASES",
+    "NORM_KINDS",
+    "NormKind",
+    "canonical_norm",
+    "parse_list",
+    "parse_severities",
+]
+
+DEFAULT_GROUP_SIZE = 16
+"""LocalNorm's samples per group G: the authors' CIFAR setting (batch 128 / G 16 = 8 groups)."""
+
+MAX_SEVERITY = 5
+"""Severities run 0 (clean) to 5, as in ImageNet-C and CIFAR-10-C."""
+
+NormKind = Literal["batchnorm", "localnorm"]
+NORM_KINDS: tuple[str, ...] = get_args(NormKind)
+"""The norm layers lncli builds and converts between (the typed configs use :data:`NormKind`)."""
+
+NORM_ALIASES: dict[str, str] = {
+    "batchnorm": "batchnorm",
+    "bn": "batchnorm",
+    "batch_norm": "batchnorm",
+    "localnorm": "localnorm",
+    "ln": "localnorm",
+    "local_norm": "localnorm",
+}
+"""Accepted spellings of :data:`NORM_KINDS` (lower case)."""
+
+
+def canonical_norm(kind: str) -> str:
+    """The canonical norm kind for an accepted spelling (``"BN"`` -> ``"batchnorm"``).
+
+    Args:
+        kind: any spelling in :data:`NORM_ALIASES`, in any case.
+
+    Returns:
+        One of :data:`NORM_KINDS`.
+
+    Raises:
+        LncliError: an unknown kind, listing the valid ones.
+    """
+    try:
+        return NORM_ALIASES[str(kind).strip().lower()]
+    except KeyError:
+        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln)") from None
+
+
+def parse_severities(spec: str) -> tuple[int, ...]:
+    """Parse a severity list such as ``"0-5"``, ``"1,3,5"`` or ``"0-2,5"`` (empty items are ignored).
+
+    Args:
+        spec: comma-separated integers and inclusive ranges ``a-b``, each in 0..5 (0 = clean).
+
+    Returns:
+        The sorted, de-duplicated severities.
+
+    Raises:
+        LncliError: a malformed item, a reversed range, a value outside 0..5, or no severity at all.
+    """
+    out: set[int] = set()
+    for item in str(spec).replace(" ", "").split(","):
+        if not item:
+            continue
+        lo_s, sep, hi_s = item.partition("-")
+        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
+            raise LncliError(f"--severity {spec!r}: bad item {item!r}; use e.g. 0-5, 3 or 1,3,5")
+        lo, hi = int(lo_s), int(hi_s) if sep else int(lo_s)
+        if lo > hi:
+            raise LncliError(f"--severity {spec!r}: range {item!r} runs backwards")
+        if hi > MAX_SEVERITY:
+            raise LncliError(f"--severity {spec!r}: {hi} is out of range; severities are 0..{MAX_SEVERITY} (0 = clean)")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise LncliError(f"--severity {spec!r}: no severity given; use e.g. 0-5")
+    return tuple(sorted(out))
+
+
+def parse_list(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
+    """Parse a comma list of names (``all`` = every valid one), rejecting unknown names.
+
+    Args:
+        text: e.g. ``"running,batch"``; case and spaces are ignored, duplicates dropped.
+        valid: the accepted names, in their canonical order.
+        what: the option's name for messages (``mode``, ``noise``...).
+
+    Returns:
+        The names in the order given.
+
+    Raises:
+        LncliError: an empty list, or an unknown name (the valid ones are listed).
+    """
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not items:
+        raise LncliError(f"--{what} is empty; valid: {', '.join(valid)}")
+    if items == ["all"]:
+        return tuple(valid)
+    for item in items:
+        if item not in valid:
+            raise LncliError(f"unknown {what} {item!r}; valid: {', '.join(valid)} (or 'all')")
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,45 @@
+"""lncli.config.common: the one severity grammar, the list grammar and the norm aliases."""
+
+from __future__ import annotations
+
+import pytest
+
+from lncli.config.common import NORM_KINDS, canonical_norm, parse_list, parse_severities
+from lncli.errors import LncliError
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [("0-5", (0, 1, 2, 3, 4, 5)), ("5,1,2-3", (1, 2, 3, 5)), ("1,,3", (1, 3)), (" 0 , 2-4 ", (0, 2, 3, 4)), ("5,1,1", (1, 5))],
+)
+def test_severities(spec: str, want: tuple[int, ...]) -> None:
+    assert parse_severities(spec) == want
+
+
+@pytest.mark.parametrize(("spec", "match"), [("", "no severity"), ("a", "bad item"), ("3-1", "backwards"), ("1,,x", "bad item"), ("0-6", "out of range"), ("-1", "bad item")])
+def test_bad_severities_name_the_option(spec: str, match: str) -> None:
+    with pytest.raises(LncliError, match=f"--severity.*{match}"):
+        parse_severities(spec)
+
+
+def test_both_commands_share_the_grammar() -> None:
+    # corrupt and evaluate once parsed severities differently ('1,,3' worked in one only).
+    from lncli import corruptions, evaluate
+
+    assert corruptions.parse_severities is parse_severities is evaluate.parse_severities
+
+
+def test_list_grammar() -> None:
+    assert parse_list("batch,running,batch", ("running", "batch"), "mode") == ("batch", "running")
+    assert parse_list(" ALL ", ("running", "batch"), "mode") == ("running", "batch")
+    with pytest.raises(LncliError, match="unknown mode 'bogus'; valid: running, batch"):
+        parse_list("bogus", ("running", "batch"), "mode")
+    with pytest.raises(LncliError, match="--mode is empty"):
+        parse_list(" , ", ("running", "batch"), "mode")
+
+
+def test_norm_aliases() -> None:
+    assert [canonical_norm(k) for k in ("BN", "ln", "batch_norm", "LocalNorm")] == ["batchnorm", "localnorm", "batchnorm", "localnorm"]
+    assert set(NORM_KINDS) == {"batchnorm", "localnorm"}
+    with pytest.raises(LncliError, match="unknown norm kind 'gn'"):
+        canonical_norm("gn")
