@@ -33,7 +33,7 @@ from torch import nn
 
 from lncli.io import atomic_write
 from lncli.models import create_model
-from lncli.norm import get_norm_layer, localnorm_layers, set_test_mode
+from lncli.nn import get_norm_layer, localnorm_layers, set_test_mode
 
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

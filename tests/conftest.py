@@ -32,3 +32,27 @@ def _restore_rng_state():
     random.setstate(py_state)
     np.random.set_state(np_state)
     torch.random.set_rng_state(torch_state)
+
+
+@pytest.fixture(params=["cpu-fast", "native"])
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a LocalNorm test through the copy-free CPU kernels and through the native F.batch_norm path."""
+    from lncli.nn import LocalNorm2d
+
+    monkeypatch.setattr(LocalNorm2d, "cpu_fast_path", request.param == "cpu-fast")
+    return request.param
+
+
+@pytest.fixture()
+def bn_checkpoint(tmp_path):
+    """A saved lncli checkpoint of the ``tiny`` model with BatchNorm (synthetic data, seed 0): ``tmp_path/bn.pt``."""
+    from lncli.checkpoint import NormSpec, checkpoint_from_model, save_checkpoint
+    from lncli.data import DATASETS
+    from lncli.models import create_model
+
+    data = DATASETS["synthetic"]
+    torch.manual_seed(0)
+    model = create_model("tiny", num_classes=data.num_classes, in_channels=data.in_channels)
+    path = tmp_path / "bn.pt"
+    save_checkpoint(checkpoint_from_model(model, arch="tiny", arch_kwargs={}, norm=NormSpec(), data=data), path)
+    return path

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
-from lncli.checkpoint import NormSpec, checkpoint_from_model, load_checkpoint, save_checkpoint
+from lncli.checkpoint import load_checkpoint
 from lncli.cli import app
-from lncli.data import DATASETS
-from lncli.models import create_model
-from lncli.norm import LocalNorm2d
+from lncli.nn import LocalNorm2d
 
 
 def _runner() -> CliRunner:
@@ -22,20 +19,12 @@ def _runner() -> CliRunner:
         return CliRunner()
 
 
-@pytest.fixture()
-def bn_ckpt(tmp_path: Path) -> Path:
-    data = DATASETS["synthetic"]
-    torch.manual_seed(0)
-    model = create_model("tiny", num_classes=data.num_classes, in_channels=data.in_channels)
-    path = tmp_path / "bn.pt"
-    save_checkpoint(checkpoint_from_model(model, arch="tiny", arch_kwargs={}, norm=NormSpec(), data=data), path)
-    return path
-
-
-def test_convert_round_trip_via_cli(bn_ckpt: Path, tmp_path: Path) -> None:
+def test_convert_round_trip_via_cli(bn_checkpoint: Path, tmp_path: Path) -> None:
     runner = _runner()
     ln_path, back_path = tmp_path / "ln.pt", tmp_path / "sub" / "back.pt"
-    res = runner.invoke(app, ["convert", str(bn_ckpt), str(ln_path), "--to", "localnorm", "--group-size", "4", "--heads", "2"])
+    res = runner.invoke(
+        app, ["convert", str(bn_checkpoint), str(ln_path), "--to", "localnorm", "--group-size", "4", "--heads", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert "converted 2 layers: batchnorm->localnorm" in res.stdout
     assert "parameters added:" in res.stdout
@@ -48,7 +37,7 @@ def test_convert_round_trip_via_cli(bn_ckpt: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["convert", str(ln_path), str(back_path), "--to", "batchnorm"])
     assert res.exit_code == 0, res.output
     assert "averaged" in res.stdout and "parameters removed:" in res.stdout
-    orig, back = load_checkpoint(bn_ckpt), load_checkpoint(back_path)
+    orig, back = load_checkpoint(bn_checkpoint), load_checkpoint(back_path)
     assert list(back.state_dict) == list(orig.state_dict)
     assert all(torch.equal(back.state_dict[k], v) for k, v in orig.state_dict.items())
     # Atomic write: no temporary files left behind.
@@ -68,22 +57,25 @@ def _one_line_error(res, needle: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
 
 
-def test_refuses_to_overwrite_input(bn_ckpt: Path) -> None:
-    before = bn_ckpt.read_bytes()
-    res = _runner().invoke(app, ["convert", str(bn_ckpt), str(bn_ckpt), "--to", "localnorm"])
+def test_refuses_to_overwrite_input(bn_checkpoint: Path) -> None:
+    before = bn_checkpoint.read_bytes()
+    res = _runner().invoke(app, ["convert", str(bn_checkpoint), str(bn_checkpoint), "--to", "localnorm"])
     _one_line_error(res, "refusing to overwrite")
-    assert bn_ckpt.read_bytes() == before
-    alias = bn_ckpt.parent / "." / bn_ckpt.name
-    res = _runner().invoke(app, ["convert", str(bn_ckpt), str(alias), "--to", "localnorm"])
+    assert bn_checkpoint.read_bytes() == before
+    alias = bn_checkpoint.parent / "." / bn_checkpoint.name
+    res = _runner().invoke(app, ["convert", str(bn_checkpoint), str(alias), "--to", "localnorm"])
     _one_line_error(res, "refusing to overwrite")
 
 
-def test_bad_inputs_exit_2_with_one_line(bn_ckpt: Path, tmp_path: Path) -> None:
+def test_bad_inputs_exit_2_with_one_line(bn_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.pt"
     runner = _runner()
-    _one_line_error(runner.invoke(app, ["convert", str(bn_ckpt), str(out), "--to", "batchnorm"]), "already uses batchnorm")
     _one_line_error(
-        runner.invoke(app, ["convert", str(bn_ckpt), str(out), "--to", "localnorm", "--group-size", "0"]), "group_size"
+        runner.invoke(app, ["convert", str(bn_checkpoint), str(out), "--to", "batchnorm"]), "already uses batchnorm"
+    )
+    _one_line_error(
+        runner.invoke(app, ["convert", str(bn_checkpoint), str(out), "--to", "localnorm", "--group-size", "0"]),
+        "group_size",
     )
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
@@ -91,4 +83,4 @@ def test_bad_inputs_exit_2_with_one_line(bn_ckpt: Path, tmp_path: Path) -> None:
     assert not out.exists()
     # Usage errors (missing IN, bad choice) are click's: exit 2 too.
     assert runner.invoke(app, ["convert", str(tmp_path / "missing.pt"), str(out), "--to", "localnorm"]).exit_code == 2
-    assert runner.invoke(app, ["convert", str(bn_ckpt), str(out), "--to", "groupnorm"]).exit_code == 2
+    assert runner.invoke(app, ["convert", str(bn_checkpoint), str(out), "--to", "groupnorm"]).exit_code == 2

@@ -1,4 +1,4 @@
-"""BatchNorm2d <-> LocalNorm2d conversion (lncli.convert): an exact inverse pair."""
+"""BatchNorm2d <-> LocalNorm2d conversion (lncli.nn.convert): an exact inverse pair."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from lncli.convert import (
+from lncli.errors import LncliError
+from lncli.models import create_model
+from lncli.nn import LocalNorm2d, localnorm_layers, set_test_mode
+from lncli.nn.convert import (
     ConversionSummary,
+    check_conversion,
     convert_batchnorm_to_localnorm,
     convert_checkpoint,
     convert_localnorm_to_batchnorm,
 )
-from lncli.errors import LncliError
-from lncli.models import create_model
-from lncli.norm import LocalNorm2d, localnorm_layers, set_test_mode
 
 
 def trained_like(model: nn.Module, seed: int) -> nn.Module:
@@ -43,7 +44,9 @@ def test_round_trip_is_bit_identical(arch: str, seed: int) -> None:
     before = snapshot(model)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     heads = 1 + seed % 4
-    model = convert_batchnorm_to_localnorm(model, group_size=4, num_heads=heads, grouping=("consecutive", "strided")[seed % 2])
+    model = convert_batchnorm_to_localnorm(
+        model, group_size=4, num_heads=heads, grouping=("consecutive", "strided")[seed % 2]
+    )
     layers = localnorm_layers(model)
     assert len(layers) == n_bn > 0
     for layer in layers:
@@ -114,7 +117,12 @@ def _checkpoint(arch: str = "tiny"):
     torch.manual_seed(0)
     model = trained_like(create_model(arch, num_classes=data.num_classes, in_channels=data.in_channels), 1)
     return checkpoint_from_model(
-        model, arch=arch, arch_kwargs={}, norm=NormSpec(), data=data, metrics={"acc": 0.5},
+        model,
+        arch=arch,
+        arch_kwargs={},
+        norm=NormSpec(),
+        data=data,
+        metrics={"acc": 0.5},
         train_state={"epoch": 3},
     )
 
@@ -126,7 +134,11 @@ def test_convert_checkpoint_round_trip_and_summary() -> None:
     channels = sum(v.numel() for k, v in ckpt.state_dict.items() if k.endswith("running_mean"))
     assert s1 == ConversionSummary("batchnorm->localnorm", n_layers, 2 * 2 * channels, 4, 2)
     assert (ln_ckpt.norm.kind, ln_ckpt.norm.group_size, ln_ckpt.norm.num_heads, ln_ckpt.norm.grouping) == (
-        "localnorm", 4, 2, "strided")
+        "localnorm",
+        4,
+        2,
+        "strided",
+    )
     assert ln_ckpt.train_state is None and ln_ckpt.metrics == {"acc": 0.5}
     assert ln_ckpt.provenance["conversions"][-1]["direction"] == "batchnorm->localnorm"
     bn_ckpt, s2 = convert_checkpoint(ln_ckpt, "bn")
@@ -149,3 +161,29 @@ def test_convert_checkpoint_errors() -> None:
         convert_checkpoint(ckpt, "localnorm", group_size=0)
     with pytest.raises(LncliError, match="grouping"):
         convert_checkpoint(ckpt, "localnorm", grouping="diagonal")
+
+
+def test_check_conversion_resolves_aliases_and_checks_settings() -> None:
+    for spelling, target in (("LN", "localnorm"), (" bn ", "batchnorm"), ("local_norm", "localnorm")):
+        assert check_conversion(spelling) == target
+    with pytest.raises(LncliError, match="unknown conversion target 'groupnorm'; valid: localnorm, batchnorm"):
+        check_conversion("groupnorm")
+    with pytest.raises(LncliError, match="grouping"):  # checked whatever the target
+        check_conversion("batchnorm", grouping="diagonal")
+    assert check_conversion("batchnorm", group_size=0, num_heads=0) == "batchnorm", "LN settings unused for BN"
+    for bad in ({"group_size": 0}, {"num_heads": 0}, {"group_size": True}):
+        with pytest.raises(LncliError, match=next(iter(bad))):
+            check_conversion("localnorm", **bad)
+
+
+def test_convert_checkpoint_checks_settings_before_building_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lncli.checkpoint
+
+    ckpt = _checkpoint()
+
+    def no_build(_: object) -> None:
+        raise AssertionError("the model was built before the settings were checked")
+
+    monkeypatch.setattr(lncli.checkpoint, "build_model", no_build)
+    with pytest.raises(LncliError, match="num_heads"):
+        convert_checkpoint(ckpt, "localnorm", num_heads=0)

@@ -1,76 +1,18 @@
-"""Reference-equivalence tests for LocalNorm2d (lncli.norm), after torchvision's TestFrozenBNT."""
+"""Reference-equivalence tests for LocalNorm2d (lncli.nn.localnorm), after torchvision's TestFrozenBNT.
+
+Training (per-group BatchNorm, ragged batches, gradients), every test-time mode, parameters and
+state, and CUDA parity; both the copy-free CPU kernels and the native path (``kernel_path``).
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from localnorm_reference import SEEDS, assert_close, groups_of, random_bn, random_heads
 from torch import nn
 
-from lncli import norm as norm_mod
-from lncli.errors import LncliError
-from lncli.norm import (
-    GROUPINGS,
-    NORM_KINDS,
-    TEST_HEADS,
-    TEST_STATS,
-    LocalNorm2d,
-    get_norm_layer,
-    localnorm_layers,
-    majority_predict,
-    set_test_mode,
-    vote_predict,
-)
-
-# dtype -> (rtol, atol), as kornia does.
-TOL = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-10, 1e-12)}
-SEEDS = range(10)
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, dtype: torch.dtype = torch.float32) -> None:
-    rtol, atol = TOL[dtype]
-    err = (actual.detach() - expected.detach()).abs().max().item() if actual.numel() else 0.0
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=f"{what}: max abs error {err:.3g}")
-
-
-def random_bn(c: int, gen: torch.Generator) -> nn.BatchNorm2d:
-    """A BatchNorm2d with non-trivial affine and running statistics."""
-    bn = nn.BatchNorm2d(c)
-    with torch.no_grad():
-        bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-        bn.bias.copy_(torch.randn(c, generator=gen))
-        bn.running_mean.copy_(torch.randn(c, generator=gen))
-        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-        bn.num_batches_tracked.fill_(7)
-    return bn
-
-
-def random_heads(ln: LocalNorm2d, gen: torch.Generator) -> LocalNorm2d:
-    with torch.no_grad():
-        ln.head_weight.copy_(torch.rand(ln.head_weight.shape, generator=gen) + 0.5)
-        ln.head_bias.copy_(torch.randn(ln.head_bias.shape, generator=gen))
-    return ln
-
-
-@pytest.fixture(params=["cpu-fast", "native"])
-def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through the copy-free CPU kernels and through the native F.batch_norm path."""
-    monkeypatch.setattr(LocalNorm2d, "cpu_fast_path", request.param == "cpu-fast")
-    return request.param
-
-
-def groups_of(n: int, g: int, grouping: str) -> list[list[int]]:
-    """The documented grouping rule, written out independently of the layer."""
-    m, r = divmod(n, g)
-    if grouping == "consecutive":
-        groups = [list(range(k * g, (k + 1) * g)) for k in range(m)]
-    else:
-        groups = [list(range(k, m * g, m)) for k in range(m)]
-    if r:
-        groups.append(list(range(m * g, n)))
-    return groups
-
+from lncli.nn import GROUPINGS, TEST_STATS, LocalNorm2d, set_test_mode, vote_predict
 
 # --------------------------------------------------------------------------- training
 
@@ -305,76 +247,6 @@ def test_test_modes_match_reference(grouping: str, seed: int, kernel_path: str) 
         ln.force_head = None
 
 
-@pytest.mark.parametrize("offset", [0.0, 5.0, 30.0, 1000.0])
-@pytest.mark.parametrize("grouping", GROUPINGS)
-@pytest.mark.parametrize("seed", range(3))
-def test_cpu_fast_path_keeps_fp32_precision_far_from_zero(
-    offset: float, grouping: str, seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Means `offset` std from zero: training and ``local`` test-mode outputs within 1e-5 of a
-    float64 per-group F.batch_norm on the same fp32 input; training gradients within 1e-5 of
-    the largest reference gradient. E[x^2] - E[x]^2 erred 1.3e-5 at 5 std and 3.7e-4 at 30 std;
-    beyond ~31.6 std the native fallback (one F.batch_norm per group) erred ~6e-5 at 1000 std."""
-    monkeypatch.setattr(LocalNorm2d, "cpu_fast_path", True)
-    gen = torch.Generator().manual_seed(seed)
-    n, c, g, heads = 16, 3, 8, 2
-    size = (16, 16) if seed < 2 else (6, 6)  # both ways of taking the CPU statistics (< and >= 64 pixels)
-    std = (0.5, 3.0, 1e-2)[seed]
-    x = (torch.randn(n, c, *size, generator=gen) + offset) * std  # fp32: what the layer sees
-    grad_out = torch.randn(x.shape, generator=gen)
-    ln = random_heads(LocalNorm2d(c, group_size=g, num_heads=heads, grouping=grouping), gen)
-    # float64 reference on the same fp32 values, written independently of the layer.
-    x64 = x.double().requires_grad_()
-    hw = ln.head_weight.detach().double().requires_grad_()
-    hb = ln.head_bias.detach().double().requires_grad_()
-    ref = torch.empty_like(x64)
-    for k, idx in enumerate(groups_of(n, g, grouping)):
-        ref[idx] = F.batch_norm(x64[idx], None, None, hw[k % heads], hb[k % heads], True, 0.0, ln.eps)
-    ref.backward(grad_out.double())
-
-    def check(actual: torch.Tensor, expected: torch.Tensor, what: str, scale: float = 1.0) -> None:
-        err = (actual.detach().double() - expected.detach()).abs().max().item()
-        assert err <= 1e-5 * scale, f"{what}, offset {offset} std: max abs error {err:.3g} (limit {1e-5 * scale:.3g})"
-
-    xl = x.clone().requires_grad_()
-    y = ln(xl)
-    y.backward(grad_out)
-    check(y, ref, "train output")
-    for what, actual, expected in (("input", xl.grad, x64.grad), ("head_weight", ln.head_weight.grad, hw.grad),
-                                   ("head_bias", ln.head_bias.grad, hb.grad)):  # fmt: skip
-        check(actual, expected, f"{what} grad", max(1.0, expected.abs().max().item()))
-    # Running statistics (from zero mean, unit variance, momentum 0.1): relative to their size.
-    groups = [x64[idx].detach() for idx in groups_of(n, g, grouping)]
-    exp_mean = 0.1 * torch.stack([grp.mean((0, 2, 3)) for grp in groups]).mean(0)
-    exp_var = 0.9 + 0.1 * torch.stack([grp.var((0, 2, 3)) for grp in groups]).mean(0)
-    check(ln.running_mean, exp_mean, "running_mean", max(1.0, exp_mean.abs().max().item()))
-    check(ln.running_var, exp_var, "running_var", max(1.0, exp_var.abs().max().item()))
-    ln.eval()  # test_stats="local": the same groups
-    with torch.no_grad():
-        check(ln(x), ref, "local test-mode output")
-
-
-def test_cpu_fast_path_recentres_a_far_shift(monkeypatch: pytest.MonkeyPatch) -> None:
-    """G > 17: the first member's map (the shift) can be far from its group's mean; the layer
-    must re-centre and stay within 1e-5 of float64 (E[z^2] - E[z]^2 around a far shift cancels)."""
-    calls: list[int] = []
-    real = norm_mod._moments
-    monkeypatch.setattr(norm_mod, "_moments", lambda *a: calls.append(1) or real(*a))
-    gen = torch.Generator().manual_seed(0)
-    n, c, g = 64, 2, 32
-    x = torch.randn(n, c, 8, 8, generator=gen) + 1000.0
-    for first in (0, 1):  # member 0 of each strided group of 32 (groups k = 0, 1)
-        x[first] += 40.0
-    ln = LocalNorm2d(c, group_size=g, grouping="strided").eval()
-    with torch.no_grad():
-        y = ln(x)
-    assert len(calls) == 2, "the shift was re-centred once"
-    x64 = x.double()
-    ref = torch.cat([F.batch_norm(x64[k::2], None, None, training=True, eps=ln.eps) for k in (0, 1)])
-    err = (y.double()[torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2)])] - ref).abs().max().item()
-    assert err <= 1e-5, f"max abs error {err:.3g}"
-
-
 def test_running_without_buffers_uses_batch_stats() -> None:
     x = torch.randn(6, 2, 3, 3)
     ln = LocalNorm2d(2, track_running_stats=False, group_size=3, test_stats="running").eval()
@@ -449,104 +321,6 @@ def test_train_ragged_one_value_tail_on_1x1_maps(seed: int) -> None:
     assert torch.isfinite(y).all()
     assert_close(ln.running_mean, ref.running_mean, "running_mean")
     assert_close(ln.running_var, ref.running_var, "running_var")
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_vote_predict_equals_manual_loop(seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        LocalNorm2d(4, group_size=2, num_heads=3, test_stats="single"),
-        nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1),
-        LocalNorm2d(4, group_size=2, num_heads=2, test_stats="local"),
-        nn.Flatten(),
-        nn.Linear(4 * 5 * 5, 6),
-    )
-    for layer in localnorm_layers(model):
-        random_heads(layer, gen)
-    x = torch.randn(4, 3, 5, 5, generator=gen)
-    model.train()
-    probs = vote_predict(model, x)
-    assert model.training and all(m.training for m in model.modules()), "train flags restored"
-    assert all(layer.force_head is None for layer in localnorm_layers(model)), "force_head restored"
-    model.eval()
-    manual = torch.zeros(4, 6)
-    with torch.no_grad():
-        for h in range(3):  # max heads; layers with fewer heads wrap around
-            for layer in localnorm_layers(model):
-                layer.force_head = h % layer.num_heads
-            manual += torch.softmax(model(x), -1)
-    manual /= 3
-    assert_close(probs, manual, "vote")
-    assert_close(probs.sum(-1), torch.ones(4), "probabilities sum to 1")
-
-
-def _per_head_argmax(model: nn.Module, x: torch.Tensor, n_heads: int) -> np.ndarray:
-    """(H, N) predictions of every head, by a manual force_head loop."""
-    preds = []
-    model.eval()
-    with torch.no_grad():
-        for h in range(n_heads):
-            for layer in localnorm_layers(model):
-                layer.force_head = h % layer.num_heads
-            preds.append(model(x).argmax(-1).numpy())
-    for layer in localnorm_layers(model):
-        layer.force_head = None
-    return np.stack(preds)
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_majority_predict_equals_bincount_reference(seed: int) -> None:
-    """The authors' rule: per sample, np.bincount(per-head argmaxes).argmax() (ties -> lowest class)."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    k = 3  # few classes and an even number of heads: ties happen
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        LocalNorm2d(4, group_size=2, num_heads=4, test_stats="single"),
-        nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1),
-        LocalNorm2d(4, group_size=2, num_heads=2, test_stats="local"),
-        nn.Flatten(),
-        nn.Linear(4 * 5 * 5, k),
-    )
-    for layer in localnorm_layers(model):
-        random_heads(layer, gen)
-        with torch.no_grad():
-            layer.head_weight.mul_(3.0)  # heads that disagree
-    x = torch.randn(32, 3, 5, 5, generator=gen)
-    model.train()
-    counts = majority_predict(model, x)
-    assert model.training and all(layer.force_head is None for layer in localnorm_layers(model)), "state restored"
-    preds = _per_head_argmax(model, x, 4)
-    ref_counts = np.stack([np.bincount(col, minlength=k) for col in preds.T])
-    ref = np.array([np.bincount(col).argmax() for col in preds.T])
-    assert np.array_equal(counts.numpy(), ref_counts), (counts, ref_counts)
-    assert np.array_equal(counts.argmax(1).numpy(), ref)
-
-
-@pytest.mark.parametrize(
-    "winners,expected",
-    [((1, 1, 3, 3), 1), ((3, 0, 3, 0), 0), ((2, 0, 1), 0), ((1, 3, 3), 3), ((3, 3, 3, 2), 3)],
-)
-def test_majority_breaks_ties_to_the_lowest_class(winners: tuple[int, ...], expected: int) -> None:
-    """Constructed votes: head h predicts class winners[h] (its bias; the weights are 0)."""
-    h, k = len(winners), 4
-    ln = LocalNorm2d(k, num_heads=h, test_stats="running").eval()
-    with torch.no_grad():
-        ln.head_weight.zero_()
-        ln.head_bias.copy_(torch.eye(k)[list(winners)] * torch.linspace(0.2, 5.0, h)[:, None])  # (H, K)
-    model = nn.Sequential(ln, nn.Flatten())
-    x = torch.randn(3, k, 1, 1)
-    preds = np.array(winners)
-    assert np.bincount(preds).argmax() == expected  # the reference agrees with the table
-    counts = majority_predict(model, x)
-    assert counts.tolist() == [np.bincount(preds, minlength=k).tolist()] * 3
-    assert majority_predict(model, x).argmax(1).tolist() == [expected] * 3
-    if winners == (1, 1, 3, 3):  # the softmax average follows the two confident heads instead
-        assert vote_predict(model, x).argmax(1).tolist() == [3] * 3
 
 
 # --------------------------------------------------------------------------- parameters and state
@@ -631,46 +405,6 @@ def test_extra_repr_shows_group_size_and_mode() -> None:
     r = repr(LocalNorm2d(8, group_size=4, num_heads=2, grouping="strided", test_stats="single"))
     for part in ("group_size=4", "num_heads=2", "grouping=strided", "test_stats=single", "test_heads=position"):
         assert part in r, r
-
-
-# --------------------------------------------------------------------------- helpers and errors
-
-
-def test_set_test_mode_sets_every_layer_and_rejects_bad_values() -> None:
-    model = nn.Sequential(LocalNorm2d(2), nn.BatchNorm2d(2), nn.Sequential(LocalNorm2d(2)))
-    assert set_test_mode(model, stats="single", heads="mean", group_size=4) is model
-    for layer in localnorm_layers(model):
-        assert (layer.test_stats, layer.test_heads, layer.group_size) == ("single", "mean", 4)
-    with pytest.raises(LncliError, match="running, batch, local, single"):
-        set_test_mode(model, stats="bogus")
-    with pytest.raises(LncliError, match="position, mean, vote"):
-        set_test_mode(model, heads="bogus")
-    with pytest.raises(LncliError, match="group_size"):
-        set_test_mode(model, group_size=0)
-    assert all(layer.test_stats == "single" for layer in localnorm_layers(model)), "nothing changed on error"
-    with pytest.raises(LncliError, match="grouping"):
-        LocalNorm2d(2, grouping="random")
-    with pytest.raises(LncliError, match="num_heads"):
-        LocalNorm2d(2, num_heads=0)
-    with pytest.raises(LncliError):
-        model[0].test_stats = "nope"
-    model[0].force_head = 5
-    with pytest.raises(ValueError, match="force_head"):
-        model[0](torch.randn(2, 2, 2, 2))
-
-
-def test_get_norm_layer() -> None:
-    assert NORM_KINDS == ("batchnorm", "localnorm")
-    assert get_norm_layer("bn") is nn.BatchNorm2d and get_norm_layer("batchnorm") is nn.BatchNorm2d
-    layer = get_norm_layer("ln", group_size=8, num_heads=2, grouping="strided")(5)
-    assert isinstance(layer, LocalNorm2d)
-    assert (layer.num_features, layer.group_size, layer.num_heads, layer.grouping) == (5, 8, 2, "strided")
-    assert isinstance(get_norm_layer("localnorm")(3), LocalNorm2d)
-    with pytest.raises(LncliError, match="batchnorm, localnorm"):
-        get_norm_layer("groupnorm")
-    with pytest.raises(LncliError):
-        get_norm_layer("localnorm", group_size=0)
-    assert TEST_HEADS == ("position", "mean", "vote") and TEST_STATS == ("running", "batch", "local", "single")
 
 
 # --------------------------------------------------------------------------- CUDA

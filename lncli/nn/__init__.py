@@ -1,0 +1,38 @@
+"""LocalNorm (arXiv 1902.06550) as PyTorch modules: the layer, its factory, test-time control, conversion.
+
+* :mod:`lncli.nn.localnorm`: :class:`LocalNorm2d` and the names of its settings
+  (:data:`GROUPINGS`, :data:`TEST_STATS`, :data:`TEST_HEADS`).
+* :mod:`lncli.nn._grouped_cpu`: the copy-free CPU kernel behind its training and ``local`` passes.
+* :mod:`lncli.nn.testtime`: :func:`set_test_mode`, :func:`vote_predict`, :func:`majority_predict`.
+* :mod:`lncli.nn.factory`: :func:`get_norm_layer`, norm names -> layer factories.
+* :mod:`lncli.nn.convert`: BatchNorm2d <-> LocalNorm2d swaps of models and checkpoints.
+"""
+
+from lncli.nn.convert import (
+    CONVERT_TARGETS,
+    ConversionSummary,
+    convert_batchnorm_to_localnorm,
+    convert_checkpoint,
+    convert_localnorm_to_batchnorm,
+)
+from lncli.nn.factory import NORM_KINDS, get_norm_layer
+from lncli.nn.localnorm import GROUPINGS, TEST_HEADS, TEST_STATS, LocalNorm2d, localnorm_layers
+from lncli.nn.testtime import majority_predict, set_test_mode, vote_predict
+
+__all__ = [
+    "CONVERT_TARGETS",
+    "GROUPINGS",
+    "NORM_KINDS",
+    "TEST_HEADS",
+    "TEST_STATS",
+    "ConversionSummary",
+    "LocalNorm2d",
+    "convert_batchnorm_to_localnorm",
+    "convert_checkpoint",
+    "convert_localnorm_to_batchnorm",
+    "get_norm_layer",
+    "localnorm_layers",
+    "majority_predict",
+    "set_test_mode",
+    "vote_predict",
+]

@@ -1,0 +1,326 @@
+"""Swap BatchNorm2d and LocalNorm2d in a model or a checkpoint: an inverse pair.
+
+LocalNorm "can be applied to already-trained networks" (arXiv 1902.06550): a
+BatchNorm model becomes a LocalNorm model whose affine heads all start from BN's
+gamma/beta, and a LocalNorm model becomes a BatchNorm model by averaging its heads.
+Modelled on ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` and timm's
+``freeze_batch_norm_2d`` / ``unfreeze_batch_norm_2d``: recurse over
+``named_children``, copy every field by name, return the root.
+
+BN -> LN -> BN gives a bit-identical state_dict as long as the heads were not
+changed in between (all heads equal: row 0 is taken instead of the mean).
+Reading and writing checkpoint files is the ``convert`` job's
+(:mod:`lncli.jobs.convert`); this module only transforms models and checkpoints in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
+from lncli.errors import ConfigError
+from lncli.nn.factory import get_norm_layer
+from lncli.nn.localnorm import GROUPINGS, LocalNorm2d, check_choice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lncli.checkpoint import Checkpoint
+
+__all__ = [
+    "CONVERT_TARGETS",
+    "ConversionSummary",
+    "check_conversion",
+    "convert_batchnorm_to_localnorm",
+    "convert_checkpoint",
+    "convert_localnorm_to_batchnorm",
+]
+
+#: The norm kinds a model can be converted to, LocalNorm (the usual direction) first. Not
+#: simply every norm kind: a kind without a conversion rule (a future GroupNorm) is no target.
+CONVERT_TARGETS: tuple[str, ...] = ("localnorm", "batchnorm")
+
+
+@dataclass(frozen=True)
+class ConversionSummary:
+    """What a conversion did.
+
+    Attributes:
+        direction: ``"batchnorm->localnorm"`` or ``"localnorm->batchnorm"``.
+        layers_converted: number of norm layers swapped.
+        params_added: parameters added (the heads, 2 * num_heads * C per layer);
+            negative when parameters were removed (LN -> BN drops the heads).
+        group_size: G of the result (None for BatchNorm).
+        num_heads: affine heads of the result (None for BatchNorm).
+    """
+
+    direction: str
+    layers_converted: int
+    params_added: int
+    group_size: int | None
+    num_heads: int | None
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines (the CLI prints them)."""
+        out = [f"converted {self.layers_converted} layers: {self.direction}"]
+        if self.direction == "batchnorm->localnorm":
+            out.append(
+                f"group size {self.group_size}, {self.num_heads} heads per layer, all initialised from BN's weight/bias"
+            )
+            out.append(f"parameters added: {self.params_added:,}")
+        else:
+            out.append("affine heads averaged into weight/bias (exact copy where all heads were equal)")
+            out.append(f"parameters removed: {-self.params_added:,}")
+        return out
+
+
+def _count(module: nn.Module) -> int:
+    """The number of parameter values of ``module`` (what a conversion adds or removes)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _swap(module: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> tuple[nn.Module, int]:
+    """Replace, recursively and in place, every layer that ``convert`` maps to a new one.
+
+    Returns (root, layers replaced); the root itself is replaced when it matches.
+    """
+    new = convert(module)
+    if new is not None:
+        new.train(module.training)
+        return new, 1
+    total = 0
+    for name, child in module.named_children():
+        new_child, n = _swap(child, convert)
+        if new_child is not child:
+            module.add_module(name, new_child)
+        total += n
+    return module, total
+
+
+def _factory(module: nn.BatchNorm2d) -> dict[str, Any]:
+    """device/dtype keywords that place a replacement layer where ``module`` lives."""
+    ref = module.running_mean if module.running_mean is not None else module.weight
+    return {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+
+
+def _copy_running_stats(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
+    """Copy BN's running buffers by value (the converted model never shares storage with the source)."""
+    if src.track_running_stats:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            getattr(dst, name).copy_(getattr(src, name))
+
+
+def _bn_to_ln(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> LocalNorm2d | None:
+    """A LocalNorm2d copy of a plain BatchNorm2d (None for any other module)."""
+    if not isinstance(module, nn.BatchNorm2d) or isinstance(module, LocalNorm2d):
+        return None
+    new = LocalNorm2d(
+        module.num_features,
+        module.eps,
+        module.momentum,
+        module.affine,
+        module.track_running_stats,
+        group_size=group_size,
+        num_heads=num_heads,
+        grouping=grouping,
+        **_factory(module),
+    )
+    with torch.no_grad():
+        if module.affine:
+            new.weight.copy_(module.weight)
+            new.bias.copy_(module.bias)
+            new.head_weight.copy_(module.weight.expand_as(new.head_weight))
+            new.head_bias.copy_(module.bias.expand_as(new.head_bias))
+            new.head_weight.requires_grad_(module.weight.requires_grad)
+            new.head_bias.requires_grad_(module.bias.requires_grad)
+        _copy_running_stats(module, new)
+    return new
+
+
+def _head_average(heads: torch.Tensor) -> torch.Tensor:
+    """(H, C) -> (C,): row 0 if all rows are equal (bit-exact round trip), else the mean."""
+    if bool((heads == heads[:1]).all()):
+        return heads[0]
+    return heads.mean(0)
+
+
+def _ln_to_bn(module: nn.Module) -> nn.BatchNorm2d | None:
+    """A BatchNorm2d copy of a LocalNorm2d, heads averaged (None for any other module)."""
+    if not isinstance(module, LocalNorm2d):
+        return None
+    new = nn.BatchNorm2d(
+        module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, **_factory(module)
+    )
+    with torch.no_grad():
+        if module.affine:
+            new.weight.copy_(_head_average(module.head_weight))
+            new.bias.copy_(_head_average(module.head_bias))
+            new.weight.requires_grad_(module.head_weight.requires_grad)
+            new.bias.requires_grad_(module.head_bias.requires_grad)
+        _copy_running_stats(module, new)
+    return new
+
+
+def _convert_bn(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> tuple[nn.Module, int]:
+    """Worker for :func:`convert_batchnorm_to_localnorm`; returns (root, layers)."""
+    return _swap(module, functools.partial(_bn_to_ln, group_size=group_size, num_heads=num_heads, grouping=grouping))
+
+
+def _convert_ln(module: nn.Module) -> tuple[nn.Module, int]:
+    """Worker for :func:`convert_localnorm_to_batchnorm`; returns (root, layers)."""
+    return _swap(module, _ln_to_bn)
+
+
+def convert_batchnorm_to_localnorm(
+    module: nn.Module, *, group_size: int = DEFAULT_GROUP_SIZE, num_heads: int = 1, grouping: str = "consecutive"
+) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` with a :class:`LocalNorm2d`.
+
+    Containers are modified in place and returned (the root is a new module if it is
+    itself a BatchNorm2d). Each new layer gets *copies* of the BN tensors (nothing is
+    shared, so the old layers are untouched): ``weight``/``bias`` (kept as the frozen
+    source affine), every head set to ``weight``/``bias``, the running statistics and
+    ``num_batches_tracked``; eps, momentum, affine, track_running_stats, device, dtype
+    and the train/eval flag are kept. LocalNorm2d layers already present are left alone.
+
+    Args:
+        module: a model or layer.
+        group_size: G of the new layers.
+        num_heads: affine heads per new layer.
+        grouping: ``"consecutive"`` or ``"strided"``.
+
+    Returns:
+        The converted root module.
+
+    Raises:
+        LncliError: invalid group_size, num_heads or grouping.
+    """
+    get_norm_layer("localnorm", group_size=group_size, num_heads=num_heads, grouping=grouping)  # validates
+    return _convert_bn(module, group_size, num_heads, grouping)[0]
+
+
+def convert_localnorm_to_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every :class:`LocalNorm2d` in ``module`` with an ``nn.BatchNorm2d``.
+
+    The inverse of :func:`convert_batchnorm_to_localnorm`. The affine heads are
+    **averaged** into BN's ``weight``/``bias`` (if all heads of a layer are equal, row 0
+    is copied, so BN -> LN -> BN is bit-identical); LocalNorm's own frozen
+    ``weight``/``bias`` are discarded. Running statistics, ``num_batches_tracked``,
+    settings, device, dtype and the train/eval flag are copied. Containers are
+    modified in place; the root is returned.
+
+    Args:
+        module: a model or layer.
+
+    Returns:
+        The converted root module.
+    """
+    return _convert_ln(module)[0]
+
+
+def check_conversion(
+    to: str, *, group_size: int = DEFAULT_GROUP_SIZE, num_heads: int = 1, grouping: str = "consecutive"
+) -> str:
+    """Check a conversion's settings before any work; return the canonical target.
+
+    Args:
+        to: ``"localnorm"`` or ``"batchnorm"`` (or an alias such as ``"ln"``, ``"bn"``).
+        group_size: G for ``to="localnorm"``.
+        num_heads: affine heads for ``to="localnorm"``.
+        grouping: ``"consecutive"`` or ``"strided"`` (checked whatever the target).
+
+    Returns:
+        One of :data:`CONVERT_TARGETS`.
+
+    Raises:
+        LncliError: an unknown target or grouping, or (for LocalNorm) a bad group size or head count.
+    """
+    target = NORM_ALIASES.get(str(to).strip().lower())
+    if target not in CONVERT_TARGETS:
+        raise ConfigError(f"unknown conversion target {to!r}; valid: {', '.join(CONVERT_TARGETS)}")
+    check_choice("grouping", grouping, GROUPINGS)
+    if target == "localnorm":
+        get_norm_layer("localnorm", group_size=group_size, num_heads=num_heads, grouping=grouping)  # raises
+    return target
+
+
+def convert_checkpoint(
+    ckpt: Checkpoint,
+    to: str,
+    *,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    num_heads: int = 1,
+    grouping: str = "consecutive",
+) -> tuple[Checkpoint, ConversionSummary]:
+    """Convert a checkpoint's norm layers to LocalNorm or back to BatchNorm.
+
+    The model is rebuilt from ``ckpt``, converted, and snapshotted into a new
+    checkpoint with the new norm spec. Arch, data, config and metrics are kept;
+    ``provenance["conversions"]`` gains a record of this conversion; ``train_state``
+    is dropped, because optimizer state no longer matches the parameters.
+
+    Args:
+        ckpt: the source checkpoint.
+        to: ``"localnorm"`` or ``"batchnorm"`` (or an alias such as ``"ln"``, ``"bn"``).
+        group_size: G for ``to="localnorm"``.
+        num_heads: affine heads for ``to="localnorm"``.
+        grouping: ``"consecutive"`` or ``"strided"`` for ``to="localnorm"``.
+
+    Returns:
+        The new checkpoint and a :class:`ConversionSummary`.
+
+    Raises:
+        LncliError: unknown target, invalid LocalNorm settings, or a checkpoint that
+            already uses the target norm or has no layer to convert.
+    """
+    # Imported at call time: lncli.checkpoint builds its models with this package's
+    # layers, so neither module may need the other while it is being imported.
+    from lncli.checkpoint import NormSpec, build_model, checkpoint_from_model
+
+    target = check_conversion(to, group_size=group_size, num_heads=num_heads, grouping=grouping)
+    source = NORM_ALIASES.get(ckpt.norm.kind, ckpt.norm.kind)
+    if source == target:
+        raise ConfigError(f"the checkpoint already uses {target}; nothing to convert")
+    model, summary = _convert_model(build_model(ckpt), target, group_size, num_heads, grouping)
+    if summary.layers_converted == 0:
+        raise ConfigError(f"no {source} layers found in {ckpt.arch!r}; nothing to convert")
+    if target == "localnorm":
+        spec = NormSpec(kind="localnorm", group_size=group_size, num_heads=num_heads, grouping=grouping)
+    else:
+        spec = NormSpec(kind="batchnorm")
+    record: dict[str, Any] = {
+        "direction": summary.direction,
+        "layers_converted": summary.layers_converted,
+        "from_norm": ckpt.norm.to_dict(),
+        "to_norm": spec.to_dict(),
+    }
+    provenance = dict(ckpt.provenance)
+    provenance["conversions"] = [*provenance.get("conversions", []), record]
+    new = checkpoint_from_model(
+        model,
+        arch=ckpt.arch,
+        arch_kwargs=ckpt.arch_kwargs,
+        norm=spec,
+        data=ckpt.data,
+        config=ckpt.config,
+        metrics=ckpt.metrics,
+        provenance=provenance,
+        train_state=None,
+    )
+    return new, summary
+
+
+def _convert_model(
+    model: nn.Module, target: str, group_size: int, num_heads: int, grouping: str
+) -> tuple[nn.Module, ConversionSummary]:
+    """Convert ``model``'s norm layers to ``target`` (settings already checked); returns (root, summary)."""
+    before = _count(model)
+    if target == "localnorm":
+        model, layers = _convert_bn(model, group_size, num_heads, grouping)
+        return model, ConversionSummary("batchnorm->localnorm", layers, _count(model) - before, group_size, num_heads)
+    model, layers = _convert_ln(model)
+    return model, ConversionSummary("localnorm->batchnorm", layers, _count(model) - before, None, None)
