@@ -53,7 +53,7 @@ _FILE_LIST = "files.txt"
 """npy output of file inputs: the relative paths in array order (files have no labels)."""
 
 Progress = Callable[[int, int], None]
-Skipped = list[tuple[int, Path, str]]  # (global index, file, reason) per unreadable input
+_Skipped = list[tuple[int, Path, str]]  # (global index, file, reason) per unreadable input
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class _Source:
     total: int  # images before any is skipped
     rels: list[Path]  # output path of each image, in index order
     files: list[Path]  # the input files (none for a dataset): outputs must not land on them
-    items: Callable[[Skipped], Iterator[_Item]]  # yields the readable images, logs the others
+    items: Callable[[_Skipped], Iterator[_Item]]  # yields the readable images, logs the others
 
 
 # --------------------------------------------------------------------------- the job
@@ -102,7 +102,7 @@ def run_corrupt(config: CorruptConfig, progress: Progress | None = None) -> list
     _check_targets(_targets(config, noises, fmt, rels), source.files, overwrite=config.overwrite)
 
     sink: _Sink = _NpySink(config, noises, source.name) if fmt == OutputFormat.npy else _ImageSink(config, fmt)
-    skipped: Skipped = []
+    skipped: _Skipped = []
     samples = _corrupt_all(config, noises, source, sink, skipped, progress)
     records = sink.finish()
     if config.preview is not None and samples:
@@ -134,7 +134,7 @@ def _corrupt_all(
     noises: Sequence[str],
     source: _Source,
     sink: _Sink,
-    skipped: Skipped,
+    skipped: _Skipped,
     progress: Progress | None,
 ) -> list[_Item]:
     """Corrupt every readable image at every noise and severity into ``sink``.
@@ -266,14 +266,14 @@ def _dataset_source(config: CorruptConfig, spec: str) -> _Source:
         Path(_safe(classes[lab] if lab < len(classes) else str(lab))) / f"{i:06d}.png" for i, lab in enumerate(labels)
     ]
 
-    def items(skipped: Skipped) -> Iterator[_Item]:  # a dataset has no unreadable images to skip
+    def items(skipped: _Skipped) -> Iterator[_Item]:  # a dataset has no unreadable images to skip
         for i, rel in enumerate(rels):
             yield _Item(i, ds.images[i], rel, f"{spec}[{i}]", labels[i])
 
     return _Source(name=spec, total=len(ds), rels=rels, files=[], items=items)
 
 
-def _iter_files(pairs: list[tuple[Path, Path]], skip: bool, skipped: Skipped) -> Iterator[_Item]:
+def _iter_files(pairs: list[tuple[Path, Path]], skip: bool, skipped: _Skipped) -> Iterator[_Item]:
     """Read the files in order; with ``skip``, log an unreadable one in ``skipped`` and go on."""
     for i, (src, rel) in enumerate(pairs):
         try:
