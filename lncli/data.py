@@ -50,11 +50,13 @@ from torch import Tensor
 from lncli.errors import DataError
 
 __all__ = [
+    "CIFAR10C_LABELS",
     "DATASETS",
     "DataMeta",
     "ImageSet",
     "SYNTHETIC_SIZES",
     "cache_dir",
+    "cifar10c_filename",
     "list_datasets",
     "load_cifar10c",
     "load_dataset",
@@ -485,6 +487,26 @@ def _load_cifar10(split: str, *, data_dir: Path | None, download: bool, limit: i
 
 
 _C10C_NOISES = ("gaussian", "shot", "impulse", "speckle")
+"""The release's noise corruptions: their files carry a ``_noise`` suffix."""
+
+CIFAR10C_LABELS = "labels.npy"
+"""The CIFAR-10-C file holding the (5N,) labels, shared by every corruption's array."""
+
+
+def cifar10c_filename(noise: str) -> str:
+    """The CIFAR-10-C file name of one corruption's (5N, H, W, C) array.
+
+    The release names its noises ``<noise>_noise.npy`` (``gaussian_noise.npy``) and its
+    other corruptions ``<name>.npy`` (``contrast.npy``); ``lncli corrupt --format npy``
+    writes the same names, so :func:`load_cifar10c` and RobustBench read its output.
+
+    Args:
+        noise: a canonical corruption name, without the ``_noise`` suffix.
+
+    Returns:
+        The file name, without a folder.
+    """
+    return f"{noise}_noise.npy" if noise in _C10C_NOISES else f"{noise}.npy"
 
 
 def load_cifar10c(directory: Path, noise: str, severity: int, *, limit: int | None = None) -> ImageSet:
@@ -512,7 +534,7 @@ def load_cifar10c(directory: Path, noise: str, severity: int, *, limit: int | No
     if not 1 <= int(severity) <= 5:
         raise DataError(f"CIFAR-10-C severity must be 1..5, got {severity}")
     directory = Path(directory).expanduser()
-    data_path, label_path = directory / f"{base}_noise.npy", directory / "labels.npy"
+    data_path, label_path = directory / cifar10c_filename(base), directory / CIFAR10C_LABELS
     for p in (data_path, label_path):
         if not p.is_file():
             raise DataError(f"CIFAR-10-C file {p} not found; point --cifar10c at the folder of the released .npy files")

@@ -56,3 +56,30 @@ def bn_checkpoint(tmp_path):
     path = tmp_path / "bn.pt"
     save_checkpoint(checkpoint_from_model(model, arch="tiny", arch_kwargs={}, norm=NormSpec(), data=data), path)
     return path
+
+
+# --- image files (tests/test_images.py, tests/test_jobs_corrupt.py, tests/test_cli_corrupt.py) ---
+
+
+@pytest.fixture()
+def rgb_array():
+    """A factory of seeded random uint8 RGB arrays: ``rgb_array(seed, size=(20, 16))`` -> (H, W, 3)."""
+
+    def make(seed: int, size: tuple[int, int] = (20, 16)) -> np.ndarray:
+        return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+    return make
+
+
+@pytest.fixture()
+def sample_images(tmp_path, rgb_array):
+    """A folder of three images: ``a.png``, ``sub/b.png`` (RGB 20x16), ``sub/gray.png`` (L), plus a ``notes.txt``."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(rgb_array(0)).save(root / "a.png")
+    Image.fromarray(rgb_array(1)).save(root / "sub" / "b.png")
+    Image.fromarray(rgb_array(2)[..., 0]).save(root / "sub" / "gray.png")  # mode L, 1 channel
+    (root / "notes.txt").write_text("not an image")  # ignored: not an image suffix
+    return root

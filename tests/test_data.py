@@ -402,3 +402,17 @@ def test_synthetic_is_learnable() -> None:
     with torch.no_grad():
         acc = (model(x_test).argmax(1) == test.labels).double().mean().item()
     assert acc > 0.5, f"test accuracy {acc} after 200 steps (chance is 0.1)"
+
+
+def test_cifar10c_filename_follows_the_release() -> None:
+    # The release's names (Hendrycks & Dietterich 2019): noises carry "_noise", other corruptions do not.
+    from lncli.data import CIFAR10C_LABELS, cifar10c_filename
+
+    assert [cifar10c_filename(n) for n in ("gaussian", "shot", "impulse", "speckle")] == [
+        "gaussian_noise.npy",
+        "shot_noise.npy",
+        "impulse_noise.npy",
+        "speckle_noise.npy",
+    ]
+    assert cifar10c_filename("contrast") == "contrast.npy" and cifar10c_filename("motion_blur") == "motion_blur.npy"
+    assert CIFAR10C_LABELS == "labels.npy"
