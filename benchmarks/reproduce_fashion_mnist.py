@@ -38,7 +38,7 @@ from lncli.config import load_train_config  # noqa: E402
 from lncli.evaluate import EvalConfig, EvalData, EvalRecord, evaluate_grid, load_checkpoints  # noqa: E402
 from lncli.data import load_dataset  # noqa: E402
 from lncli.io import atomic_path, atomic_write  # noqa: E402
-from lncli.train import train  # noqa: E402
+from lncli.jobs.train import train  # noqa: E402
 
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

@@ -27,20 +27,21 @@ import os
 import pickle
 import re
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lncli import __version__
+from lncli import __version__, models
+from lncli.config.train import NormConfig
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, DataError, LncliError
 from lncli.io import atomic_write
-from lncli.models import create_model, list_models
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "FORMAT",
     "FORMAT_VERSION",
     "Checkpoint",
@@ -60,44 +61,15 @@ _FOREIGN_WRAPPERS = ("state_dict", "model", "state_dict_ema")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
 _SHOW = 5  # how many key names an error message lists
 
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
+"""File suffixes of checkpoints: what ``lncli evaluate FOLDER`` picks up and ``lncli convert`` may write."""
 
-@dataclass(frozen=True)
-class NormSpec:
-    """Which norm layer a checkpoint's model uses.
 
-    Attributes:
-        kind: ``"batchnorm"`` or ``"localnorm"``.
-        group_size: LocalNorm samples per group (None: the layer's default / not LocalNorm).
-        num_heads: LocalNorm affine heads (None: the layer's default / not LocalNorm).
-        grouping: LocalNorm grouping of a batch (``"consecutive"``, the authors' choice).
-    """
+NormSpec = NormConfig
+"""Which norm layer a checkpoint's model uses: the same dataclass as a train config's ``norm`` section.
 
-    kind: str = "batchnorm"
-    group_size: int | None = None
-    num_heads: int | None = None
-    grouping: str = "consecutive"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the spec as a plain dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NormSpec":
-        """Rebuild a spec from :meth:`to_dict` output; unknown keys are ignored.
-
-        Raises:
-            CheckpointError: a value has the wrong type.
-        """
-        try:
-            gs, nh = d.get("group_size"), d.get("num_heads")
-            return cls(
-                kind=str(d.get("kind", "batchnorm")),
-                group_size=None if gs is None else int(gs),
-                num_heads=None if nh is None else int(nh),
-                grouping=str(d.get("grouping", "consecutive")),
-            )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(f"malformed norm spec {d!r}: {exc}") from None
+Its :meth:`~lncli.config.train.NormConfig.to_dict` / ``from_dict`` are the on-disk ``norm`` record.
+"""
 
 
 @dataclass
@@ -105,7 +77,7 @@ class Checkpoint:
     """A model's weights plus everything needed to rebuild and evaluate it.
 
     Attributes:
-        arch: registered model name (:func:`lncli.models.list_models`).
+        arch: model name (:func:`lncli.models.list_models`).
         arch_kwargs: model-specific keyword arguments (not num_classes / in_channels, which come from ``data``).
         norm: the norm layer the weights belong to.
         data: dataset metadata (classes, channels, size, mean/std).
@@ -293,7 +265,9 @@ def _torch_load(path: Path) -> Any:
         msg = str(exc)
         # torch's weights_only unpickler names a disallowed class as "Unsupported global";
         # other failures (bad opcodes) mean the bytes are not a clean pickle at all.
-        if any(m in msg for m in ("Unsupported global", "unsupported GLOBAL", "unrecognized function", "Can only build")):
+        if any(
+            m in msg for m in ("Unsupported global", "unsupported GLOBAL", "unrecognized function", "Can only build")
+        ):
             culprit = _unsupported_global(msg)
             raise CheckpointError(
                 f"{path} needs code to unpickle{culprit}; lncli only reads weights-only files. "
@@ -302,7 +276,16 @@ def _torch_load(path: Path) -> Any:
         if is_zip or is_legacy:
             raise CheckpointError(f"{path} is truncated or corrupt (its pickle data is unreadable)") from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint") from None
-    except (EOFError, RuntimeError, ValueError, OSError, AttributeError, IndexError, KeyError, UnicodeDecodeError) as exc:
+    except (
+        EOFError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+    ) as exc:
         if is_zip or is_legacy:
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
             raise CheckpointError(f"{path} is truncated or corrupt ({first})") from None
@@ -319,7 +302,7 @@ def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Remove DDP's ``module.`` and torch.compile's ``_orig_mod.`` prefixes when every key has one."""
     for prefix in _STRIP_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -330,8 +313,10 @@ def _as_state_dict(obj: Any) -> dict[str, Tensor] | None:
 
 
 def _validate_arch(arch: str, where: str) -> None:
-    if arch not in list_models():
-        raise CheckpointError(f"{where}: unknown arch {arch!r}; valid: {', '.join(list_models())}")
+    try:
+        models.check_arch(arch)
+    except LncliError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
 
 
 def load_checkpoint(
@@ -384,7 +369,9 @@ def load_checkpoint(
                 wrapper = f"state_dict under {key!r}"
                 break
     if state is None:
-        what = f"a dict with keys {sorted(map(str, obj))[:_SHOW]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        what = (
+            f"a dict with keys {sorted(map(str, obj))[:_SHOW]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        )
         raise CheckpointError(f"{path} is not a model checkpoint: it holds {what}, not a state_dict")
     if arch is None or data is None:
         raise CheckpointError(
@@ -451,37 +438,6 @@ def _few(keys: list[str]) -> str:
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > _SHOW else shown
 
 
-def norm_layer_for(norm: NormSpec) -> Any:
-    """Return the ``f(num_features) -> nn.Module`` factory that ``norm`` describes.
-
-    Args:
-        norm: the spec.
-
-    Returns:
-        ``nn.BatchNorm2d`` or a LocalNorm factory from :func:`lncli.norm.get_norm_layer`.
-
-    Raises:
-        CheckpointError: unknown norm kind or invalid LocalNorm settings.
-    """
-    try:
-        # Imported lazily: only LocalNorm models need lncli.norm.
-        from lncli.norm import get_norm_layer
-    except ImportError:  # pragma: no cover - only while lncli.norm is absent
-        if norm.kind in ("batchnorm", "bn"):
-            return nn.BatchNorm2d
-        raise
-
-    kwargs: dict[str, Any] = {"grouping": norm.grouping}
-    if norm.group_size is not None:
-        kwargs["group_size"] = norm.group_size
-    if norm.num_heads is not None:
-        kwargs["num_heads"] = norm.num_heads
-    try:
-        return get_norm_layer(norm.kind, **kwargs)
-    except (LncliError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"bad norm spec {norm}: {exc}") from None
-
-
 def build_model(ckpt: Checkpoint) -> nn.Module:
     """Build ``ckpt``'s architecture with its norm layer and load its weights strictly.
 
@@ -497,11 +453,15 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
             which is what a wrong ``--arch`` looks like.
     """
     _validate_arch(ckpt.arch, "checkpoint")
-    kwargs = {"num_classes": ckpt.data.num_classes, "in_channels": ckpt.data.in_channels, **ckpt.arch_kwargs}
-    norm_layer = norm_layer_for(ckpt.norm)
     try:
-        model = create_model(ckpt.arch, norm_layer=norm_layer, **kwargs)
-    except (LncliError, ValueError, TypeError) as exc:
+        model = models.build_model(
+            ckpt.arch,
+            norm=ckpt.norm,
+            num_classes=ckpt.data.num_classes,
+            in_channels=ckpt.data.in_channels,
+            arch_kwargs=ckpt.arch_kwargs,
+        )
+    except LncliError as exc:
         raise CheckpointError(f"cannot build {ckpt.arch!r} from the checkpoint's settings: {exc}") from None
     expected = model.state_dict()
     mismatched = [
@@ -525,7 +485,6 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         problems.append(f"unexpected keys: {_few(list(result.unexpected_keys))}")
     if problems:
         raise CheckpointError(
-            f"weights do not match arch {ckpt.arch!r} with {ckpt.norm.kind} ({'; '.join(problems)}); "
-            "is --arch right?"
+            f"weights do not match arch {ckpt.arch!r} with {ckpt.norm.kind} ({'; '.join(problems)}); is --arch right?"
         )
     return model.eval()

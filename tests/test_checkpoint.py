@@ -16,6 +16,7 @@ from torch import nn
 
 from lncli import __version__
 from lncli.checkpoint import (
+    CHECKPOINT_SUFFIXES,
     FORMAT,
     Checkpoint,
     NormSpec,
@@ -25,6 +26,8 @@ from lncli.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from lncli.config.common import DEFAULT_GROUP_SIZE
+from lncli.config.train import NormConfig, TrainConfig
 from lncli.data import DATASETS
 from lncli.errors import CheckpointError, LncliError
 from lncli.models import create_model
@@ -45,7 +48,7 @@ def _tiny(norm: NormSpec | None = None, seed: int = 0) -> tuple[nn.Module, Check
     if norm.kind == "localnorm":
         from lncli.norm import get_norm_layer
 
-        layer = get_norm_layer("localnorm", group_size=norm.group_size or 16, num_heads=norm.num_heads or 1)
+        layer = get_norm_layer("localnorm", group_size=norm.group_size, num_heads=norm.num_heads or 1)
     else:
         layer = nn.BatchNorm2d
     model = create_model("tiny", num_classes=10, in_channels=3, norm_layer=layer, width=4)
@@ -186,6 +189,74 @@ def test_normspec_dict_round_trip() -> None:
     assert NormSpec.from_dict({}) == NormSpec()
 
 
+def test_normspec_is_the_train_configs_norm_section() -> None:
+    # One dataclass: what a config's `norm:` section holds is what a checkpoint records.
+    assert NormSpec is NormConfig
+    assert TrainConfig().norm == NormSpec() and NormSpec().group_size == DEFAULT_GROUP_SIZE
+
+
+@pytest.mark.parametrize(
+    "spec", [NormSpec(), NormSpec("batchnorm", 8, 2, "strided"), NormSpec("batchnorm", grouping="strided")]
+)
+def test_batchnorm_record_holds_no_localnorm_settings(spec: NormSpec) -> None:
+    # The on-disk record lncli has always written for a BatchNorm model, whatever the config held.
+    record = spec.to_dict()
+    assert record == {"kind": "batchnorm", "group_size": None, "num_heads": None, "grouping": "consecutive"}
+    assert list(record) == ["kind", "group_size", "num_heads", "grouping"]
+    assert NormSpec.from_dict(record) == NormSpec()
+
+
+@pytest.mark.parametrize(
+    ("g", "heads", "grouping"), [(4, 2, "consecutive"), (16, None, "strided"), (1, 8, "consecutive")]
+)
+def test_localnorm_record_is_every_field(g: int, heads: int | None, grouping: str) -> None:
+    spec = NormSpec("localnorm", g, heads, grouping)  # type: ignore[arg-type]
+    record = spec.to_dict()
+    assert record == {"kind": "localnorm", "group_size": g, "num_heads": heads, "grouping": grouping}
+    assert list(record) == ["kind", "group_size", "num_heads", "grouping"]
+    assert NormSpec.from_dict(record) == spec
+
+
+def test_norm_record_reading_rules() -> None:
+    # A null G is the layer's default; spellings become the canonical kind; unknown kinds load
+    # (building the model names them, see test_error_unknown_norm_kind).
+    assert NormSpec.from_dict({"kind": "localnorm", "group_size": None, "num_heads": 4}) == NormSpec(
+        "localnorm", DEFAULT_GROUP_SIZE, 4
+    )
+    assert NormSpec.from_dict({"kind": "BN"}).kind == "batchnorm"
+    assert NormSpec.from_dict({"kind": "ln", "group_size": 4}) == NormSpec("localnorm", 4)
+    assert NormSpec.from_dict({"kind": "groupnorm"}).kind == "groupnorm"
+    with pytest.raises(CheckpointError, match="malformed norm spec"):
+        NormSpec.from_dict({"kind": "localnorm", "group_size": "many"})
+
+
+def test_norm_record_keeps_the_objects_it_read() -> None:
+    # torch.save's pickle refers back to an object it has already written; a checkpoint that is
+    # read and written again (convert records the old norm) keeps its bytes only if equal values
+    # keep their objects. The strings are built at run time so they are not interned constants.
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # a new str object equal to `text`
+
+    grouping = fresh("consecutive")
+    records = [
+        {"kind": fresh("batchnorm"), "group_size": None, "num_heads": None, "grouping": grouping},
+        {"kind": fresh("localnorm"), "group_size": 4, "num_heads": 2, "grouping": grouping},
+    ]
+    assert records[0]["kind"] is not NormSpec.kind  # the point: not the class's (interned) default
+    for record in records:
+        again = NormSpec.from_dict(record).to_dict()
+        assert again == record
+        assert again["kind"] is record["kind"] and again["grouping"] is record["grouping"]
+
+
+def test_checkpoint_suffixes() -> None:
+    import lncli.evaluate
+
+    assert CHECKPOINT_SUFFIXES == (".pt", ".pth", ".ckpt")
+    # evaluate keeps its own copy until it imports this one (issue 12): they must agree.
+    assert tuple(lncli.evaluate.CHECKPOINT_SUFFIXES) == CHECKPOINT_SUFFIXES
+
+
 # --------------------------------------------------------------------------- foreign checkpoints
 
 
@@ -223,7 +294,9 @@ def test_batchnorm_weights_load_into_localnorm_model(tmp_path: Path) -> None:
     pytest.importorskip("lncli.norm")
     model, _ = _tiny()
     torch.save(model.state_dict(), tmp_path / "bn.pt")
-    ckpt = load_checkpoint(tmp_path / "bn.pt", arch="tiny", arch_kwargs={"width": 4}, data=META, norm=NormSpec("localnorm", 4, 2))
+    ckpt = load_checkpoint(
+        tmp_path / "bn.pt", arch="tiny", arch_kwargs={"width": 4}, data=META, norm=NormSpec("localnorm", 4, 2)
+    )
     build_model(ckpt)  # LocalNorm fills its heads from BN's weight/bias
 
 
@@ -321,7 +394,7 @@ def test_error_raw_pickle_that_runs_code(tmp_path: Path) -> None:
 
 
 def test_error_missing_and_unexpected_keys_are_named(tmp_path: Path) -> None:
-    model, ckpt = _tiny()
+    _, ckpt = _tiny()
     sd = dict(ckpt.state_dict)
     del sd["fc.weight"]
     sd["extra.weight"] = torch.zeros(1)
@@ -343,7 +416,9 @@ def test_error_wrong_arch(tmp_path: Path) -> None:
     r20 = create_model("resnet20", num_classes=10, in_channels=3)
     torch.save(r20.state_dict(), tmp_path / "r20.pt")
     ckpt = load_checkpoint(tmp_path / "r20.pt", arch="resnet32", data=DATASETS["cifar10"])
-    with pytest.raises(CheckpointError, match=r"weights do not match arch 'resnet32'.*missing keys: layer1\.3\..*is --arch right\?"):
+    with pytest.raises(
+        CheckpointError, match=r"weights do not match arch 'resnet32'.*missing keys: layer1\.3\..*is --arch right\?"
+    ):
         build_model(ckpt)
     ckpt = load_checkpoint(tmp_path / "r20.pt", arch="small_cnn", data=DATASETS["cifar10"])
     with pytest.raises(CheckpointError, match="small_cnn"):
@@ -386,8 +461,14 @@ def test_error_newer_format_and_malformed_payload(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("arch_kwargs", [1, 2]), ("config", [1]), ("metrics", "x"), ("provenance", 3), ("train_state", 5),
-     ("state_dict", {1: torch.zeros(1)})],
+    [
+        ("arch_kwargs", [1, 2]),
+        ("config", [1]),
+        ("metrics", "x"),
+        ("provenance", 3),
+        ("train_state", 5),
+        ("state_dict", {1: torch.zeros(1)}),
+    ],
 )
 def test_error_malformed_payload_fields_are_checkpoint_errors(tmp_path: Path, key: str, value: object) -> None:
     """Non-dict fields (or non-str state_dict keys) used to escape as TypeError/ValueError/AttributeError."""
@@ -401,6 +482,13 @@ def test_error_bad_arch_kwargs() -> None:
     _, ckpt = _tiny()
     ckpt.arch_kwargs = {"depth": 3}
     with pytest.raises(CheckpointError, match="cannot build 'tiny'.*takes no option depth"):
+        build_model(ckpt)
+
+
+def test_error_reserved_arch_kwargs() -> None:
+    _, ckpt = _tiny()
+    ckpt.arch_kwargs = {"width": 4, "norm_layer": None}
+    with pytest.raises(CheckpointError, match="cannot build 'tiny'.*norm_layer is set by lncli"):
         build_model(ckpt)
 
 

@@ -179,3 +179,14 @@ def test_paper_recipe_matches_authors() -> None:
     assert (cfg.schedule.name, cfg.schedule.step_every, cfg.schedule.gamma) == ("step", 30, 0.75)
     assert (cfg.epochs, cfg.optim.weight_decay) == (250, 5e-4)
     assert cfg.model.arch == "vgg16_paper"
+
+
+def test_norm_section_is_written_whole_and_rejects_a_null_group_size() -> None:
+    # config.yaml (and the config recorded in checkpoints) keeps every norm key, even for batchnorm;
+    # only a checkpoint's own `norm` record drops LocalNorm settings (tests/test_checkpoint.py).
+    from lncli.config.common import DEFAULT_GROUP_SIZE
+
+    norm = config_to_dict(TrainConfig())["norm"]
+    assert norm == {"kind": "batchnorm", "group_size": DEFAULT_GROUP_SIZE, "num_heads": None, "grouping": "consecutive"}
+    with pytest.raises(ConfigError, match="'norm.group_size'.*integer"):
+        train_config_from_dict({"norm": {"kind": "localnorm", "group_size": None}})

@@ -11,7 +11,7 @@ Precedence is ``defaults < YAML file < --set key=value`` (after timm's
 bad values raise :class:`lncli.errors.ConfigError` with one line that names the
 key and the valid options.
 
-This module does no file writing; :mod:`lncli.train` saves the resolved config
+This module does no file writing; :mod:`lncli.jobs.train` saves the resolved config
 (:func:`config_to_dict`) as ``OUT/config.yaml`` beside every run.
 """
 
@@ -21,15 +21,16 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
 from lncli.config._typed import apply_overrides, build, config_to_dict, read_yaml_mapping
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NormKind
-from lncli.errors import ConfigError
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NORM_KINDS, NormKind
+from lncli.errors import CheckpointError, ConfigError
 
 __all__ = [
+    "MODEL_CORE_KWARGS",
     "DataConfig",
     "ModelConfig",
     "NormConfig",
@@ -49,6 +50,9 @@ OptimName = Literal["sgd", "adamw"]
 ScheduleName = Literal["cosine", "step", "onecycle", "constant"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 AmpName = Literal["none", "bf16", "fp16"]
+
+MODEL_CORE_KWARGS: tuple[str, ...] = ("num_classes", "in_channels", "norm_layer")
+"""Keywords every model builder takes; lncli sets them from the data and the norm, so ``model.kwargs`` may not."""
 
 # Accepted spellings that map onto a canonical value (keys are lower-case).
 _ALIASES: dict[str, dict[str, str]] = {
@@ -97,19 +101,77 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class NormConfig:
-    """Which normalisation layer the model is built with (arXiv 1902.06550)."""
+    """Which normalisation layer a model is built with (arXiv 1902.06550).
+
+    The one description of a norm layer: the ``norm`` section of a train config,
+    and (as :data:`lncli.checkpoint.NormSpec`) the norm a checkpoint's weights
+    belong to. :meth:`to_dict` / :meth:`from_dict` are the checkpoint's on-disk
+    ``norm`` record; :func:`config_to_dict` is the config's form.
+    """
 
     # Plain BatchNorm is the baseline every comparison needs.
     kind: NormKind = "batchnorm"
-    # G = samples per LocalNorm group. 16 is the authors' CIFAR choice
-    # (batch 128 / G 16 = 8 groups). Ignored for batchnorm.
+    # G = samples per LocalNorm group; the default is the authors' CIFAR
+    # choice (see DEFAULT_GROUP_SIZE). Ignored for batchnorm.
     group_size: int = DEFAULT_GROUP_SIZE
     # Affine heads (gamma_k, beta_k). None = batch_size / group_size, one head
-    # per group position as in the paper's code.
+    # per group position as in the paper's code (resolved by validate(); in a
+    # checkpoint, None = the layer's default).
     num_heads: int | None = None
     # Consecutive samples form a group, as in the authors' code; "strided" is
     # the zero-copy partition (equally faithful: training batches are shuffled).
     grouping: Grouping = "consecutive"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the checkpoint's ``norm`` record (keys in field order).
+
+        A BatchNorm model has no groups or heads, so its record holds null G and
+        heads and the default grouping, whatever else the config said: the form
+        lncli checkpoints have always had on disk.
+
+        Returns:
+            ``{"kind", "group_size", "num_heads", "grouping"}`` as plain types.
+        """
+        record = dataclasses.asdict(self)
+        if self.kind == "batchnorm":
+            record.update(group_size=None, num_heads=None)
+            # Replaced only when it differs: an equal value keeps its object, since torch.save's
+            # pickle refers back to objects it has written, and a new one would change the bytes.
+            if record["grouping"] != NormConfig.grouping:
+                record["grouping"] = NormConfig.grouping
+        return record
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NormConfig:
+        """Rebuild a spec from a checkpoint's ``norm`` record; unknown keys are ignored.
+
+        A missing or null ``group_size`` is the default G (what the layer is built
+        with). A known spelling of the kind (``bn``...) becomes the canonical one;
+        an unknown kind is kept, so the file still loads and building its model
+        names the problem.
+
+        Args:
+            d: the record (:meth:`to_dict` output).
+
+        Returns:
+            The spec.
+
+        Raises:
+            CheckpointError: a value has the wrong type.
+        """
+        try:
+            kind = str(d.get("kind", cls.kind))
+            if kind not in NORM_KINDS:  # a canonical kind keeps its object (see to_dict)
+                kind = NORM_ALIASES.get(kind.lower(), kind)
+            gs, nh = d.get("group_size"), d.get("num_heads")
+            return cls(
+                kind=cast(NormKind, kind),
+                group_size=DEFAULT_GROUP_SIZE if gs is None else int(gs),
+                num_heads=None if nh is None else int(nh),
+                grouping=cast(Grouping, str(d.get("grouping", cls.grouping))),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"malformed norm spec {d!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -200,7 +262,6 @@ class TrainConfig:
     deterministic: bool = False
 
 
-
 # ---------------------------------------------------------------------------
 # Entry points.
 # ---------------------------------------------------------------------------
@@ -232,13 +293,21 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.eval_every >= 0, "eval_every", "must be >= 0 (0 = only after the last epoch)")
     need(cfg.save_every >= 1, "save_every", "must be >= 1")
     d = cfg.data
-    need(bool(d.spec.strip()), "data.spec", "must name a dataset (fashion-mnist, cifar10, synthetic, synthetic-gray, imagefolder:PATH)")
+    need(
+        bool(d.spec.strip()),
+        "data.spec",
+        "must name a dataset (fashion-mnist, cifar10, synthetic, synthetic-gray, imagefolder:PATH)",
+    )
     need(d.train_limit is None or d.train_limit >= 1, "data.train_limit", "must be >= 1 or null")
     need(d.test_limit is None or d.test_limit >= 1, "data.test_limit", "must be >= 1 or null")
     need(d.crop_padding >= 0, "data.crop_padding", "must be >= 0")
     need(bool(cfg.model.arch.strip()), "model.arch", "must name a model (see `lncli.models.list_models()`)")
-    for reserved in ("num_classes", "in_channels", "norm_layer"):
-        need(reserved not in cfg.model.kwargs, f"model.kwargs.{reserved}", "is set by lncli from the data and norm sections; remove it")
+    for reserved in MODEL_CORE_KWARGS:
+        need(
+            reserved not in cfg.model.kwargs,
+            f"model.kwargs.{reserved}",
+            "is set by lncli from the data and norm sections; remove it",
+        )
     o = cfg.optim
     need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
     need(0.0 <= o.momentum < 1.0, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
@@ -247,30 +316,48 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(all(0.0 <= b < 1.0 for b in o.betas), "optim.betas", "must both be in [0, 1)")
     s = cfg.schedule
     need(0 <= s.warmup_epochs < cfg.epochs, "schedule.warmup_epochs", f"must be in [0, epochs={cfg.epochs})")
-    need(all(m >= 1 for m in s.milestones) and list(s.milestones) == sorted(s.milestones), "schedule.milestones", "must be increasing epochs >= 1")
+    need(
+        all(m >= 1 for m in s.milestones) and list(s.milestones) == sorted(s.milestones),
+        "schedule.milestones",
+        "must be increasing epochs >= 1",
+    )
     need(s.step_every >= 0, "schedule.step_every", "must be >= 0")
     need(s.gamma > 0, "schedule.gamma", "must be > 0")
     need(0 <= s.min_lr <= o.lr, "schedule.min_lr", f"must be in [0, optim.lr={o.lr}]")
     need(0 < s.pct_start < 1, "schedule.pct_start", "must be in (0, 1)")
-    need(not (s.name == "onecycle" and s.warmup_epochs > 0), "schedule.warmup_epochs", "must be 0 with onecycle, which warms up by itself (pct_start)")
+    need(
+        not (s.name == "onecycle" and s.warmup_epochs > 0),
+        "schedule.warmup_epochs",
+        "must be 0 with onecycle, which warms up by itself (pct_start)",
+    )
     if s.name == "step":
-        need(bool(s.milestones) or s.step_every > 0, "schedule.milestones", "schedule 'step' needs milestones (e.g. [100, 150]) or step_every > 0")
+        need(
+            bool(s.milestones) or s.step_every > 0,
+            "schedule.milestones",
+            "schedule 'step' needs milestones (e.g. [100, 150]) or step_every > 0",
+        )
     n = cfg.norm
     if n.kind == "localnorm":
         need(n.group_size >= 1, "norm.group_size", "must be >= 1")
-        # Every training batch must hold whole groups (see lncli.train).
+        # Every training batch must hold whole groups (see lncli.jobs.train.loop).
         need(
             cfg.batch_size % n.group_size == 0,
             "norm.group_size",
             f"batch_size={cfg.batch_size} must be a multiple of group_size={n.group_size} so that every batch holds whole groups",
         )
-        need(n.num_heads is None or n.num_heads >= 1, "norm.num_heads", "must be >= 1 or null (= batch_size / group_size)")
+        need(
+            n.num_heads is None or n.num_heads >= 1,
+            "norm.num_heads",
+            "must be >= 1 or null (= batch_size / group_size)",
+        )
         if n.num_heads is None:
             cfg = dataclasses.replace(cfg, norm=dataclasses.replace(n, num_heads=cfg.batch_size // n.group_size))
     return cfg
 
 
-def train_config_from_dict(raw: Mapping[str, Any] | None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
+def train_config_from_dict(
+    raw: Mapping[str, Any] | None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a nested mapping plus overrides.
 
     Args:
@@ -281,7 +368,9 @@ def train_config_from_dict(raw: Mapping[str, Any] | None, overrides: Sequence[st
         The frozen, validated config.
     """
     if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError("a train config must be a YAML mapping of keys (data, model, norm, optim, schedule, epochs, ...)")
+        raise ConfigError(
+            "a train config must be a YAML mapping of keys (data, model, norm, optim, schedule, epochs, ...)"
+        )
     merged = apply_overrides(raw or {}, overrides)
     return validate(build(TrainConfig, merged, _ALIASES))
 
@@ -306,4 +395,3 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] | Mappin
 def dump_yaml(cfg: TrainConfig) -> str:
     """The config as YAML text (what ``lncli train`` saves as ``OUT/config.yaml``)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
-

@@ -9,6 +9,14 @@ so the same architecture is built with BatchNorm or LocalNorm without flags::
     model = create_model("resnet20", num_classes=10, in_channels=3,
                          norm_layer=get_norm_layer("localnorm", group_size=16))
 
+:func:`build_model` is the route lncli itself takes (train, checkpoints, convert):
+an arch name plus a :class:`~lncli.config.train.NormConfig`::
+
+    from lncli.config.train import NormConfig
+    from lncli.models import build_model
+    model = build_model("resnet20", norm=NormConfig("localnorm", group_size=16, num_heads=8),
+                        num_classes=10, in_channels=3)
+
 Names: resnet20/32/44/56 (He et al. 2016), preact_resnet32 and vgg16_paper (the
 LocalNorm authors' CIFAR models), wrn28_10 (RobustBench layout), small_cnn
 (Fashion-MNIST on a CPU), resnet18/50 (torchvision), tiny (tests).
@@ -17,8 +25,18 @@ LocalNorm authors' CIFAR models), wrn28_10 (RobustBench layout), small_cnn
 from __future__ import annotations
 
 from lncli.models._registry import UnknownModelError, create_model, list_models, model_kwargs, register_model
+from lncli.models.build import build_model, check_arch, norm_layer_for
 
 # Importing the modules registers their models.
-from lncli.models import cifar_resnet, preact_resnet, small_cnn, torchvision_resnet, vgg, wrn  # noqa: E402,F401  isort: skip
+from lncli.models import cifar_resnet, preact_resnet, small_cnn, torchvision_resnet, vgg, wrn  # noqa: F401  isort: skip
 
-__all__ = ["UnknownModelError", "create_model", "list_models", "model_kwargs", "register_model"]
+__all__ = [
+    "UnknownModelError",
+    "build_model",
+    "check_arch",
+    "create_model",
+    "list_models",
+    "model_kwargs",
+    "norm_layer_for",
+    "register_model",
+]

@@ -10,22 +10,25 @@ and exit code 2.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
+from lncli.config.train import MODEL_CORE_KWARGS
 from lncli.errors import LncliError
 
 Builder = Callable[..., nn.Module]
 
 _MODELS: dict[str, Builder] = {}
 
-# Every builder takes these three keywords; create_model passes them explicitly.
-_CORE_KWARGS = ("num_classes", "in_channels", "norm_layer")
+# Every builder takes these keywords; create_model passes them explicitly (so they
+# are never model-specific options).
+CORE_KWARGS = MODEL_CORE_KWARGS
 
 
 class UnknownModelError(LncliError, ValueError):
-    """An unknown model name or an argument the model does not take (exit code 2)."""
+    """An unknown model name, an option the model does not take or a value its builder rejects (exit code 2)."""
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -48,7 +51,7 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].__module__})")
         params = inspect.signature(fn).parameters
-        missing = [k for k in _CORE_KWARGS if k not in params]
+        missing = [k for k in CORE_KWARGS if k not in params]
         if missing:
             raise TypeError(f"model builder {fn.__qualname__} must accept {', '.join(missing)}")
         _MODELS[name] = fn
@@ -80,7 +83,7 @@ def model_kwargs(name: str) -> dict[str, Any]:
     return {
         k: p.default
         for k, p in inspect.signature(fn).parameters.items()
-        if k not in _CORE_KWARGS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if k not in CORE_KWARGS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
 
 
@@ -122,5 +125,7 @@ def create_model(
         valid = ", ".join(accepted) or "none"
         raise UnknownModelError(f"model {name!r} takes no option {', '.join(unknown)}; its options: {valid}")
     if num_classes < 1 or in_channels < 1:
-        raise UnknownModelError(f"model {name!r} needs num_classes >= 1 and in_channels >= 1, got {num_classes}, {in_channels}")
+        raise UnknownModelError(
+            f"model {name!r} needs num_classes >= 1 and in_channels >= 1, got {num_classes}, {in_channels}"
+        )
     return fn(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, **kwargs)

@@ -1,5 +1,7 @@
-"""lncli.train: end-to-end smoke, resume equivalence, atomic checkpoints, NaN stop, Ctrl-C,
-LocalNorm batching, schedules, augmentation, fine-tune after convert, the CLI, and 2-process DDP."""
+"""lncli.jobs.train: end-to-end smoke, resume equivalence, atomic checkpoints, NaN stop, Ctrl-C,
+LocalNorm batching, AMP, fine-tune after convert, the CLI, and 2-process DDP.
+
+The schedule and augmentation pieces are in test_jobs_train_recipe.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +24,20 @@ from typer.testing import CliRunner
 
 import lncli.checkpoint as ckpt_mod
 import lncli.distributed as D
-import lncli.train as train_mod
+import lncli.jobs.train.loop as loop_mod
 from lncli.checkpoint import Checkpoint, build_model, load_checkpoint
 from lncli.cli import app
 from lncli.config import (
-    ScheduleConfig,
     TrainConfig,
     load_train_config,
     train_config_from_dict,
 )
 from lncli.data import load_dataset, normalize
 from lncli.errors import CheckpointError, ConfigError, LncliError, OutputError
-from lncli.train import (
+from lncli.jobs.train import (
     HISTORY_FIELDS,
     TrainEvent,
-    augment_batch,
     finetune,
-    lr_factor,
     train,
 )
 
@@ -110,23 +110,22 @@ def test_smoke_config_trains_end_to_end_and_loss_falls(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_localnorm_batches_hold_whole_groups_and_change_each_epoch(tmp_path: Path, seed: int) -> None:
+def test_localnorm_batches_hold_whole_groups_and_change_each_epoch(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 250 images with batch 16: the tail of 10 is dropped (drop_last), never a ragged group.
     cfg = _cfg_ln(**{"data.train_limit": 250, "epochs": 2, "seed": seed})
     assert cfg.norm.num_heads == 4  # default = batch / G, as in the paper
     seen: list[tuple[int, torch.Tensor]] = []
-    orig = train_mod._Loop._batches
+    orig = loop_mod.Loop._batches
 
-    def spy(self: Any, epoch: int, start: int):  # type: ignore[no-untyped-def]
+    def spy(self: Any, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in orig(self, epoch, start):
             seen.append((epoch, y.clone()))
             yield x, y
 
-    train_mod._Loop._batches = spy  # type: ignore[method-assign]
-    try:
-        train(cfg, tmp_path / "ln")
-    finally:
-        train_mod._Loop._batches = orig  # type: ignore[method-assign]
+    monkeypatch.setattr(loop_mod.Loop, "_batches", spy)
+    train(cfg, tmp_path / "ln")
     assert all(len(y) == 16 and len(y) % cfg.norm.group_size == 0 for _, y in seen)
     assert sum(e == 0 for e, _ in seen) == 250 // 16
     ep0 = torch.cat([y for e, y in seen if e == 0])
@@ -141,7 +140,7 @@ def test_localnorm_batches_hold_whole_groups_and_change_each_epoch(tmp_path: Pat
 # ---------------------------------------------------------------------------
 
 
-def _interrupt_at(epoch: int, step: int):  # type: ignore[no-untyped-def]
+def _interrupt_at(epoch: int, step: int) -> Callable[[TrainEvent], None]:
     def cb(ev: TrainEvent) -> None:
         if ev.kind == "batch" and (ev.epoch, ev.step) == (epoch, step):
             raise KeyboardInterrupt
@@ -167,7 +166,9 @@ def test_resume_reaches_the_same_weights(tmp_path: Path, make_cfg: Any, stop_at:
     b = load_checkpoint(tmp_path / "cut" / "last.pt").state_dict
     err = _max_diff(a, b)
     assert err == 0.0, f"resumed weights differ from an uninterrupted run: max abs error {err:.3g}"
-    assert [r.train_loss for r in resumed.history] == pytest.approx([r.train_loss for r in full.history], rel=1e-12, abs=0)
+    assert [r.train_loss for r in resumed.history] == pytest.approx(
+        [r.train_loss for r in full.history], rel=1e-12, abs=0
+    )
     assert [r.test_accuracy for r in resumed.history] == [r.test_accuracy for r in full.history]
 
 
@@ -234,19 +235,21 @@ def test_resume_and_out_dir_errors(tmp_path: Path) -> None:
         train(_cfg(epochs=2, **{"model.kwargs": {"width": 4}}), tmp_path / "run", resume=True)
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_stops_with_a_clear_error_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _cfg(epochs=1)
     train(cfg, tmp_path / "run")
     good = load_checkpoint(tmp_path / "run" / "last.pt")
     calls = {"n": 0}
-    real_normalize = train_mod.normalize
+    real_normalize = loop_mod.normalize
 
     def poisoned(images: torch.Tensor, meta: Any) -> torch.Tensor:
         calls["n"] += 1
         out = real_normalize(images, meta)
         return out * float("nan") if calls["n"] >= 3 else out
 
-    monkeypatch.setattr(train_mod, "normalize", poisoned)
+    monkeypatch.setattr(loop_mod, "normalize", poisoned)
     with pytest.raises(LncliError, match="not finite") as info:
         train(_cfg(epochs=2), tmp_path / "run", resume=True)
     assert "\n" not in str(info.value)
@@ -255,7 +258,9 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_last_good_checkpoint(tmp_pa
     assert _max_diff(kept.state_dict, good.state_dict) == 0.0
 
 
-def test_interrupted_checkpoint_write_leaves_previous_file_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_checkpoint_write_leaves_previous_file_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train(_cfg(epochs=1), tmp_path / "run")
     before = load_checkpoint(tmp_path / "run" / "last.pt")
 
@@ -274,49 +279,8 @@ def test_interrupted_checkpoint_write_leaves_previous_file_valid(tmp_path: Path,
 
 
 # ---------------------------------------------------------------------------
-# Pieces: schedules, augmentation, AMP
+# AMP, channels_last, prefetch workers
 # ---------------------------------------------------------------------------
-
-
-def test_lr_schedules() -> None:
-    spe, epochs = 10, 250
-    paper = ScheduleConfig(name="step", step_every=30, gamma=0.75)
-    for epoch, want in [(0, 1.0), (29, 1.0), (30, 0.75), (60, 0.75**2), (249, 0.75**8)]:
-        assert lr_factor(paper, epoch * spe, spe, epochs) == pytest.approx(want, rel=1e-12)
-    milestones = ScheduleConfig(name="step", milestones=(2, 4), gamma=0.1)
-    assert [lr_factor(milestones, e * spe, spe, 6) for e in range(6)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    cos = ScheduleConfig(name="cosine", warmup_epochs=1, min_lr=0.01)
-    f = [lr_factor(cos, s, spe, 5, base_lr=0.1) for s in range(50)]
-    assert f[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])  # linear warm-up
-    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.1, abs=0.01)  # ends near min_lr / lr
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))
-    one = ScheduleConfig(name="onecycle", pct_start=0.3)
-    g = [lr_factor(one, s, 10, 10) for s in range(100)]
-    assert max(g) == pytest.approx(1.0, abs=1e-3) and abs(g.index(max(g)) - 30) <= 1
-    assert g[0] == pytest.approx(1 / 25) and g[-1] < 1e-4
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_augment_batch_is_seeded_and_exact(seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=g)
-    a = augment_batch(x, crop_padding=2, flip=True, generator=torch.Generator().manual_seed(seed))
-    b = augment_batch(x, crop_padding=2, flip=True, generator=torch.Generator().manual_seed(seed))
-    assert a.dtype == torch.uint8 and a.shape == x.shape and torch.equal(a, b)
-    assert not torch.equal(a, x)
-    # Flip only: every image is either itself or its mirror.
-    f = augment_batch(x, crop_padding=0, flip=True, generator=torch.Generator().manual_seed(seed))
-    same = (f == x).flatten(1).all(1)
-    mirrored = (f == x.flip(3)).flatten(1).all(1)
-    assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < 32
-    # Crop only: each output is a shifted window of the zero-padded input.
-    c = augment_batch(x, crop_padding=2, flip=False, generator=torch.Generator().manual_seed(seed))
-    padded = F.pad(x, (2, 2, 2, 2))
-    for i in range(32):
-        assert any(torch.equal(c[i], padded[i, :, dy : dy + 8, dx : dx + 8]) for dy in range(5) for dx in range(5))
-    # Nothing to do: an equal copy, not the same storage.
-    n = augment_batch(x, crop_padding=0, flip=False, generator=g)
-    assert torch.equal(n, x) and n.data_ptr() != x.data_ptr()
 
 
 def test_bf16_autocast_on_cpu_runs(tmp_path: Path) -> None:
@@ -330,7 +294,9 @@ def test_workers_prefetch_gives_identical_results(tmp_path: Path) -> None:
     a = train(_cfg_ln(epochs=1), tmp_path / "w0")
     b = train(_cfg_ln(epochs=1, workers=2), tmp_path / "w2")
     assert a.history[0].train_loss == b.history[0].train_loss
-    err = _max_diff(load_checkpoint(tmp_path / "w0" / "last.pt").state_dict, load_checkpoint(tmp_path / "w2" / "last.pt").state_dict)
+    err = _max_diff(
+        load_checkpoint(tmp_path / "w0" / "last.pt").state_dict, load_checkpoint(tmp_path / "w2" / "last.pt").state_dict
+    )
     assert err == 0.0, f"max abs error {err:.3g}"
 
 
@@ -390,7 +356,18 @@ def test_finetune_after_convert_improves_over_convert_alone(tmp_path: Path) -> N
 def test_cli_train_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "cli"
-    args = ["train", str(SMOKE), "--out", str(out), "--set", "epochs=1", "--set", "data.train_limit=64", "--set", "batch_size=16"]
+    args = [
+        "train",
+        str(SMOKE),
+        "--out",
+        str(out),
+        "--set",
+        "epochs=1",
+        "--set",
+        "data.train_limit=64",
+        "--set",
+        "batch_size=16",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert (out / "last.pt").is_file() and yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 1
@@ -398,7 +375,9 @@ def test_cli_train_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "optim.lrr" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, args)  # out already holds a run
     assert r.exit_code == 2 and "--resume" in r.output
-    r = runner.invoke(app, [*args[:-4], "--set", "epochs=2", "--set", "data.train_limit=64", "--set", "batch_size=16", "--resume"])
+    r = runner.invoke(
+        app, [*args[:-4], "--set", "epochs=2", "--set", "data.train_limit=64", "--set", "batch_size=16", "--resume"]
+    )
     assert r.exit_code == 0, r.output
     assert load_checkpoint(out / "last.pt").train_state["epoch"] == 2  # type: ignore[index]
 
@@ -410,7 +389,7 @@ def test_cli_train_and_errors(tmp_path: Path) -> None:
 _DDP_WORKER = textwrap.dedent(
     """
     import os, sys, torch
-    import lncli.train as T
+    import lncli.jobs.train.run as T
     from lncli.config import train_config_from_dict
     out = sys.argv[1]
     calls = []
@@ -438,7 +417,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = [torch.load(out / f"rank{r}.info", weights_only=True) for r in (0, 1)]
     assert info[0]["world"] == info[1]["world"] == 2
@@ -466,3 +445,14 @@ def test_cli_convert_finetune(tmp_path: Path) -> None:
     tuned = load_checkpoint(dst)
     assert tuned.norm.kind == "localnorm" and tuned.provenance["finetune"]["epochs"] == 1
     assert tuned.provenance["finetune"]["train_all"] is False
+
+
+def test_old_module_path_reexports_the_public_api() -> None:
+    import lncli.jobs.train as jobs_train
+    import lncli.train as shim
+
+    assert (
+        set(shim.__all__) == set(jobs_train.__all__) >= {"train", "finetune", "TrainEvent", "TrainResult", "lr_factor"}
+    )
+    for name in shim.__all__:
+        assert getattr(shim, name) is getattr(jobs_train, name), name
