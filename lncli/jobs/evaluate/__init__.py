@@ -1,12 +1,21 @@
 """The ``evaluate`` job: checkpoints x test-time modes x noises x severities -> flat records.
 
-* :mod:`.sources`: loading checkpoints, resolving the test data, and the image sources
-  the sweep reads batches from (generated noise, released CIFAR-10-C files, the rescale).
+* :mod:`.checkpoints`: the CKPT arguments resolved and loaded.
+* :mod:`.testset`: the test set resolved, decoded once and checked against the models.
+* :mod:`.sources`: the image sources the sweep reads batches from (generated noise,
+  released CIFAR-10-C files, the paper's rescale).
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
 * :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
 """
 
 from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, HEADS, MODES, NOISE_FAMILY, EvalConfig
+from lncli.jobs.evaluate.checkpoints import (
+    CHECKPOINT_SUFFIXES,
+    LoadedCheckpoint,
+    load_checkpoints,
+    natural_key,
+    resolve_checkpoint_paths,
+)
 from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid
 from lncli.jobs.evaluate.modes import (
     MODE_TABLE,
@@ -21,25 +30,16 @@ from lncli.jobs.evaluate.modes import (
     scores,
 )
 from lncli.jobs.evaluate.sources import (
-    CHECKPOINT_SUFFIXES,
     CIFAR10C_PROFILE,
     CLEAN_CELL,
     Cell,
     Cifar10CFiles,
-    EvalData,
     GeneratedNoise,
     ImageSource,
-    LoadedCheckpoint,
     MinMaxRescaled,
-    check_data_matches,
-    image_range,
-    load_checkpoints,
-    load_train_range,
-    natural_key,
     open_source,
-    resolve_checkpoint_paths,
-    resolve_data,
 )
+from lncli.jobs.evaluate.testset import EvalData, check_data_matches, image_range, load_train_range, resolve_data
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",

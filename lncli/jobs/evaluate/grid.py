@@ -44,15 +44,10 @@ from lncli.config.evaluate import HEADS, EvalConfig
 from lncli.data import DataMeta
 from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
 from lncli.errors import LncliError
+from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
 from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, default_modes, make_runner, mode_spec
-from lncli.jobs.evaluate.sources import (
-    Cell,
-    EvalData,
-    GeneratedNoise,
-    ImageSource,
-    LoadedCheckpoint,
-    open_source,
-)
+from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
+from lncli.jobs.evaluate.testset import EvalData
 from lncli.noise import PROFILES
 from lncli.records import CLEAN, EvalRecord
 from lncli.stats import wilson_interval
@@ -109,8 +104,8 @@ def evaluate_grid(
     counts are summed, so every rank returns the same records as one process.
 
     Args:
-        models: loaded checkpoints (see :func:`~lncli.jobs.evaluate.sources.load_checkpoints`).
-        data: test images (see :func:`~lncli.jobs.evaluate.sources.resolve_data`).
+        models: loaded checkpoints (see :func:`~lncli.jobs.evaluate.checkpoints.load_checkpoints`).
+        data: test images (see :func:`~lncli.jobs.evaluate.testset.resolve_data`).
         config: the sweep.
         progress: called as ``progress(done, total)`` in images x columns per rank.
 
