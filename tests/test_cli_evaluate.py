@@ -154,3 +154,17 @@ def test_cli_rescale_records_the_training_range(fmnist_dir: Path, tmp_path: Path
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["rescale"], r["rescale_range"]) for r in rows] == [("False", ""), ("True", "train")]
+
+
+def test_unset_options_take_the_config_defaults(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """The CLI's defaults are EvalConfig's: a run that sets only data and size records the config's defaults."""
+    from dataclasses import asdict
+
+    from lncli.config.evaluate import EvalConfig
+
+    out = tmp_path / "r.json"
+    res = invoke(ckpts["bn"], "--data", "synthetic", "--limit", "8", "--device", "cpu", "--json", out)
+    assert res.exit_code == 0, res.stderr
+    config = json.loads(out.read_text())["config"]
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(EvalConfig(device="cpu")).items()}
+    assert {k: config[k] for k in defaults} == defaults

@@ -29,13 +29,14 @@ from lncli.report.pivot import (
     short_names,
 )
 from lncli.report.table import format_table, legend, render_table
-from lncli.report.thresholds import Threshold, check_thresholds, parse_threshold
+from lncli.report.thresholds import Threshold, check_max_drop, check_thresholds, parse_threshold
 
 __all__ = [
     "MEAN",
     "Column",
     "ColumnKeyed",
     "Threshold",
+    "check_max_drop",
     "check_plot_path",
     "check_thresholds",
     "columns",

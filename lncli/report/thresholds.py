@@ -16,7 +16,7 @@ from lncli.errors import LncliError
 from lncli.records import CLEAN, EvalRecord
 from lncli.report.pivot import MEAN, Column, RecordIndex, columns, noise_mean, noises, record_index
 
-__all__ = ["Threshold", "check_thresholds", "parse_threshold"]
+__all__ = ["Threshold", "check_max_drop", "check_thresholds", "parse_threshold"]
 
 _NAME = r"[a-z0-9_\-]+"
 """A noise name in a bound (lower case)."""
@@ -110,11 +110,20 @@ def check_thresholds(
         for col in cols:
             failures += _below(th, col, records, idx)
     if max_drop is not None:
-        if not 0.0 <= max_drop <= 1.0:
-            raise LncliError(f"--max-drop must be in [0, 1], got {max_drop}")
+        check_max_drop(max_drop)
         for col in cols:
             failures += _drops(col, records, idx, max_drop)
     return failures
+
+
+def check_max_drop(max_drop: float | None) -> None:
+    """Refuse a ``--max-drop`` outside [0, 1] (``None``: no bound), before any compute.
+
+    Raises:
+        LncliError: the bound is not an accuracy difference.
+    """
+    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
+        raise LncliError(f"--max-drop must be in [0, 1], got {max_drop}")
 
 
 def _line(col: Column, what: str, got: float, bound: float) -> str:
