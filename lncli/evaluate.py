@@ -1,4 +1,4 @@
-"""Compatibility names for ``lncli.evaluate``: the code now lives in :mod:`lncli.jobs.evaluate` and :mod:`lncli.config.evaluate`."""
+"""Old home of the evaluate job, kept for its names: see :mod:`lncli.jobs.evaluate` and :mod:`lncli.config.evaluate`."""
 
 from lncli.config.common import parse_list, parse_severities
 from lncli.config.evaluate import HEADS, MODES, NOISE_FAMILY, EvalConfig

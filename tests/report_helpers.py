@@ -11,12 +11,32 @@ N = 200
 def rec(ckpt: str, mode: str, noise: str, sev: int, correct: int, n: int = N) -> EvalRecord:
     lo, hi = wilson_interval(correct, n)
     return EvalRecord(
-        checkpoint=ckpt, sha256="0123456789ab", arch="tiny", norm="batchnorm", mode=mode, heads="position",
-        group_size=None if mode == "running" else 16, batch_size=64, noise=noise, profile="none" if noise == CLEAN else "imagenet-c",
-        severity=sev, param=0.0 if noise == CLEAN else 0.1 * sev, n=n, correct=correct, accuracy=correct / n,
-        ci_low=lo, ci_high=hi, noise_seed=0, order_seed=0, device="cpu", amp=False, world_size=1,
-        data="synthetic", synthetic=True, lncli_version="0.1.0",
-    )  # fmt: skip
+        checkpoint=ckpt,
+        sha256="0123456789ab",
+        arch="tiny",
+        norm="batchnorm",
+        mode=mode,
+        heads="position",
+        group_size=None if mode == "running" else 16,
+        batch_size=64,
+        noise=noise,
+        profile="none" if noise == CLEAN else "imagenet-c",
+        severity=sev,
+        param=0.0 if noise == CLEAN else 0.1 * sev,
+        n=n,
+        correct=correct,
+        accuracy=correct / n,
+        ci_low=lo,
+        ci_high=hi,
+        noise_seed=0,
+        order_seed=0,
+        device="cpu",
+        amp=False,
+        world_size=1,
+        data="synthetic",
+        synthetic=True,
+        lncli_version="0.1.0",
+    )
 
 
 def sweep() -> list[EvalRecord]:

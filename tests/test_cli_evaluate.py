@@ -147,8 +147,25 @@ def test_unknown_choice_is_usage_error(ckpts: dict[str, Path]) -> None:
 def test_cli_rescale_records_the_training_range(fmnist_dir: Path, tmp_path: Path) -> None:
     ckpt = fmnist_ckpt(tmp_path / "f.pt")
     out = tmp_path / "r.csv"
-    args = ["evaluate", str(ckpt), "--data-dir", str(fmnist_dir), "--profile", "paper", "--rescale", "--noise", "gaussian",
-            "--severity", "0,5", "--mode", "running", "--device", "cpu", "--csv", str(out)]  # fmt: skip
+    args = [
+        "evaluate",
+        str(ckpt),
+        "--data-dir",
+        str(fmnist_dir),
+        "--profile",
+        "paper",
+        "--rescale",
+        "--noise",
+        "gaussian",
+        "--severity",
+        "0,5",
+        "--mode",
+        "running",
+        "--device",
+        "cpu",
+        "--csv",
+        str(out),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     with out.open(newline="") as fh:

@@ -29,10 +29,13 @@ def test_records_schema_and_defaults(eval_ckpts: dict[str, Path], eval_data: Eva
     recs = evaluate_grid(models, eval_data, cfg())
     # BN -> running + batch, LN -> local; 2 cells each (clean, gaussian 3)
     assert [(Path(r.checkpoint).stem, r.mode, r.noise, r.severity) for r in recs] == [
-        ("bn", "running", CLEAN, 0), ("bn", "running", "gaussian", 3),
-        ("bn", "batch", CLEAN, 0), ("bn", "batch", "gaussian", 3),
-        ("ln", "local", CLEAN, 0), ("ln", "local", "gaussian", 3),
-    ]  # fmt: skip
+        ("bn", "running", CLEAN, 0),
+        ("bn", "running", "gaussian", 3),
+        ("bn", "batch", CLEAN, 0),
+        ("bn", "batch", "gaussian", 3),
+        ("ln", "local", CLEAN, 0),
+        ("ln", "local", "gaussian", 3),
+    ]
     for r in recs:
         assert tuple(r.to_dict()) == RECORD_FIELDS
         assert r.n == LIMIT and 0 <= r.correct <= r.n

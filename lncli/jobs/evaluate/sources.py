@@ -80,7 +80,10 @@ class ImageSource(Protocol):
         ...
 
     def batch(self, cell: Cell, indices: Tensor) -> tuple[Tensor, Tensor]:
-        """Images (B, C, H, W) uint8 (float in [0, 1] after a rescale) and (B,) labels of ``indices`` (B,) in ``cell``."""
+        """Images (B, C, H, W) and labels (B,) of ``indices`` (B,) in ``cell``.
+
+        The images are uint8, or float in [0, 1] once rescaled (:class:`MinMaxRescaled`).
+        """
         ...
 
 
