@@ -8,7 +8,7 @@ noise x severity batch, shared by every column), normalising, counting.
 Setup: one BatchNorm and one LocalNorm checkpoint of the same architecture (random
 init: only time matters), default modes (BN running + batch, LN local = 3 columns),
 noises gaussian, shot, impulse at severities 0-5 (16 cells), batch 128, CPU.
-The forward baseline runs the very same prepared modules (``_make_runner``) on
+The forward baseline runs the very same prepared modules (``make_runner``) on
 pre-normalised float batches, one pass per cell x column.
 
 Sweep, forward baseline and a data-only pass (gather + noise + normalise) are timed
@@ -39,7 +39,7 @@ import torch
 from lncli import __version__
 from lncli.checkpoint import NormSpec, checkpoint_from_model
 from lncli.data import DATASETS, load_dataset, normalize
-from lncli.evaluate import EvalConfig, EvalData, LoadedCheckpoint, _make_runner, evaluate_grid
+from lncli.jobs.evaluate import EvalConfig, EvalData, LoadedCheckpoint, LocalNormCopies, evaluate_grid, make_runner
 from lncli.io import atomic_write
 from lncli.models import create_model
 from lncli.norm import get_norm_layer
@@ -72,13 +72,13 @@ def time_forward(models: list[LoadedCheckpoint], data: EvalData, config: EvalCon
     """The forward passes alone: same modules and modes, pre-normalised batches, no noise, no counting."""
     from lncli.checkpoint import build_model
 
-    runners, converted = [], {}
-    for i, lc in enumerate(models):
+    runners, copies = [], LocalNormCopies()
+    for lc in models:
         model = build_model(lc.checkpoint)
         modes = ("local",) if lc.checkpoint.norm.kind == "localnorm" else ("running", "batch")
         g = lc.checkpoint.norm.group_size or 16
         for mode in modes:
-            runners.append(_make_runner(i, lc, model, lc.checkpoint.data, mode, config.heads, g, batch_size=config.batch_size, converted=converted))
+            runners.append(make_runner(model, mode, heads=config.heads, group_size=g, batch_size=config.batch_size, copies=copies))
     x = normalize(data.clean.images, data.clean.meta)
     batches = list(x.split(config.batch_size))
     t0 = time.perf_counter()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from lncli.jobs.evaluate import EvalData
 
 # Two cores on CI: more threads than cores only adds contention.
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -83,3 +88,40 @@ def sample_images(tmp_path, rgb_array):
     Image.fromarray(rgb_array(2)[..., 0]).save(root / "sub" / "gray.png")  # mode L, 1 channel
     (root / "notes.txt").write_text("not an image")  # ignored: not an image suffix
     return root
+
+
+# --- lncli.jobs.evaluate / lncli evaluate (models and data from tests/evaluate_helpers.py) ---
+
+
+@pytest.fixture(scope="session")
+def eval_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A fitted BN and a LocalNorm (G 8, 2 strongly different heads) tiny synthetic checkpoint, built once."""
+    from evaluate_helpers import make_bn, make_ln
+
+    d = tmp_path_factory.mktemp("eval_ckpts")
+    return {"bn": make_bn(d / "bn.pt"), "ln": make_ln(d / "ln.pt")}
+
+
+@pytest.fixture(scope="session")
+def eval_data() -> EvalData:
+    """The first 60 synthetic test images (3 batches of 16 and a ragged 12), noise generated."""
+    from evaluate_helpers import LIMIT
+
+    from lncli.data import load_dataset
+    from lncli.jobs.evaluate import EvalData
+
+    return EvalData.from_imageset(load_dataset("synthetic", "test", limit=LIMIT))
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Fashion-MNIST folder whose train split spans 10..200 and whose test split spans 0..255,
+    with the user's cache, $LNCLI_DATA and the system copy out of reach."""
+    from evaluate_helpers import write_fmnist
+
+    import lncli.data
+
+    monkeypatch.delenv("LNCLI_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setattr(lncli.data, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
+    return write_fmnist(tmp_path / "fmnist")

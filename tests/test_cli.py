@@ -39,3 +39,36 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert needle in lines[0], lines[0]
+
+
+def test_choices_are_built_from_the_library() -> None:
+    from lncli.cli.app import DeviceChoice, GroupingChoice, HeadsChoice, NormChoice, ProfileChoice
+    from lncli.config.common import NORM_KINDS
+    from lncli.config.evaluate import DEVICES, HEADS
+    from lncli.noise import PROFILES
+    from lncli.norm import GROUPINGS
+
+    for choice, values in (
+        (ProfileChoice, tuple(PROFILES)),
+        (HeadsChoice, HEADS),
+        (DeviceChoice, DEVICES),
+        (NormChoice, NORM_KINDS),
+        (GroupingChoice, GROUPINGS),
+    ):
+        assert tuple(c.value for c in choice) == values and all(isinstance(c, str) for c in choice)
+    wide = {"COLUMNS": "200", "TERM": "dumb"}
+    helps = {cmd: runner.invoke(app, [cmd, "--help"], env=wide).stdout for cmd in ("corrupt", "evaluate")}
+    assert all(f"<{'|'.join(PROFILES)}>" in text for text in helps.values())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_severity_defaults_are_written_in_the_severity_grammar(seed: int) -> None:
+    import random
+
+    from lncli.cli.app import severity_text
+    from lncli.config.common import MAX_SEVERITY, parse_severities
+
+    rng = random.Random(seed)
+    sevs = tuple(sorted(rng.sample(range(MAX_SEVERITY + 1), rng.randint(1, MAX_SEVERITY + 1))))
+    assert parse_severities(severity_text(sevs)) == sevs
+    assert severity_text((0, 1, 2, 3, 4, 5)) == "0-5" and severity_text((1, 3, 4, 5)) == "1,3-5"

@@ -7,31 +7,44 @@ import json
 from pathlib import Path
 
 import pytest
+from evaluate_helpers import fmnist_ckpt  # tests/ is on sys.path under pytest
 from typer.testing import CliRunner
 
 from lncli.cli import app
 from lncli.evaluate import RECORD_FIELDS
 
-from test_evaluate import make_bn, make_ln  # noqa: E402  (tests/ is on sys.path under pytest)
-
 runner = CliRunner()
 # Small but not trivial: 40 images = 2 batches of 16 + a ragged 8; two noises at two severities + clean.
-FAST = ["--data", "synthetic", "--limit", "40", "--batch-size", "16", "--noise", "gaussian,impulse", "--severity", "0,2,5", "--device", "cpu"]
+FAST = [
+    "--data",
+    "synthetic",
+    "--limit",
+    "40",
+    "--batch-size",
+    "16",
+    "--noise",
+    "gaussian,impulse",
+    "--severity",
+    "0,2,5",
+    "--device",
+    "cpu",
+]
 
 
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("cli_ckpts")
-    return {"bn": make_bn(d / "bn.pt"), "ln": make_ln(d / "ln.pt")}
+@pytest.fixture
+def ckpts(eval_ckpts: dict[str, Path]) -> dict[str, Path]:
+    return eval_ckpts  # a folder holding exactly bn.pt and ln.pt (conftest.py)
 
 
-def invoke(*args: str | Path, width: int = 120):  # noqa: ANN201
+def invoke(*args: str | Path, width: int = 120):
     return runner.invoke(app, ["evaluate", *map(str, args)], env={"COLUMNS": str(width), "TERM": "dumb"})
 
 
 def test_end_to_end_outputs(ckpts: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "o"
-    res = invoke(ckpts["bn"], ckpts["ln"], *FAST, "--csv", out / "r.csv", "--json", out / "r.json", "--plot", out / "p.png")
+    res = invoke(
+        ckpts["bn"], ckpts["ln"], *FAST, "--csv", out / "r.csv", "--json", out / "r.json", "--plot", out / "p.png"
+    )
     assert res.exit_code == 0, res.output + res.stderr
     # table on stdout: rows and columns
     for text in ("running", "batch", "local", "clean", "gaussian 5", "impulse mean", "mCE %", "baseline bn:running"):
@@ -60,7 +73,9 @@ def test_directory_and_glob_arguments(ckpts: dict[str, Path]) -> None:
     folder = ckpts["bn"].parent
     res = invoke(folder, *FAST, "--mode", "running")
     assert res.exit_code == 0, res.stderr
-    assert "baseline bn:running" in " ".join(res.stdout.split()) and res.stdout.count("running") >= 3  # caption + 2 headers
+    assert (
+        "baseline bn:running" in " ".join(res.stdout.split()) and res.stdout.count("running") >= 3
+    )  # caption + 2 headers
     res = invoke(str(folder / "l*.pt"), *FAST)
     assert res.exit_code == 0 and "baseline ln:local" in " ".join(res.stdout.split()) and "bn" not in res.stdout
 
@@ -127,3 +142,46 @@ def test_bad_files_exit_2(ckpts: dict[str, Path], tmp_path: Path) -> None:
 def test_unknown_choice_is_usage_error(ckpts: dict[str, Path]) -> None:
     assert invoke(ckpts["bn"], *FAST, "--heads", "vote").exit_code == 2
     assert invoke(ckpts["bn"], *FAST, "--profile", "nope").exit_code == 2
+
+
+def test_cli_rescale_records_the_training_range(fmnist_dir: Path, tmp_path: Path) -> None:
+    ckpt = fmnist_ckpt(tmp_path / "f.pt")
+    out = tmp_path / "r.csv"
+    args = [
+        "evaluate",
+        str(ckpt),
+        "--data-dir",
+        str(fmnist_dir),
+        "--profile",
+        "paper",
+        "--rescale",
+        "--noise",
+        "gaussian",
+        "--severity",
+        "0,5",
+        "--mode",
+        "running",
+        "--device",
+        "cpu",
+        "--csv",
+        str(out),
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["rescale"], r["rescale_range"]) for r in rows] == [("False", ""), ("True", "train")]
+
+
+def test_unset_options_take_the_config_defaults(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """The CLI's defaults are EvalConfig's: a run that sets only data and size records the config's defaults."""
+    from dataclasses import asdict
+
+    from lncli.config.evaluate import EvalConfig
+
+    out = tmp_path / "r.json"
+    res = invoke(ckpts["bn"], "--data", "synthetic", "--limit", "8", "--device", "cpu", "--json", out)
+    assert res.exit_code == 0, res.stderr
+    config = json.loads(out.read_text())["config"]
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(EvalConfig(device="cpu")).items()}
+    assert {k: config[k] for k in defaults} == defaults

@@ -1,0 +1,93 @@
+"""``lncli convert``: a checkpoint between BatchNorm and LocalNorm, optionally fine-tuned before it is written."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lncli.cli.app import GroupingChoice, NormChoice, command
+from lncli.cli.progress import train_progress
+from lncli.convert import ConvertConfig, run_convert
+from lncli.errors import LncliError
+
+if TYPE_CHECKING:  # lncli.checkpoint imports every model (torchvision): too slow for `lncli --help`
+    from lncli.checkpoint import Checkpoint
+
+# The options, one alias each (Typer's Annotated form), so that the command reads as its --help.
+In = Annotated[Path, typer.Argument(metavar="IN", help="lncli checkpoint to convert.", exists=True, dir_okay=False)]
+Out = Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the result (never IN; written atomically).")]
+To = Annotated[
+    NormChoice,
+    typer.Option(
+        help="Target norm. localnorm: every head starts from BN's weight/bias. "
+        "batchnorm: the LocalNorm heads are AVERAGED into weight/bias."
+    ),
+]
+GroupSize = Annotated[int, typer.Option(help="LocalNorm group size G (samples per group).")]
+Heads = Annotated[int, typer.Option(help="LocalNorm affine heads per layer (the paper: batch/G).")]
+Grouping = Annotated[
+    GroupingChoice, typer.Option(help="LocalNorm grouping: consecutive (the authors') or strided (faster).")
+]
+Finetune = Annotated[
+    int,
+    typer.Option(
+        "--finetune",
+        metavar="EPOCHS",
+        help="Then fine-tune this many epochs on --data (norm layers only unless --finetune-all).",
+    ),
+]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="SPEC",
+        help="Training data for --finetune: fashion-mnist, cifar10, synthetic, imagefolder:PATH.",
+    ),
+]
+FinetuneAll = Annotated[
+    bool, typer.Option("--finetune-all", help="Fine-tune every parameter, not just norm gamma/beta/heads.")
+]
+
+_GROUPING = GroupingChoice(
+    ConvertConfig.grouping
+)  # module-level: an Enum call as a default argument would run each time
+
+
+@command("convert", no_args_is_help=True)
+def convert_command(
+    src: In,
+    dst: Out,
+    to: To,
+    group_size: GroupSize = ConvertConfig.group_size,
+    heads: Heads = ConvertConfig.num_heads,
+    grouping: Grouping = _GROUPING,
+    finetune: Finetune = 0,
+    data: Data = None,
+    finetune_all: FinetuneAll = False,
+) -> None:
+    """Convert a checkpoint between BatchNorm and LocalNorm (LN -> BN averages the heads)."""
+    if finetune and not data:  # fail before any work
+        raise LncliError("--finetune needs --data SPEC (the training data, e.g. --data fashion-mnist)")
+    cfg = ConvertConfig(src=src, dst=dst, to=to.value, group_size=group_size, num_heads=heads, grouping=grouping.value)
+    tuned: list[Checkpoint] = []
+    then = functools.partial(_finetune, data=data or "", epochs=finetune, train_all=finetune_all, out=tuned)
+    summary = run_convert(cfg, then=then if finetune else None)
+    for line in summary.lines():
+        typer.echo(line)
+    if tuned:
+        typer.echo(
+            f"fine-tuned {finetune} epoch(s) on {data}: train loss {tuned[-1].metrics['finetune_train_loss']:.4f}"
+        )
+    typer.echo(f"wrote {dst}")
+
+
+def _finetune(ckpt: Checkpoint, *, data: str, epochs: int, train_all: bool, out: list[Checkpoint]) -> Checkpoint:
+    """Fine-tune the converted checkpoint before OUT is written (so a bad --data leaves no OUT); kept in ``out``."""
+    from lncli.train import finetune
+
+    with train_progress(True) as progress:
+        out.append(finetune(ckpt, data, epochs, train_all=train_all, progress=progress))
+    return out[-1]

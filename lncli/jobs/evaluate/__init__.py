@@ -1,0 +1,84 @@
+"""The ``evaluate`` job: checkpoints x test-time modes x noises x severities -> flat records.
+
+* :mod:`.checkpoints`: the CKPT arguments resolved and loaded.
+* :mod:`.testset`: the test set resolved, decoded once and checked against the models.
+* :mod:`.sources`: the image sources the sweep reads batches from (generated noise,
+  released CIFAR-10-C files, the paper's rescale).
+* :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
+* :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
+"""
+
+from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, HEADS, MODES, NOISE_FAMILY, EvalConfig
+from lncli.jobs.evaluate.checkpoints import (
+    CHECKPOINT_SUFFIXES,
+    LoadedCheckpoint,
+    load_checkpoints,
+    natural_key,
+    resolve_checkpoint_paths,
+)
+from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid
+from lncli.jobs.evaluate.modes import (
+    MODE_TABLE,
+    LocalNormCopies,
+    Mode,
+    ModeRunner,
+    default_modes,
+    has_localnorm,
+    make_runner,
+    mode_spec,
+    predict,
+    scores,
+)
+from lncli.jobs.evaluate.sources import (
+    CIFAR10C_PROFILE,
+    CLEAN_CELL,
+    Cell,
+    Cifar10CFiles,
+    GeneratedNoise,
+    ImageSource,
+    MinMaxRescaled,
+    open_source,
+)
+from lncli.jobs.evaluate.testset import EvalData, check_data_matches, image_range, load_train_range, resolve_data
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "CIFAR10C_PROFILE",
+    "CLEAN_CELL",
+    "DEFAULT_BN_MODES",
+    "DEFAULT_LN_MODES",
+    "HEADS",
+    "MODES",
+    "MODE_TABLE",
+    "NOISE_FAMILY",
+    "Cell",
+    "Cifar10CFiles",
+    "Column",
+    "ColumnKey",
+    "EvalConfig",
+    "EvalData",
+    "GeneratedNoise",
+    "ImageSource",
+    "LoadedCheckpoint",
+    "LocalNormCopies",
+    "MinMaxRescaled",
+    "Mode",
+    "ModeRunner",
+    "check_config",
+    "check_data_matches",
+    "column_keys",
+    "default_modes",
+    "evaluate_grid",
+    "has_localnorm",
+    "image_range",
+    "load_checkpoints",
+    "load_train_range",
+    "make_runner",
+    "mode_spec",
+    "natural_key",
+    "open_source",
+    "predict",
+    "resolve_checkpoint_paths",
+    "resolve_data",
+    "scores",
+]

@@ -1,0 +1,97 @@
+"""Which checkpoints a sweep evaluates: CKPT arguments (files, folders, globs) resolved and loaded.
+
+:func:`resolve_checkpoint_paths` expands the arguments (folders in natural order, globs
+sorted, duplicates dropped) and :func:`load_checkpoints` loads each file with
+:func:`lncli.checkpoint.load_checkpoint` (``weights_only=True``) as a :class:`LoadedCheckpoint`.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lncli.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from lncli.errors import CheckpointError, LncliError
+
+__all__ = ["CHECKPOINT_SUFFIXES", "LoadedCheckpoint", "load_checkpoints", "natural_key", "resolve_checkpoint_paths"]
+
+# Kept here until the issue-12 merge, where lncli.checkpoint becomes its one home (the train helper adds it there).
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
+"""File suffixes picked up when a directory is given as a checkpoint argument."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint together with where it came from."""
+
+    path: str
+    sha256: str  # full hex digest of the file
+    checkpoint: Checkpoint
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``ep2`` before ``ep10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def resolve_checkpoint_paths(specs: Sequence[str | Path]) -> list[Path]:
+    """Expand CKPT arguments: files, directories (natural sort) and globs.
+
+    Args:
+        specs: paths, directories (every ``.pt``/``.pth``/``.ckpt`` inside, natural
+            sorted) or glob patterns (``runs/*/best.pt``; ``**`` recurses).
+
+    Returns:
+        The files, in argument order, duplicates removed.
+
+    Raises:
+        LncliError: a path does not exist, a glob matches nothing, a directory
+            holds no checkpoint.
+    """
+    found: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        path = Path(text)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            files = [p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES]
+            if not files:
+                raise LncliError(f"directory {text} holds no checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+            found.extend(sorted(files, key=lambda p: natural_key(p.name)))
+        elif glob.has_magic(text):
+            files = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+            if not files:
+                raise LncliError(f"no checkpoint matches {text!r}")
+            found.extend(sorted(files, key=lambda p: natural_key(str(p))))
+        else:
+            raise LncliError(f"checkpoint not found: {text}")
+    return list(dict.fromkeys(found))
+
+
+def load_checkpoints(specs: Sequence[str | Path]) -> list[LoadedCheckpoint]:
+    """Resolve CKPT arguments and load each file with :func:`lncli.checkpoint.load_checkpoint`.
+
+    Args:
+        specs: see :func:`resolve_checkpoint_paths`.
+
+    Returns:
+        One :class:`LoadedCheckpoint` per file.
+
+    Raises:
+        CheckpointError: a file is not a usable checkpoint.
+    """
+    loaded = []
+    for path in resolve_checkpoint_paths(specs):
+        try:
+            ckpt = load_checkpoint(path)
+        except LncliError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user file can fail torch.load in many ways; none is our bug
+            raise CheckpointError(f"{path}: not a readable lncli checkpoint ({type(exc).__name__}: {exc})") from None
+        loaded.append(LoadedCheckpoint(path=str(path), sha256=file_sha256(path), checkpoint=ckpt))
+    return loaded

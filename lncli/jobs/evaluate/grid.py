@@ -1,0 +1,343 @@
+"""The sweep: checkpoints x test-time modes x noises x severities -> one flat record per cell.
+
+:func:`evaluate_grid` is the compute behind ``lncli evaluate``. It returns one
+:class:`~lncli.records.EvalRecord` per checkpoint x mode x noise x severity and never
+prints or writes files; :mod:`lncli.report` renders the records. It runs as named steps:
+plan the columns (checkpoint x mode, :mod:`.modes`) and the cells (noise x severity, from
+the image source, :mod:`.sources`), order and shard the batches, take the rescale's
+ranges, run the batches, sum the counts over ranks, make the records.
+
+Batch composition matters for every mode but ``running``, so it is explicit: the test
+set is shuffled once with ``order_seed`` (so batches mix classes), cut into consecutive
+batches of ``batch_size``, and the last batch is simply smaller - no image is dropped.
+Inside a ragged batch, ``local`` mode follows LocalNorm's ragged rule (the last
+``N % G`` images form one smaller group that uses the next head). Every record stores
+the batch size, group size, heads, both seeds and the device, because the accuracy
+depends on all of them.
+
+Efficiency: each noise x severity batch is made once by the image source (generated
+noise is seeded by the image's global index, so it does not depend on the order or the
+batch size), normalised once per distinct normalisation, and fed to every column.
+
+Distributed (``torchrun``): the batches are split into contiguous shards of whole
+batches (:func:`lncli.distributed.whole_batches`), so each batch holds exactly the images
+it holds in a single process run and the summed counts are identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+import lncli.data  # normalize is looked up at call time (tests watch the batches through it)
+from lncli import __version__
+from lncli.checkpoint import Checkpoint, build_model
+from lncli.config.common import DEFAULT_GROUP_SIZE
+from lncli.config.evaluate import HEADS, EvalConfig
+from lncli.data import DataMeta
+from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
+from lncli.errors import LncliError
+from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
+from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, default_modes, make_runner, mode_spec
+from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
+from lncli.jobs.evaluate.testset import EvalData
+from lncli.noise import PROFILES
+from lncli.records import CLEAN, EvalRecord
+from lncli.stats import wilson_interval
+
+__all__ = ["Column", "ColumnKey", "check_config", "column_keys", "evaluate_grid"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ColumnKey:
+    """Which column a record belongs to: what :func:`lncli.report.columns` reads."""
+
+    checkpoint: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class Column:
+    """One (checkpoint, mode) column of the sweep."""
+
+    loaded: LoadedCheckpoint
+    runner: ModeRunner
+    meta: DataMeta  # the checkpoint's data: its normalisation
+
+
+@dataclass(frozen=True)
+class _Counts:
+    correct: Tensor  # (cells, columns) int64
+    seen: Tensor  # (cells,) int64
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every record of one sweep shares besides the config and the data."""
+
+    device: str
+    amp: bool  # float16 autocast really used (CUDA only)
+    world_size: int
+    rescale_range: str | None  # the rescale's reference (train/test), None without a rescale
+
+
+def evaluate_grid(
+    models: Sequence[LoadedCheckpoint],
+    data: EvalData,
+    config: EvalConfig,
+    *,
+    progress: Progress | None = None,
+) -> list[EvalRecord]:
+    """Evaluate every checkpoint x mode on every noise x severity.
+
+    Under ``torch.distributed`` (already initialised, e.g. by the CLI under
+    ``torchrun``) each rank evaluates a contiguous shard of whole batches and the
+    counts are summed, so every rank returns the same records as one process.
+
+    Args:
+        models: loaded checkpoints (see :func:`~lncli.jobs.evaluate.checkpoints.load_checkpoints`).
+        data: test images (see :func:`~lncli.jobs.evaluate.testset.resolve_data`).
+        config: the sweep.
+        progress: called as ``progress(done, total)`` in images x columns per rank.
+
+    Returns:
+        Records ordered by checkpoint, mode, then cell (clean first, then noise by severity).
+
+    Raises:
+        LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
+    """
+    check_config(config)
+    if not models:
+        raise LncliError("no checkpoint to evaluate")
+    device = local_device(config.device)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    source = open_source(data, models, seed=config.seed, profile=config.profile)
+    cells = source.cells(config.noises, config.severities)
+    if not cells:
+        raise LncliError("nothing to evaluate: no clean data and no noisy severity")
+    columns = plan_columns(models, config, device)  # before any data work, so that bad settings fail fast
+    order = batch_order(len(source), config.order_seed)
+    starts = [start for start, _ in whole_batches(len(order), config.batch_size, rank, world)]
+    source, rescale_range = rescale_pre_pass(source, cells, data, config)
+    counts = run_batches(source, cells, columns, order, starts, config, device, progress)
+    counts = _sum_over_ranks(counts, device, world)
+    run = _Run(str(device), _uses_amp(config, device), world, rescale_range)
+    return [
+        _record(column, cell, int(counts.correct[ci, j]), int(counts.seen[ci]), data, config, run)
+        for j, column in enumerate(columns)
+        for ci, cell in enumerate(cells)
+    ]
+
+
+def check_config(config: EvalConfig) -> None:
+    """Reject impossible sweep settings in one line each, before any work.
+
+    Raises:
+        LncliError: the first bad setting.
+    """
+    if config.batch_size < 1:
+        raise LncliError(f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.group_size is not None and config.group_size < 1:
+        raise LncliError(f"--group-size must be >= 1, got {config.group_size}")
+    if config.heads not in HEADS:
+        raise LncliError(f"unknown heads {config.heads!r}; valid: {', '.join(HEADS)}")
+    for mode in config.modes or ():
+        mode_spec(mode)
+    if not config.noises:
+        raise LncliError("no noise to evaluate")
+    if config.profile not in PROFILES:
+        raise LncliError(f"unknown profile {config.profile!r}; valid: {', '.join(PROFILES)}")
+    if not config.severities:
+        raise LncliError("no severity to evaluate")
+    if config.workers < 0:
+        raise LncliError(f"--workers must be >= 0, got {config.workers}")
+    if config.rescale and config.profile != "paper":
+        raise LncliError(
+            f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}"
+        )
+
+
+def _modes(ckpt: Checkpoint, config: EvalConfig) -> tuple[str, ...]:
+    return config.modes or default_modes(ckpt)
+
+
+def column_keys(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[ColumnKey]:
+    """The sweep's columns, in record order, without building any model (e.g. to check ``--baseline`` first).
+
+    Args:
+        models: the loaded checkpoints.
+        config: the sweep.
+
+    Returns:
+        One key per checkpoint x mode.
+    """
+    return [ColumnKey(m.path, mode) for m in models for mode in _modes(m.checkpoint, config)]
+
+
+def _group_size(ckpt: Checkpoint, config: EvalConfig) -> int:
+    """``--group-size``, else the checkpoint's own G, else the default."""
+    if config.group_size is not None:
+        return config.group_size
+    return int(ckpt.norm.group_size) if ckpt.norm.group_size else DEFAULT_GROUP_SIZE
+
+
+def plan_columns(models: Sequence[LoadedCheckpoint], config: EvalConfig, device: torch.device) -> list[Column]:
+    """Build each checkpoint's model on ``device`` once and a runner per mode.
+
+    Raises:
+        LncliError: a local-statistics mode whose G does not divide the batch size.
+    """
+    copies = LocalNormCopies(device)  # a BN model's test-statistics modes share one LocalNorm copy
+    columns: list[Column] = []
+    for loaded in models:
+        ckpt = loaded.checkpoint
+        modes, g = _modes(ckpt, config), _group_size(ckpt, config)
+        if any(mode_spec(m).stats == "local" for m in modes) and config.batch_size % g != 0:
+            raise LncliError(
+                f"--batch-size {config.batch_size} is not a multiple of the group size {g} "
+                f"({Path(loaded.path).name}, local mode needs whole groups of G images)"
+            )
+        model = build_model(ckpt).to(device)
+        for mode in modes:
+            runner = make_runner(
+                model, mode, heads=config.heads, group_size=g, batch_size=config.batch_size, copies=copies
+            )
+            columns.append(Column(loaded, runner, ckpt.data))
+    return columns
+
+
+def batch_order(n: int, order_seed: int | None) -> Tensor:
+    """(n,) global image indices in evaluation order: a fixed shuffle so batch statistics mix classes,
+    or the dataset order for ``None``. The noise stays keyed by the global index."""
+    if order_seed is None:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
+
+
+def rescale_pre_pass(
+    source: ImageSource, cells: Sequence[Cell], data: EvalData, config: EvalConfig
+) -> tuple[ImageSource, str | None]:
+    """The paper's dataset-level min-max rescale (``--rescale``), when it applies: generated noise only.
+
+    The noisy ranges are mapped onto the training split's range (the authors' reference),
+    else the clean test set's.
+
+    Returns:
+        The source to read batches from, and the reference recorded (``train``/``test``;
+        ``None`` when nothing is rescaled).
+    """
+    if not config.rescale or not isinstance(source, GeneratedNoise):
+        return source, None  # released files are what they are
+    if data.train_range is not None:
+        return source.minmax_rescaled(cells, data.train_range), "train"
+    return source.minmax_rescaled(cells, source.clean_range()), "test"
+
+
+def _load_batch(
+    source: ImageSource, order: Tensor, batch_size: int, pin: bool, job: tuple[int, Cell, int]
+) -> tuple[int, Tensor, Tensor]:
+    """One batch of one cell (runs in a prefetch thread): (cell index, images (B, C, H, W), labels (B,))."""
+    ci, cell, start = job
+    x, y = source.batch(cell, order[start : start + batch_size])  # indices: (B,) global
+    if pin:
+        x, y = x.pin_memory(), y.pin_memory()
+    return ci, x, y
+
+
+def _meta_key(meta: DataMeta) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return tuple(meta.mean), tuple(meta.std)
+
+
+def run_batches(
+    source: ImageSource,
+    cells: Sequence[Cell],
+    columns: Sequence[Column],
+    order: Tensor,
+    starts: Sequence[int],
+    config: EvalConfig,
+    device: torch.device,
+    progress: Progress | None,
+) -> _Counts:
+    """Feed this rank's batches of every cell to every column and count the correct predictions."""
+    # Kept on the device so that counting never forces a host sync inside the loop.
+    correct = torch.zeros(len(cells), len(columns), dtype=torch.int64, device=device)  # (cells, columns)
+    seen = torch.zeros(len(cells), dtype=torch.int64)  # (cells,)
+    pin = device.type == "cuda"
+    # Checkpoints of one dataset share their normalisation; key by value so it runs once per batch.
+    metas = {_meta_key(c.meta): c.meta for c in columns}
+    n = len(order)
+    total = sum(min(config.batch_size, n - s) for s in starts) * len(cells) * len(columns)
+    done = 0
+    jobs = [(ci, cell, s) for ci, cell in enumerate(cells) for s in starts]
+    load = functools.partial(_load_batch, source, order, config.batch_size, pin)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if _uses_amp(config, device) else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        for ci, x, y in prefetch(load, jobs, config.workers):
+            x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+            normed = {k: lncli.data.normalize(x, meta) for k, meta in metas.items()}  # one per distinct DataMeta
+            seen[ci] += y.shape[0]
+            for j, column in enumerate(columns):
+                correct[ci, j] += (column.runner.predict(normed[_meta_key(column.meta)]) == y).sum()
+                done += y.shape[0]
+                if progress is not None:
+                    progress(done, total)
+    return _Counts(correct.cpu(), seen)
+
+
+def _uses_amp(config: EvalConfig, device: torch.device) -> bool:
+    return bool(config.amp and device.type == "cuda")  # autocast is CUDA-only; on CPU --amp is ignored
+
+
+def _sum_over_ranks(counts: _Counts, device: torch.device, world: int) -> _Counts:
+    """The counts of every rank summed (one collective; gloo reduces CPU tensors, nccl CUDA ones)."""
+    if world == 1:
+        return counts
+    flat = torch.cat([counts.correct.flatten(), counts.seen]).to(device if device.type == "cuda" else "cpu")
+    flat = all_reduce_sum(flat).cpu()
+    split = counts.correct.numel()
+    return _Counts(flat[:split].view_as(counts.correct), flat[split:])
+
+
+def _record(column: Column, cell: Cell, c: int, n: int, data: EvalData, config: EvalConfig, run: _Run) -> EvalRecord:
+    """The record of one column in one cell: ``c`` correct of ``n``."""
+    lo, hi = wilson_interval(c, n)
+    ckpt = column.loaded.checkpoint
+    rescaled = run.rescale_range is not None and cell.noise != CLEAN
+    return EvalRecord(
+        checkpoint=column.loaded.path,
+        sha256=column.loaded.sha256[:12],
+        arch=ckpt.arch,
+        norm=str(ckpt.norm.kind),
+        mode=column.runner.mode,
+        heads=column.runner.heads,
+        group_size=column.runner.group_size,
+        batch_size=config.batch_size,
+        noise=cell.noise,
+        profile=cell.profile,
+        severity=cell.severity,
+        param=cell.param,
+        n=n,
+        correct=c,
+        accuracy=c / n if n else float("nan"),
+        ci_low=lo,
+        ci_high=hi,
+        noise_seed=config.seed,
+        order_seed=config.order_seed,
+        device=run.device,
+        amp=run.amp,
+        world_size=run.world_size,
+        data=data.name,
+        synthetic=data.synthetic,
+        lncli_version=__version__,
+        rescale=rescaled,
+        rescale_range=run.rescale_range if rescaled else None,
+    )

@@ -1,0 +1,231 @@
+"""Test-time modes: how a model normalises at test time, as a table from mode name to how it runs.
+
+Test-time modes (LocalNorm, arXiv 1902.06550):
+
+* ``running`` - statistics from training (running averages): plain BatchNorm
+  inference, and LocalNorm with its running statistics.
+* ``batch``   - statistics over the whole test batch (the prediction-time BN
+  baseline; a BN model is converted to a one-head LocalNorm copy for this).
+* ``local``   - LocalNorm statistics over groups of ``group_size`` test images
+  (the checkpoint's grouping, consecutive by default); group ``k`` uses head ``k``
+  (``--heads position``, the authors' behaviour) or the mean of the heads
+  (``--heads mean``, order independent).
+* ``single``  - statistics of each image alone.
+* ``vote``    - single-image statistics, with the softmax averaged over every
+  head (lncli's voting rule, smoother than the authors': :func:`lncli.norm.vote_predict`).
+* ``majority`` - single-image statistics, each head votes for its argmax class and
+  the most-voted class wins, ties going to the lowest class index (the authors'
+  ``np.bincount(votes).argmax()``: :func:`lncli.norm.majority_predict`).
+
+:data:`MODE_TABLE` holds one :class:`Mode` per name of :data:`lncli.config.evaluate.MODES`;
+:func:`make_runner` turns a model and a mode into a :class:`ModeRunner`, the callable
+column of the sweep. A new mode is a new table row.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lncli.checkpoint import Checkpoint
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
+from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, MODES
+from lncli.convert import convert_batchnorm_to_localnorm
+from lncli.errors import LncliError
+from lncli.norm import LocalNorm2d, majority_predict, set_test_mode, vote_predict
+
+__all__ = [
+    "MODE_TABLE",
+    "LocalNormCopies",
+    "Mode",
+    "ModeRunner",
+    "default_modes",
+    "has_localnorm",
+    "make_runner",
+    "mode_spec",
+    "predict",
+    "scores",
+]
+
+Voter = Callable[[nn.Module, Tensor], Tensor]
+"""Runs every LocalNorm head in turn on a batch and combines them into (N, K) class scores."""
+
+
+def _no_group(batch_size: int, group_size: int) -> int | None:
+    return None  # running statistics: no test images share statistics
+
+
+def _whole_batch(batch_size: int, group_size: int) -> int | None:
+    return batch_size
+
+
+def _the_group(batch_size: int, group_size: int) -> int | None:
+    return group_size
+
+
+def _one_image(batch_size: int, group_size: int) -> int | None:
+    return 1
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How one test-time mode runs a model."""
+
+    stats: str  # where LocalNorm's statistics come from (lncli.norm.TEST_STATS)
+    # How many test images share statistics, given (batch size, G): what the records store as group_size.
+    shared: Callable[[int, int], int | None]
+    voter: Voter | None = None  # run every head in turn and combine them (the recorded heads are then the mode's name)
+
+
+MODE_TABLE: dict[str, Mode] = {
+    "running": Mode("running", _no_group),
+    "batch": Mode("batch", _whole_batch),
+    "local": Mode("local", _the_group),
+    "single": Mode("single", _one_image),
+    "vote": Mode("single", _one_image, vote_predict),
+    "majority": Mode("single", _one_image, majority_predict),
+}
+"""Every mode of :data:`lncli.config.evaluate.MODES`, by name, in the same order (a test holds them equal)."""
+
+
+def mode_spec(mode: str) -> Mode:
+    """The :class:`Mode` of a name.
+
+    Raises:
+        LncliError: an unknown mode (the valid ones are listed).
+    """
+    try:
+        return MODE_TABLE[mode]
+    except KeyError:
+        raise LncliError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}") from None
+
+
+def has_localnorm(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` is a :class:`lncli.norm.LocalNorm2d`."""
+    return any(isinstance(m, LocalNorm2d) for m in model.modules())
+
+
+def default_modes(ckpt: Checkpoint) -> tuple[str, ...]:
+    """A checkpoint's modes when none are asked for: BN ``running`` + ``batch`` (the paper's two baselines);
+    LocalNorm ``local``."""
+    is_localnorm = NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
+    return DEFAULT_LN_MODES if is_localnorm else DEFAULT_BN_MODES
+
+
+class LocalNormCopies:
+    """One-head LocalNorm copies of BatchNorm models, made once per model and shared by its modes.
+
+    A BN model in a test-statistics mode runs through a copy that shares nothing with the
+    original, so that its ``running`` column keeps using the untouched BN model.
+    """
+
+    def __init__(self, device: torch.device | None = None):
+        """Args: where the copies go (``None``: where the conversion leaves them)."""
+        self.device = device
+        # Keyed by id(model); the model is held too so that its id cannot be reused while the copy lives.
+        self._copies: dict[tuple[int, int], tuple[nn.Module, nn.Module]] = {}
+
+    def get(self, model: nn.Module, group_size: int) -> nn.Module:
+        """The eval-mode one-head LocalNorm copy of ``model`` with group size ``group_size``."""
+        key = (id(model), group_size)
+        if key not in self._copies:
+            ln = convert_batchnorm_to_localnorm(copy.deepcopy(model), group_size=group_size, num_heads=1).eval()
+            self._copies[key] = (model, ln if self.device is None else ln.to(self.device))
+        return self._copies[key][1]
+
+
+@dataclass(frozen=True)
+class ModeRunner:
+    """One model in one mode: the module to call, how to set it up, and what the records say about it."""
+
+    mode: str
+    heads: str  # recorded: position/mean, or the mode's name for the voting modes
+    group_size: int | None  # recorded: how many images share statistics (None = running statistics)
+    model: nn.Module
+    # (stats, heads, G) set on the LocalNorm layers before each call: a module may serve several columns.
+    # None: a plain BatchNorm model in running mode, called as it is.
+    settings: tuple[str, str, int] | None
+
+    def scores(self, x: Tensor) -> Tensor:
+        """Class scores (N, K) for a normalised batch x (N, C, H, W): logits, vote probabilities or
+        majority vote counts."""
+        if self.settings is not None:
+            stats, heads, group_size = self.settings
+            set_test_mode(self.model, stats=stats, heads=heads, group_size=group_size)
+        voter = MODE_TABLE[self.mode].voter
+        return self.model(x) if voter is None else voter(self.model, x)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Class predictions (N,) for a normalised batch x (N, C, H, W)."""
+        return self.scores(x).argmax(dim=1)
+
+
+def make_runner(
+    model: nn.Module,
+    mode: str,
+    *,
+    heads: str,
+    group_size: int,
+    batch_size: int,
+    copies: LocalNormCopies | None = None,
+) -> ModeRunner:
+    """Prepare ``model`` to run in ``mode`` (the model is put in eval mode; its weights are never changed).
+
+    Args:
+        model: a BN or LocalNorm classifier.
+        mode: one of :data:`lncli.config.evaluate.MODES`.
+        heads: ``position`` or ``mean``.
+        group_size: G for ``local`` (and LocalNorm's head positions in every mode).
+        batch_size: the test batch size (recorded as the ``batch`` mode's group).
+        copies: where BN models' LocalNorm copies are kept, so that a model's modes share one
+            (``None``: a fresh copy for this runner).
+
+    Returns:
+        The runner.
+
+    Raises:
+        LncliError: an unknown mode.
+    """
+    spec = mode_spec(mode)
+    model.eval()
+    recorded_heads = mode if spec.voter is not None else heads
+    shared = spec.shared(batch_size, group_size)
+    if spec.stats == "running" and not has_localnorm(model):
+        return ModeRunner(mode, recorded_heads, shared, model, None)
+    net = model if has_localnorm(model) else (copies or LocalNormCopies()).get(model, group_size)
+    return ModeRunner(mode, recorded_heads, shared, net, (spec.stats, heads, group_size))
+
+
+def scores(
+    model: nn.Module, x: Tensor, mode: str, *, heads: str = "position", group_size: int = DEFAULT_GROUP_SIZE
+) -> Tensor:
+    """Class scores of one normalised batch under a test-time mode (no grad, eval mode).
+
+    A BatchNorm model asked for anything but ``running`` is run through a
+    one-head LocalNorm copy; the model passed in is not changed.
+
+    Args:
+        model: a BN or LocalNorm classifier.
+        x: (N, C, H, W) float batch, already normalised.
+        mode: one of :data:`lncli.config.evaluate.MODES`.
+        heads: ``position`` or ``mean``.
+        group_size: G for ``local`` (and the head positions).
+
+    Returns:
+        (N, K) logits (``vote``: softmax probabilities averaged over heads; ``majority``: the
+        number of heads voting for each class, whose argmax breaks ties towards the lowest class).
+    """
+    runner = make_runner(model, mode, heads=heads, group_size=group_size, batch_size=x.shape[0])
+    with torch.inference_mode():
+        return runner.scores(x)
+
+
+def predict(
+    model: nn.Module, x: Tensor, mode: str, *, heads: str = "position", group_size: int = DEFAULT_GROUP_SIZE
+) -> Tensor:
+    """(N,) int64 predictions of :func:`scores` (same arguments)."""
+    return scores(model, x, mode, heads=heads, group_size=group_size).argmax(dim=1)

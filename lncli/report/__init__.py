@@ -1,0 +1,54 @@
+"""Render evaluation records: the side-by-side table, CSV/JSON, the plot and CI thresholds.
+
+:func:`lncli.jobs.evaluate.evaluate_grid` returns flat :class:`~lncli.records.EvalRecord`
+rows (long format, one per checkpoint x mode x noise x severity, as RobustBench's
+``unaggregated_results.csv``). Everything here is a view of those rows, and depends on
+:mod:`lncli.records` only, never on the jobs that make them:
+
+* :mod:`.pivot`: the columns (checkpoint x mode) and their labels, means, and
+  :func:`robustness` (mCE-style error ratios against a baseline column, Hendrycks &
+  Dietterich, 2019).
+* :mod:`.table`: :func:`render_table` pivots the records (rows noise x severity + clean +
+  per-noise mean + overall mean, columns checkpoint x mode) into a rich table; rich
+  prints plain text when stdout is not a terminal.
+* :mod:`.files`: :func:`write_csv`, :func:`write_json`, :func:`plot_accuracy` write files,
+  atomically through :mod:`lncli.io`.
+* :mod:`.thresholds`: :func:`parse_threshold` and :func:`check_thresholds` implement
+  ``--fail-under`` / ``--max-drop`` for CI gating.
+"""
+
+from lncli.report.files import check_plot_path, plot_accuracy, write_csv, write_json
+from lncli.report.pivot import (
+    MEAN,
+    Column,
+    ColumnKeyed,
+    columns,
+    noise_mean,
+    resolve_baseline,
+    robustness,
+    short_names,
+)
+from lncli.report.table import format_table, legend, render_table
+from lncli.report.thresholds import Threshold, check_max_drop, check_thresholds, parse_threshold
+
+__all__ = [
+    "MEAN",
+    "Column",
+    "ColumnKeyed",
+    "Threshold",
+    "check_max_drop",
+    "check_plot_path",
+    "check_thresholds",
+    "columns",
+    "format_table",
+    "legend",
+    "noise_mean",
+    "parse_threshold",
+    "plot_accuracy",
+    "render_table",
+    "resolve_baseline",
+    "robustness",
+    "short_names",
+    "write_csv",
+    "write_json",
+]

@@ -1,0 +1,110 @@
+"""The files ``lncli evaluate`` writes from its records: the long-format CSV, the JSON, the accuracy plot.
+
+Every file goes through :mod:`lncli.io`'s atomic writers (nothing half-written), and its
+path is checked up front (:func:`check_plot_path`, :func:`lncli.io.check_output_file`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lncli.io import atomic_path, atomic_write, check_output_file, image_suffixes
+from lncli.records import CLEAN, RECORD_FIELDS, EvalRecord
+from lncli.report.pivot import columns, noises, record_index
+
+__all__ = ["check_plot_path", "plot_accuracy", "write_csv", "write_json"]
+
+
+def _csv_value(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def write_csv(records: Sequence[EvalRecord], path: str | Path) -> None:
+    """Write the long-format CSV: one row per record, columns :data:`lncli.records.RECORD_FIELDS`."""
+    with atomic_write(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(RECORD_FIELDS))
+        writer.writeheader()
+        for r in records:
+            writer.writerow({k: _csv_value(v) for k, v in r.to_dict().items()})
+
+
+def _json_value(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def write_json(records: Sequence[EvalRecord], path: str | Path, *, config: dict[str, Any] | None = None) -> None:
+    """Write ``{"format": "lncli-eval", "format_version": 1, "config": .., "records": [..]}``.
+
+    NaN accuracies (empty cells) become ``null`` so the file is strict JSON.
+    """
+    doc = {
+        "format": "lncli-eval",
+        "format_version": 1,
+        "config": config or {},
+        "records": [{k: _json_value(v) for k, v in r.to_dict().items()} for r in records],
+    }
+    with atomic_write(path, "w") as fh:
+        json.dump(doc, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def check_plot_path(path: str | Path) -> None:
+    """Fail fast, in one line, when the plot cannot be written at ``path`` (see :func:`lncli.io.check_output_file`).
+
+    Raises:
+        LncliError: the suffix is not an image format matplotlib's Agg backend writes,
+            or the path is a folder or not writable.
+    """
+    check_output_file(path, "--plot", image_suffixes())
+
+
+def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
+    """Plot accuracy vs severity: one panel per noise, one line per checkpoint x mode.
+
+    The clean accuracy is drawn at severity 0 of every panel; the band is the
+    Wilson 95% interval. Uses matplotlib's Agg backend (no display needed).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    check_plot_path(path)
+    panels = noises(records) or [CLEAN]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
+    for ax, noise in zip(axes[0], panels):
+        _plot_panel(ax, records, noise)
+    axes[0][0].set_ylabel("accuracy %")
+    axes[0][-1].legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+
+
+def _plot_panel(ax: Any, records: Sequence[EvalRecord], noise: str) -> None:
+    """One noise's panel: each column's clean point then its severities, with the interval as a band."""
+    idx = record_index(records)
+    for col in columns(records):
+        pts = [idx[(col.key, CLEAN, 0)]] if (col.key, CLEAN, 0) in idx else []
+        pts += sorted(
+            (r for k, r in idx.items() if k[0] == col.key and k[1] == noise and noise != CLEAN),
+            key=lambda r: r.severity,
+        )
+        if not pts:
+            continue
+        xs = [r.severity for r in pts]
+        (line,) = ax.plot(xs, [100 * r.accuracy for r in pts], marker="o", label=col.label)
+        ax.fill_between(
+            xs, [100 * r.ci_low for r in pts], [100 * r.ci_high for r in pts], color=line.get_color(), alpha=0.15
+        )
+    ax.set_title(noise)
+    ax.set_xlabel("severity (0 = clean)")
+    ax.grid(alpha=0.3)

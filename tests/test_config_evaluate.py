@@ -1,0 +1,44 @@
+"""Tests for lncli.config.evaluate (EvalConfig and the names its options choose from) and the lncli.evaluate names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lncli.config.common import MAX_SEVERITY
+from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, HEADS, MODES, NOISE_FAMILY, EvalConfig
+from lncli.errors import LncliError
+from lncli.evaluate import parse_list, parse_severities
+
+
+def test_parse_helpers() -> None:
+    assert parse_severities("0-5") == (0, 1, 2, 3, 4, 5)
+    assert parse_severities("5,1,2-3") == (1, 2, 3, 5)
+    for bad in ("", "a", "3-1", "1,,x"):
+        with pytest.raises(LncliError, match="--severity"):
+            parse_severities(bad)
+    assert parse_list("batch,running,batch", ("running", "batch"), "mode") == ("batch", "running")
+    assert parse_list("all", ("running", "batch"), "mode") == ("running", "batch")
+    with pytest.raises(LncliError, match="unknown mode 'bogus'; valid: running, batch"):
+        parse_list("bogus", ("running", "batch"), "mode")
+
+
+def test_config_is_frozen_and_its_defaults_are_the_named_facts() -> None:
+    config = EvalConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 64  # type: ignore[misc]
+    assert config.noises == NOISE_FAMILY and config.severities == tuple(range(MAX_SEVERITY + 1))
+    assert config.heads in HEADS and config.modes is None
+    assert set(DEFAULT_BN_MODES) | set(DEFAULT_LN_MODES) <= set(MODES)
+
+
+def test_the_old_module_keeps_the_readme_names() -> None:
+    import lncli.evaluate as old
+    import lncli.jobs.evaluate as new
+
+    for name in ("evaluate_grid", "EvalData", "load_checkpoints", "resolve_data", "scores", "predict", "default_modes"):
+        assert getattr(old, name) is getattr(new, name), name
+    assert old.EvalConfig is EvalConfig and old.MODES is MODES and old.HEADS is HEADS
+    for name in ("EvalRecord", "RECORD_FIELDS", "CLEAN", "wilson_interval", "NOISE_FAMILY", "CHECKPOINT_SUFFIXES"):
+        assert hasattr(old, name), name

@@ -1,0 +1,294 @@
+"""Tests for lncli.jobs.evaluate.grid: records, batch-composition rules, settings, sharding and the rescale."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from evaluate_helpers import LIMIT, META, cfg, counts, make_bn
+
+from lncli.checkpoint import build_model, load_checkpoint, save_checkpoint
+from lncli.data import load_dataset, normalize
+from lncli.errors import LncliError
+from lncli.jobs.evaluate import EvalConfig, EvalData, column_keys, evaluate_grid, load_checkpoints
+from lncli.jobs.evaluate.grid import batch_order
+from lncli.records import CLEAN, RECORD_FIELDS
+
+# ---------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------
+
+
+def test_records_schema_and_defaults(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]])
+    recs = evaluate_grid(models, eval_data, cfg())
+    # BN -> running + batch, LN -> local; 2 cells each (clean, gaussian 3)
+    assert [(Path(r.checkpoint).stem, r.mode, r.noise, r.severity) for r in recs] == [
+        ("bn", "running", CLEAN, 0),
+        ("bn", "running", "gaussian", 3),
+        ("bn", "batch", CLEAN, 0),
+        ("bn", "batch", "gaussian", 3),
+        ("ln", "local", CLEAN, 0),
+        ("ln", "local", "gaussian", 3),
+    ]
+    for r in recs:
+        assert tuple(r.to_dict()) == RECORD_FIELDS
+        assert r.n == LIMIT and 0 <= r.correct <= r.n
+        assert r.accuracy == r.correct / r.n and r.ci_low <= r.accuracy <= r.ci_high
+        assert len(r.sha256) == 12 and r.device == "cpu" and r.synthetic and r.data == "synthetic"
+        assert r.batch_size == 16 and r.noise_seed == 0 and r.order_seed == 0 and r.world_size == 1
+    assert [r.group_size for r in recs[::2]] == [None, 16, 8]  # running, whole batch, the LN checkpoint's G
+    assert recs[1].param == pytest.approx(0.18) and recs[1].profile == "imagenet-c"
+    assert recs[0].param == 0.0 and recs[0].profile == "none"
+
+
+def test_column_keys_name_the_records_columns_in_order(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["ln"], eval_ckpts["bn"]])
+    for config in (cfg(), cfg(modes=("single", "running"))):
+        keys = [(k.checkpoint, k.mode) for k in column_keys(models, config)]
+        recs = evaluate_grid(models, eval_data, config)
+        assert keys == list(dict.fromkeys((r.checkpoint, r.mode) for r in recs))
+
+
+def test_batch_order_is_a_seeded_permutation() -> None:
+    assert torch.equal(batch_order(7, None), torch.arange(7))
+    for seed in range(3):
+        order = batch_order(50, seed)
+        assert torch.equal(order.sort().values, torch.arange(50)) and torch.equal(order, batch_order(50, seed))
+    assert not torch.equal(batch_order(50, 0), batch_order(50, 1))
+
+
+def test_deterministic_and_prefetch_invariant(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]])
+    a = evaluate_grid(models, eval_data, cfg())
+    b = evaluate_grid(models, eval_data, cfg())
+    c = evaluate_grid(models, eval_data, cfg(workers=2))
+    assert a == b == c
+
+
+def test_running_mode_invariant_to_batch_size_and_order(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["bn"]])
+    runs = [
+        counts(
+            evaluate_grid(
+                models, eval_data, cfg(modes=("running",), batch_size=bs, order_seed=o, noises=("gaussian", "impulse"))
+            )
+        )
+        for bs, o in ((1, 0), (7, 0), (16, 0), (60, 0), (16, 5), (16, None))
+    ]
+    assert all(r == runs[0] for r in runs), runs
+
+
+@pytest.mark.parametrize("limit", [48, 60])  # whole batches, and a ragged last batch of 12
+def test_ln_local_with_G_equal_batch_equals_bn_batch_stats(tmp_path: Path, limit: int) -> None:
+    from lncli.convert import convert_checkpoint
+
+    bn_path = make_bn(tmp_path / "bn.pt", seed=3)
+    bn = load_checkpoints([bn_path])[0]
+    ln_ckpt, _ = convert_checkpoint(bn.checkpoint, "localnorm", group_size=16, num_heads=1)
+    save_checkpoint(ln_ckpt, tmp_path / "ln.pt")
+    ln = load_checkpoints([tmp_path / "ln.pt"])[0]
+    d = EvalData.from_imageset(load_dataset("synthetic", "test", limit=limit))
+    conf = cfg(noises=("gaussian", "shot"), severities=(0, 2, 5))
+    a = evaluate_grid([bn], d, dataclasses.replace(conf, modes=("batch",)))
+    b = evaluate_grid([ln], d, dataclasses.replace(conf, modes=("local",), group_size=16))
+    assert [r.correct for r in a] == [r.correct for r in b]
+
+
+def test_progress_reports_every_image(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    seen: list[tuple[int, int]] = []
+    evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(), progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (LIMIT * 2 * 2, LIMIT * 2 * 2)  # images x cells x columns
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"modes": ("local",), "group_size": 5}, "not a multiple of the group size 5"),
+        ({"batch_size": 0}, "--batch-size must be >= 1"),
+        ({"group_size": 0}, "--group-size must be >= 1"),
+        ({"modes": ("bogus",)}, "unknown mode 'bogus'"),
+        ({"heads": "vote"}, "unknown heads"),
+        ({"noises": ("nope",)}, "unknown noise 'nope'"),
+        ({"severities": (0, 6)}, "severity"),
+        ({"profile": "nope"}, "unknown profile"),
+    ],
+)
+def test_bad_settings_raise_one_line(eval_ckpts: dict[str, Path], eval_data: EvalData, kw: dict, msg: str) -> None:
+    with pytest.raises(LncliError, match=msg) as info:
+        evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(**kw))
+    assert "\n" not in str(info.value)
+
+
+def test_no_checkpoint_and_no_cell_are_refused(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    with pytest.raises(LncliError, match="no checkpoint to evaluate"):
+        evaluate_grid([], eval_data, cfg())
+    for kw, msg in (({"noises": ()}, "no noise"), ({"severities": ()}, "no severity"), ({"workers": -1}, "--workers")):
+        with pytest.raises(LncliError, match=msg):
+            evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(**kw))
+
+
+def test_paper_profile_aliases_are_recorded(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    recs = evaluate_grid(
+        load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(modes=("running",), noises=("shot",), profile="paper")
+    )
+    assert [(r.noise, r.profile) for r in recs] == [(CLEAN, "none"), ("poisson", "paper")]
+
+
+# ---------------------------------------------------------------------------
+# distributed: 2 CPU processes (gloo) give the single-process counts
+# ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _dist_worker(rank: int, world: int, port: int, paths: list[str], conf: EvalConfig, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK="0"
+    )
+    torch.set_num_threads(1)
+    from lncli.distributed import cleanup, init_distributed
+
+    init_distributed(torch.device("cpu"))
+    try:
+        d = EvalData.from_imageset(load_dataset("synthetic", "test", limit=LIMIT))
+        recs = evaluate_grid(load_checkpoints(paths), d, conf)
+        torch.save([r.to_dict() for r in recs], f"{out}.{rank}")
+    finally:
+        cleanup()
+
+
+def test_two_process_gloo_sharding_matches_single_process(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, tmp_path: Path
+) -> None:
+    import torch.multiprocessing as mp
+
+    paths = [str(eval_ckpts["bn"]), str(eval_ckpts["ln"])]
+    conf = cfg(modes=None, noises=("gaussian", "impulse"), severities=(0, 4))
+    single = evaluate_grid(load_checkpoints(paths), eval_data, conf)
+    out = str(tmp_path / "recs")
+    mp.spawn(_dist_worker, args=(2, _free_port(), paths, conf, out), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = torch.load(f"{out}.{rank}", weights_only=True)
+        assert [(g["correct"], g["n"]) for g in got] == [(r.correct, r.n) for r in single]
+        assert {g["world_size"] for g in got} == {2}
+
+
+# ---------------------------------------------------------------------------
+# the paper's dataset-level min-max rescale
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise, severity", [("gaussian", 5), ("poisson", 3), ("dropout", 4)])
+def test_paper_rescale_matches_whole_set_reference(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, noise: str, severity: int
+) -> None:
+    """Batched evaluation with --rescale equals rescaling the whole noisy set at once (corruptions.rescale_minmax)."""
+    from lncli.corruptions import corrupt, rescale_minmax
+
+    assert eval_data.clean is not None
+    config = cfg(profile="paper", noises=(noise,), severities=(severity,), modes=("running",), rescale=True)
+    (rec,) = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, config)
+    images, labels = eval_data.clean.images, eval_data.clean.labels
+    noisy = corrupt(images.float() / 255.0, noise, severity, seed=0, profile="paper")  # unclipped floats
+    x = rescale_minmax(noisy, reference=images)
+    model = build_model(load_checkpoint(eval_ckpts["bn"])).eval()
+    with torch.inference_mode():
+        expected = int((model(normalize(x, META)).argmax(1) == labels).sum())
+    assert rec.rescale and rec.profile == "paper" and rec.rescale_range == "test"
+    assert rec.correct == expected, f"batched rescale {rec.correct} != whole-set reference {expected}"
+
+
+def test_paper_rescale_changes_the_input_and_needs_the_paper_profile(
+    eval_ckpts: dict[str, Path], eval_data: EvalData
+) -> None:
+    models = load_checkpoints([eval_ckpts["bn"]])
+    base = {"profile": "paper", "noises": ("gaussian",), "severities": (0, 5), "modes": ("running",)}
+    plain, scaled = (evaluate_grid(models, eval_data, cfg(**base, rescale=r)) for r in (False, True))
+    assert [r.rescale for r in scaled] == [False, True]  # the clean row is never rescaled
+    assert [r.rescale_range for r in scaled] == [None, "test"]  # no training split was given
+    assert {r.rescale_range for r in plain} == {None}
+    assert plain[0].correct == scaled[0].correct
+    with pytest.raises(LncliError, match="--profile paper"):
+        evaluate_grid(models, eval_data, cfg(rescale=True))
+
+
+def _spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Record every batch evaluate_grid feeds the models (it normalises each batch once, through lncli.data)."""
+    import lncli.data
+
+    seen: list[torch.Tensor] = []
+    real = lncli.data.normalize
+
+    def spy(images: torch.Tensor, meta: object) -> torch.Tensor:
+        seen.append(images.clone())
+        return real(images, meta)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lncli.data, "normalize", spy)
+    return seen
+
+
+def _minmax_reference(
+    images: torch.Tensor, noise: str, severity: int, seed: int, lo: np.ndarray, hi: np.ndarray
+) -> torch.Tensor:
+    """The authors' rescale written out in float64 on the whole set: each channel's noisy [min, max] -> [lo, hi]."""
+    from lncli.corruptions import corrupt
+
+    noisy = corrupt(images.float() / 255.0, noise, severity, seed=seed, profile="paper").double().numpy()  # unclipped
+    nlo, nhi = noisy.min(axis=(0, 2, 3), keepdims=True), noisy.max(axis=(0, 2, 3), keepdims=True)  # (1, C, 1, 1)
+    lo, hi = lo.reshape(1, -1, 1, 1), hi.reshape(1, -1, 1, 1)
+    out = (noisy - nlo) / (nhi - nlo) * (hi - lo) + lo
+    return torch.from_numpy(np.clip(out, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("noise, severity", [("gaussian", 5), ("poisson", 2), ("dropout", 4)])
+def test_paper_rescale_maps_onto_the_training_range(
+    eval_ckpts: dict[str, Path],
+    eval_data: EvalData,
+    monkeypatch: pytest.MonkeyPatch,
+    noise: str,
+    severity: int,
+    seed: int,
+) -> None:
+    """With a training split whose per-channel range differs from the test set's, the noisy batches are the
+    whole noisy test set mapped onto the TRAINING range (the authors' protocol), and the records say so."""
+    assert eval_data.clean is not None
+    train = load_dataset("synthetic", "train").images.numpy()  # (N, 3, 32, 32), every channel spans 0..255
+    train = (train // 2 + np.array([10, 40, 90], dtype=np.uint8)[None, :, None, None]).astype(
+        np.uint8
+    )  # 10..137, 40..167, 90..217
+    lo, hi = train.min(axis=(0, 2, 3)) / 255.0, train.max(axis=(0, 2, 3)) / 255.0  # float64, computed here
+    assert not np.allclose(lo, 0.0) and not np.allclose(hi, 1.0)  # differs from the test set's [0, 1]
+    train_range = (torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32))
+    with_train = EvalData.from_imageset(eval_data.clean, train_range=train_range)
+    batches = _spy_batches(monkeypatch)
+    config = cfg(
+        profile="paper",
+        noises=(noise,),
+        severities=(severity,),
+        modes=("running",),
+        rescale=True,
+        seed=seed,
+        order_seed=None,
+    )
+    (rec,) = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), with_train, config)
+    got = torch.cat(batches).double()  # dataset order (order_seed None), the ragged last batch included
+    expected = _minmax_reference(eval_data.clean.images, noise, severity, seed, lo, hi)
+    err = (got - expected).abs().max().item()
+    torch.testing.assert_close(
+        got, expected, rtol=1e-5, atol=1e-6, msg=f"max error {err:.3g} against the training-range reference"
+    )
+    onto_test = _minmax_reference(eval_data.clean.images, noise, severity, seed, np.zeros(3), np.ones(3))
+    assert (got - onto_test).abs().max().item() > 0.05  # the reference range really changed the input
+    assert rec.rescale and rec.rescale_range == "train" and rec.n == LIMIT

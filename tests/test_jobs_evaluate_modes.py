@@ -1,0 +1,146 @@
+"""Tests for lncli.jobs.evaluate.modes: the test-time mode table, the runners, and scores/predict."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from evaluate_helpers import META, cfg, counts, make_ln
+
+from lncli.checkpoint import build_model
+from lncli.config.evaluate import MODES
+from lncli.data import load_dataset, normalize
+from lncli.errors import LncliError
+from lncli.jobs.evaluate import (
+    MODE_TABLE,
+    EvalData,
+    LocalNormCopies,
+    default_modes,
+    evaluate_grid,
+    has_localnorm,
+    load_checkpoints,
+    make_runner,
+    predict,
+    scores,
+)
+from lncli.norm import LocalNorm2d
+from lncli.records import CLEAN
+
+
+def test_the_table_names_every_mode_in_order() -> None:
+    assert tuple(MODE_TABLE) == MODES
+
+
+def test_default_modes_follow_the_norm_kind(eval_ckpts: dict[str, Path]) -> None:
+    bn, ln = (c.checkpoint for c in load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]]))
+    assert default_modes(bn) == ("running", "batch") and default_modes(ln) == ("local",)
+    alias = dataclasses.replace(ln, norm=dataclasses.replace(ln.norm, kind="LN"))  # an accepted spelling
+    assert default_modes(alias) == ("local",)
+
+
+@pytest.mark.parametrize(
+    ("mode", "heads", "group_size", "uses_copy"),
+    [
+        ("running", "position", None, False),
+        ("batch", "position", 32, True),
+        ("local", "position", 8, True),
+        ("single", "position", 1, True),
+        ("vote", "vote", 1, True),
+        ("majority", "majority", 1, True),
+    ],
+)
+def test_runners_record_what_shares_statistics(
+    eval_ckpts: dict[str, Path], mode: str, heads: str, group_size: int | None, uses_copy: bool
+) -> None:
+    """BN model: ``running`` calls it as it is; every other mode a one-head LocalNorm copy."""
+    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    runner = make_runner(model, mode, heads="position", group_size=8, batch_size=32)
+    assert (runner.mode, runner.heads, runner.group_size) == (mode, heads, group_size)
+    assert (runner.model is not model) is uses_copy and has_localnorm(runner.model) is uses_copy
+    assert not has_localnorm(model)  # the model passed in is never converted
+
+
+def test_a_bn_models_modes_share_one_copy(eval_ckpts: dict[str, Path]) -> None:
+    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    copies = LocalNormCopies()
+    a, b = (
+        make_runner(model, m, heads="position", group_size=8, batch_size=32, copies=copies) for m in ("batch", "local")
+    )
+    assert a.model is b.model
+    x = normalize(load_dataset("synthetic", "test", limit=32).images, META)
+    with torch.inference_mode():  # the shared copy is set up before each call, so the order of calls does not matter
+        first = (a.predict(x), b.predict(x))
+        assert torch.equal(b.predict(x), first[1]) and torch.equal(a.predict(x), first[0])
+
+
+def test_unknown_mode_is_one_line(eval_ckpts: dict[str, Path]) -> None:
+    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    with pytest.raises(LncliError, match="unknown mode 'bogus'; valid: running, batch"):
+        scores(model, torch.zeros(2, 3, 32, 32), "bogus")
+
+
+def test_batch_mode_depends_on_batch_size(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    """Sanity check that the invariance of running mode is not vacuous: test-batch statistics do move."""
+    assert eval_data.clean is not None
+    models = load_checkpoints([eval_ckpts["bn"]])
+    x = normalize(eval_data.clean.images[:32], META)
+    model = build_model(models[0].checkpoint).eval()
+    small = torch.cat([predict(model, part, "batch") for part in x.split(4)])
+    assert not torch.equal(small, predict(model, x, "batch"))
+
+
+def test_single_and_vote_agree_for_one_head(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    recs = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(modes=("single", "vote")))
+    single = [r.correct for r in recs if r.mode == "single"]
+    vote = [r.correct for r in recs if r.mode == "vote"]
+    assert single == vote
+    assert {r.heads for r in recs if r.mode == "vote"} == {"vote"}
+    assert {r.group_size for r in recs} == {1}
+
+
+def test_majority_mode_end_to_end(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    """``majority``: single-image statistics, each head votes its argmax, ties to the lowest class.
+    The clean count equals a numpy ``bincount().argmax()`` reference over the heads' predictions
+    (single-image statistics do not depend on batching, so the reference runs on the whole set)."""
+    assert eval_data.clean is not None
+    models = load_checkpoints([eval_ckpts["ln"]])
+    recs = evaluate_grid(models, eval_data, cfg(modes=("majority",)))
+    assert [(r.mode, r.noise, r.severity) for r in recs] == [("majority", CLEAN, 0), ("majority", "gaussian", 3)]
+    assert {r.heads for r in recs} == {"majority"} and {r.group_size for r in recs} == {1}
+    model = build_model(models[0].checkpoint).eval()
+    layers = [m for m in model.modules() if isinstance(m, LocalNorm2d)]
+    x = normalize(eval_data.clean.images, META)
+    per_head = []
+    with torch.no_grad():
+        for h in range(2):  # the checkpoint's two heads
+            for layer in layers:
+                layer.test_stats, layer.force_head = "single", h
+            per_head.append(model(x).argmax(1).numpy())
+    votes = np.stack(per_head)  # (H, N)
+    preds = np.array([np.bincount(col).argmax() for col in votes.T])
+    assert (votes[0] != votes[1]).any(), "the heads disagree somewhere, so ties are exercised"
+    assert recs[0].correct == int((preds == eval_data.clean.labels.numpy()).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_position_heads_depend_on_order_mean_heads_do_not(tmp_path: Path, seed: int) -> None:
+    """Running statistics isolate the head effect: only the head choice can depend on position."""
+    ln = load_checkpoints([make_ln(tmp_path / "ln.pt", seed=seed, group_size=4, num_heads=2)])[0]
+    model = build_model(ln.checkpoint).eval()
+    x = normalize(load_dataset("synthetic", "test", limit=16).images, META)  # 4 groups of 4 -> heads 0,1,0,1
+    perm = torch.roll(torch.arange(16), 4)  # every image moves to a group with the other head
+    for heads, should_commute in (("mean", True), ("position", False)):
+        base = scores(model, x, "running", heads=heads, group_size=4)
+        moved = scores(model, x[perm], "running", heads=heads, group_size=4)
+        err = (moved - base[perm]).abs().max().item()
+        assert (err < 1e-5) is should_commute, f"{heads}: max |moved - base[perm]| = {err:.3g}"
+    # ...and at the grid level the mean-head counts ignore the order seed.
+    d = EvalData.from_imageset(load_dataset("synthetic", "test", limit=40))
+    by_order = [
+        counts(evaluate_grid([ln], d, cfg(modes=("running",), heads="mean", batch_size=8, group_size=4, order_seed=o)))
+        for o in (0, 1, 2)
+    ]
+    assert by_order[0] == by_order[1] == by_order[2]

@@ -1,0 +1,66 @@
+"""Tests for lncli.report.table: the pivot table at fixed widths, headers, legend and caption (no models needed)."""
+
+from __future__ import annotations
+
+import pytest
+from report_helpers import LONG, demo_sweep, header_cells, sweep
+
+from lncli.records import CLEAN, EvalRecord
+from lncli.report import format_table
+
+
+def test_table_fixed_width_golden_rows() -> None:
+    text = format_table(sweep(), width=110)
+    lines = text.splitlines()
+    assert all(len(line) <= 110 for line in lines)
+    header = "\n".join(lines[:5])
+    assert "running" in header and "batch" in header and lines[-1] == "checkpoint = runs/bn.pt"
+    clean = next(line for line in lines if line.strip("│| ").startswith("clean"))
+    # running is best on clean (90.0 vs 88.0) and carries the marker; batch does not.
+    assert "90.0 [85.1, 93.4]*" in clean and "88.0 [82.8, 91.8] " in clean
+    g3 = next(line for line in lines if "gaussian 3" in line)
+    assert "73.0 [66.5, 78.7]*" in g3  # batch wins under heavy noise
+    flat = " ".join(text.split())  # the caption wraps at the table's width
+    for label in ("gaussian mean", "impulse mean", "mean", "mCE %", "rel. mCE %", "mCE baseline bn:running", "n=200"):
+        assert label in flat
+    # ANSI escapes never reach a non-terminal.
+    assert "\x1b[" not in text
+
+
+def test_table_is_deterministic() -> None:
+    assert format_table(sweep(), width=100) == format_table(sweep(), width=100)
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_table_headers_fit_80_and_200_columns_with_a_legend(width: int) -> None:
+    text = format_table(demo_sweep(), width=width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width, max(lines, key=len)
+    # Exactly two header lines: the short names intact over the modes (no wrap, no fold, no ellipsis).
+    assert header_cells(text) == [["", "bn", "bn", "ln"], ["noise / severity", "running", "batch", "local"]]
+    legend = lines[-2:]
+    assert legend == [f"bn = {LONG[0]}", f"ln = {LONG[1]}"]
+    # The intervals are shown whenever they fit (3 x 22 + 23 = 89 columns here).
+    assert ("[" in text.split("clean")[1].splitlines()[0]) == (width >= 89)
+
+
+def test_single_checkpoint_headers_show_the_mode_and_the_legend_its_file() -> None:
+    text = format_table(sweep(), width=80)
+    assert header_cells(text) == [["noise / severity", "running", "batch"]]
+    assert text.splitlines()[-1] == "checkpoint = runs/bn.pt"
+    assert "mCE baseline bn:running" in " ".join(text.split())  # the caption keeps the full label
+
+
+def test_caption_names_the_rescale_range() -> None:
+    import dataclasses
+
+    def flat(recs: list[EvalRecord]) -> str:
+        return " ".join(format_table(recs, width=120).split())
+
+    assert "rescaled" not in flat(sweep())
+    for used, words in (
+        ("train", "rescaled onto the training split's range"),
+        ("test", "onto the clean test set's range (no training split found)"),
+    ):
+        recs = [r if r.noise == CLEAN else dataclasses.replace(r, rescale=True, rescale_range=used) for r in sweep()]
+        assert words in flat(recs)
