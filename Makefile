@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 FMNIST  := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test test-all bench clean
+.PHONY: install data demo check test test-all bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,12 @@ demo: install data
 	$(VENV)/bin/lncli evaluate examples/checkpoints/*.pt --noise gaussian,shot,impulse $$data \
 	  $(if $(DEMO_LIMIT),--limit $(DEMO_LIMIT)) $(DEMO_ARGS) \
 	  --csv demo_out/results.csv --json demo_out/results.json --plot demo_out/accuracy.png
+
+# Format, lint and types (configured in pyproject.toml); CI runs this before the tests.
+check: install
+	$(VENV)/bin/ruff format --check lncli tests benchmarks
+	$(VENV)/bin/ruff check lncli tests benchmarks
+	$(VENV)/bin/mypy
 
 test: install data
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -36,11 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 from lncli.io import atomic_write
 from lncli.noise import corrupt
-
-from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,7 +74,7 @@ def time_lncli(x: torch.Tensor, noise: str, seed: int, threads: int, backend: st
     return x.shape[0] / (time.perf_counter() - t)
 
 
-def time_ic(img: np.ndarray, noise: str, count: int, ic_corrupt) -> float:  # noqa: ANN001
+def time_ic(img: np.ndarray, noise: str, count: int, ic_corrupt) -> float:
     """Images/s of imagecorruptions.corrupt called once per image."""
     t = time.perf_counter()
     for _ in range(count):
@@ -91,7 +90,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 runs, small batches (smoke test)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per cell (default 30, quick 2)")
-    ap.add_argument("--threads", default=None, help="comma list of corrupt(num_threads=) values for lncli, e.g. 1,2 (default: 1 and torch.get_num_threads()); imagecorruptions is single-threaded numpy")
+    ap.add_argument(
+        "--threads",
+        default=None,
+        help="comma list of corrupt(num_threads=) values for lncli, e.g. 1,2 (default: 1 and torch.get_num_threads()); imagecorruptions is single-threaded numpy",
+    )
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -129,7 +132,11 @@ def main() -> None:
             table_s = time.perf_counter() - t0
             ic_corrupt(img, severity=SEVERITY, corruption_name=f"{noise}_noise")  # warm-up
             # (device, threads, backend): numba at every thread count, the numpy reference path at 1.
-            cells = [("cpu", t, backend) for t in threads] + [("cpu", 1, "numpy")] if backend == "numba" else [("cpu", t, "numpy") for t in threads]
+            cells = (
+                [("cpu", t, backend) for t in threads] + [("cpu", 1, "numpy")]
+                if backend == "numba"
+                else [("cpu", t, "numpy") for t in threads]
+            )
             cells += [("cuda", 1, "torch")] if "cuda" in devices else []
             per_cell: dict[tuple[str, int, str], list[float]] = {c: [] for c in cells}
             ic_rates: list[float] = []
@@ -150,7 +157,10 @@ def main() -> None:
                     "speedup_of_medians": statistics.median(per_cell[(dev, th, be)]) / ic_med,
                     "speedup": m / ic_m, "table_build_s": table_s, "runs": runs,
                 })  # fmt: skip
-                print(f"{size:>4}px {noise:<9} {dev:<4} t{th} {be:<5} lncli {m:>10.0f} +- {s:>7.0f} img/s | imagecorruptions {ic_m:>8.0f} +- {ic_s:>6.0f} img/s | {m / ic_m:6.1f}x", file=sys.stderr)
+                print(
+                    f"{size:>4}px {noise:<9} {dev:<4} t{th} {be:<5} lncli {m:>10.0f} +- {s:>7.0f} img/s | imagecorruptions {ic_m:>8.0f} +- {ic_s:>6.0f} img/s | {m / ic_m:6.1f}x",
+                    file=sys.stderr,
+                )
 
     import skimage
 
@@ -188,23 +198,34 @@ def render_md(meta: dict, rows: list[dict]) -> str:
     """Markdown table with the evidence header (hardware, versions, runs, load)."""
 
     def best(noise: str, one_thread: bool) -> float:
-        picked = [r["speedup"] for r in rows if r["size"] == 32 and r["noise"] == noise and r["device"] == "cpu" and (r["threads"] == 1 or not one_thread)]
+        picked = [
+            r["speedup"]
+            for r in rows
+            if r["size"] == 32
+            and r["noise"] == noise
+            and r["device"] == "cpu"
+            and (r["threads"] == 1 or not one_thread)
+        ]
         return max(picked, default=0.0)
 
     def verdict(one_thread: bool) -> str:
-        return "; ".join(f"{n} {'yes' if best(n, one_thread) >= 20 else 'no'} ({best(n, one_thread):.1f}x)" for n in NOISES)
+        return "; ".join(
+            f"{n} {'yes' if best(n, one_thread) >= 20 else 'no'} ({best(n, one_thread):.1f}x)" for n in NOISES
+        )
 
     kernels = f"numba {meta['numba']} kernels" if meta.get("numba") else f"numpy path ({meta.get('numba_off_reason')})"
     lines = [
         "# lncli corrupt vs imagecorruptions",
         "",
-        f"Evidence: images/s, mean +- std over n={rows[0]['runs']} runs per cell, severity {SEVERITY}, "
-        f"ImageNet-C constants, uint8 input, same process, interleaved. "
-        f"CPU: {meta['cpu']} ({meta['cpu_count']} logical cores), lncli threads {', '.join(map(str, meta['lncli_threads']))} "
-        f"(column 'threads'; imagecorruptions always 1); lncli CPU sampler: {kernels} "
-        f"(column 'backend'; 'numpy' rows are the bit-identical reference path, LNCLI_NUMBA=0); "
-        f"GPU: {meta['gpu'] or 'none'}. Python {meta['python']}, torch {meta['torch']}, numpy {meta['numpy']}, "
-        f"imagecorruptions {meta['imagecorruptions']}, scikit-image {meta['scikit_image']}. {meta['date_utc']}.",
+        (
+            f"Evidence: images/s, mean +- std over n={rows[0]['runs']} runs per cell, severity {SEVERITY}, "
+            f"ImageNet-C constants, uint8 input, same process, interleaved. "
+            f"CPU: {meta['cpu']} ({meta['cpu_count']} logical cores), lncli threads {', '.join(map(str, meta['lncli_threads']))} "
+            f"(column 'threads'; imagecorruptions always 1); lncli CPU sampler: {kernels} "
+            f"(column 'backend'; 'numpy' rows are the bit-identical reference path, LNCLI_NUMBA=0); "
+            f"GPU: {meta['gpu'] or 'none'}. Python {meta['python']}, torch {meta['torch']}, numpy {meta['numpy']}, "
+            f"imagecorruptions {meta['imagecorruptions']}, scikit-image {meta['scikit_image']}. {meta['date_utc']}."
+        ),
         "",
         f"Load average before/after: {', '.join(f'{v:.2f}' for v in meta['loadavg_before'])} / "
         f"{', '.join(f'{v:.2f}' for v in meta['loadavg_after'])}." + (f" Note: {meta['note']}" if meta["note"] else ""),
@@ -226,9 +247,11 @@ def render_md(meta: dict, rows: list[dict]) -> str:
         )
     lines += [
         "",
-        "'first call' is the one-off cost of the first corrupt() of a noise and severity in a process: "
-        "building the sampling table, plus loading the numba kernels from numba's on-disk cache "
-        "(a fresh install compiles them once, a few seconds); it is excluded from images/s.",
+        (
+            "'first call' is the one-off cost of the first corrupt() of a noise and severity in a process: "
+            "building the sampling table, plus loading the numba kernels from numba's on-disk cache "
+            "(a fresh install compiles them once, a few seconds); it is excluded from images/s."
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -35,16 +35,15 @@ import time
 from pathlib import Path
 
 import torch
+from _common import cpu_model
 
 from lncli import __version__
 from lncli.checkpoint import NormSpec, checkpoint_from_model
 from lncli.data import DATASETS, load_dataset, normalize
-from lncli.jobs.evaluate import EvalConfig, EvalData, LoadedCheckpoint, LocalNormCopies, evaluate_grid, make_runner
 from lncli.io import atomic_write
+from lncli.jobs.evaluate import EvalConfig, EvalData, LoadedCheckpoint, LocalNormCopies, evaluate_grid, make_runner
 from lncli.models import create_model
-from lncli.norm import get_norm_layer
-
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from lncli.nn import get_norm_layer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,7 +77,9 @@ def time_forward(models: list[LoadedCheckpoint], data: EvalData, config: EvalCon
         modes = ("local",) if lc.checkpoint.norm.kind == "localnorm" else ("running", "batch")
         g = lc.checkpoint.norm.group_size or 16
         for mode in modes:
-            runners.append(make_runner(model, mode, heads=config.heads, group_size=g, batch_size=config.batch_size, copies=copies))
+            runners.append(
+                make_runner(model, mode, heads=config.heads, group_size=g, batch_size=config.batch_size, copies=copies)
+            )
     x = normalize(data.clean.images, data.clean.meta)
     batches = list(x.split(config.batch_size))
     t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def time_forward(models: list[LoadedCheckpoint], data: EvalData, config: EvalCon
 
 def time_data(data: EvalData, config: EvalConfig, severities: tuple[int, ...]) -> float:
     """The sweep's own work without the models: gather, corrupt and normalise every cell's batches once."""
-    from lncli.corruptions import corrupt
+    from lncli.noise import corrupt
 
     order = torch.randperm(len(data.clean), generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
@@ -134,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         imgs = data.clean.images.repeat(reps, 1, 1, 1)[:images]
         labels = data.clean.labels.repeat(reps)[:images]
         data = EvalData.from_imageset(type(data.clean)(imgs, labels, data.clean.meta))
-    config = EvalConfig(noises=("gaussian", "shot", "impulse"), severities=severities, batch_size=128, device="cpu", workers=args.workers)
+    config = EvalConfig(
+        noises=("gaussian", "shot", "impulse"),
+        severities=severities,
+        batch_size=128,
+        device="cpu",
+        workers=args.workers,
+    )
     n_cells = 1 + 3 * (len(severities) - 1)
 
     time_sweep(models, data, config)  # warm-up (allocator, lazy imports, noise tables)
@@ -159,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def ms(v: list[float]) -> dict[str, float]:
-        return {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "median": statistics.median(v)}
+        return {
+            "mean": statistics.mean(v),
+            "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "median": statistics.median(v),
+        }
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {
@@ -182,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         # Contention-robust second view: the sweep's own work (noise + normalisation) added to the forwards.
         "component_ratio": (statistics.median(fwds) + statistics.median(datas)) / statistics.median(fwds),
         "meets_target": statistics.median(ratios) <= 1.25,
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": args.threads, "loadavg_after": load},
+        "hardware": {
+            "cpu": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "torch_threads": args.threads,
+            "loadavg_after": load,
+        },
         "versions": {"lncli": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "note": args.note,
     }
@@ -191,24 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("\n")
     md = f"""# bench_evaluate: whole sweep vs pure forward passes
 
-Evidence: sweep/forward = **{result['ratio']['median']:.3f}** (median of {runs} interleaved runs; mean {result['ratio']['mean']:.3f} +- {result['ratio']['std']:.3f}); target <= 1.25 -> {'met' if result['meets_target'] else 'NOT met'}.
+Evidence: sweep/forward = **{result["ratio"]["median"]:.3f}** (median of {runs} interleaved runs; mean {result["ratio"]["mean"]:.3f} +- {result["ratio"]["std"]:.3f}); target <= 1.25 -> {"met" if result["meets_target"] else "NOT met"}.
 
 | | mean s | std s |
 |---|---|---|
-| whole sweep (`evaluate_grid`) | {result['sweep_s']['mean']:.2f} | {result['sweep_s']['std']:.2f} |
-| forward passes only | {result['forward_s']['mean']:.2f} | {result['forward_s']['std']:.2f} |
-| data only (gather + noise + normalise, once per cell) | {result['data_s']['mean']:.2f} | {result['data_s']['std']:.2f} |
+| whole sweep (`evaluate_grid`) | {result["sweep_s"]["mean"]:.2f} | {result["sweep_s"]["std"]:.2f} |
+| forward passes only | {result["forward_s"]["mean"]:.2f} | {result["forward_s"]["std"]:.2f} |
+| data only (gather + noise + normalise, once per cell) | {result["data_s"]["mean"]:.2f} | {result["data_s"]["std"]:.2f} |
 
-Second view, less sensitive to load: (forward + data) / forward = {result['component_ratio']:.3f} (medians).
+Second view, less sensitive to load: (forward + data) / forward = {result["component_ratio"]:.3f} (medians).
 
 Setup: {args.arch} on {args.data} ({images} test images), BN (running, batch) + LocalNorm (local, G=16, 8 heads) = 3 columns;
-gaussian/shot/impulse at severities {','.join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
-{result['forward_images']} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
+gaussian/shot/impulse at severities {",".join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
+{result["forward_images"]} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
 The forward baseline runs the same prepared modules on pre-normalised batches.
 
-Hardware: {result['hardware']['cpu']} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else 'n/a'}.
+Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
 Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
-{('Note: ' + args.note) if args.note else ''}
+{("Note: " + args.note) if args.note else ""}
 """
     with atomic_write(args.out.with_suffix(".md")) as fh:
         fh.write(md)

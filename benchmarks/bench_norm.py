@@ -24,18 +24,17 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from _common import cpu_model
 from torch import nn
 
 from lncli.io import atomic_write
 from lncli.models import create_model
 from lncli.nn import get_norm_layer, localnorm_layers, set_test_mode
-
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -131,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[n][f"{phase}_mean_ms"] = 1e3 * statistics.fmean(ts)
             summary[n][f"{phase}_std_ms"] = 1e3 * statistics.stdev(ts) if len(ts) > 1 else 0.0
             summary[n][f"{phase}_ratio_of_medians"] = statistics.median(ts) / statistics.median(bn[phase])
-            summary[n][f"{phase}_median_paired_ratio"] = statistics.median(
-                a / b for a, b in zip(ts, bn[phase])
-            )
+            summary[n][f"{phase}_median_paired_ratio"] = statistics.median(a / b for a, b in zip(ts, bn[phase]))
 
     record = {
         "benchmark": "bench_norm",
@@ -175,12 +172,16 @@ def render_md(r: dict) -> str:
     lines = [
         "# bench_norm: LocalNorm2d vs BatchNorm2d, CIFAR ResNet-20, CPU",
         "",
-        f"Evidence: {r['runs']} run of {r['iters']} interleaved iterations per variant "
-        f"(after {r['warmup']} warm-up), median reported; batch {r['batch']}, G = {r['group_size']}, "
-        f"{r['num_heads']} heads; eval in test mode {r['test_mode']}.",
-        f"Hardware: {r['cpu']}, {r['cpu_count']} logical CPUs, torch threads {r['torch_threads']}; "
-        f"torch {r['torch']}, Python {r['python']}; load average (1, 5, 15 min) at start "
-        f"{_fmt_load(r.get('load_avg_at_start'))}, at end {_fmt_load(r['load_avg_at_end'])}.",
+        (
+            f"Evidence: {r['runs']} run of {r['iters']} interleaved iterations per variant "
+            f"(after {r['warmup']} warm-up), median reported; batch {r['batch']}, G = {r['group_size']}, "
+            f"{r['num_heads']} heads; eval in test mode {r['test_mode']}."
+        ),
+        (
+            f"Hardware: {r['cpu']}, {r['cpu_count']} logical CPUs, torch threads {r['torch_threads']}; "
+            f"torch {r['torch']}, Python {r['python']}; load average (1, 5, 15 min) at start "
+            f"{_fmt_load(r.get('load_avg_at_start'))}, at end {_fmt_load(r['load_avg_at_end'])}."
+        ),
     ]
     if r["note"]:
         lines.append(f"Note: {r['note']}")
@@ -190,8 +191,10 @@ def render_md(r: dict) -> str:
         "LocalNorm uses its copy-free CPU kernels; `-native` rows (if any) use one native F.batch_norm call instead.",
         "Ratios are LN/BN; target <= 1.05 train, <= 1.10 eval.",
         "",
-        "| variant | train ms (median) | train std | LN/BN train | LN/BN train (paired) "
-        "| eval ms (median) | eval std | LN/BN eval | LN/BN eval (paired) |",
+        (
+            "| variant | train ms (median) | train std | LN/BN train | LN/BN train (paired) "
+            "| eval ms (median) | eval std | LN/BN eval | LN/BN eval (paired) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in r["results"].items():

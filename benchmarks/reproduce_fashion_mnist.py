@@ -33,16 +33,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lncli import __version__  # noqa: E402
-from lncli.config import load_train_config  # noqa: E402
-from lncli.evaluate import EvalConfig, EvalData, EvalRecord, evaluate_grid, load_checkpoints  # noqa: E402
-from lncli.data import load_dataset  # noqa: E402
-from lncli.io import atomic_path, atomic_write  # noqa: E402
-from lncli.jobs.train import train  # noqa: E402
+from _common import cpu_model
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from lncli import __version__
+from lncli.config import load_train_config
+from lncli.config.evaluate import EvalConfig
+from lncli.data import load_dataset
+from lncli.io import atomic_path, atomic_write
+from lncli.jobs.evaluate import EvalData, evaluate_grid, load_checkpoints
+from lncli.jobs.train import train
+from lncli.records import EvalRecord
 
-CONFIGS = {"BN": ROOT / "sample_configs/fashion_mnist_bn.yaml", "LN": ROOT / "sample_configs/fashion_mnist_localnorm.yaml"}
+CONFIGS = {
+    "BN": ROOT / "sample_configs/fashion_mnist_bn.yaml",
+    "LN": ROOT / "sample_configs/fashion_mnist_localnorm.yaml",
+}
 MODES = {"BN": ("running", "batch", "local"), "LN": ("running", "local", "single", "vote")}
 # (label, noises): the paper profile's noises are its multiplicative uniform, multiplicative Poisson and
 # pixel dropout; "paper+rescale" adds the authors' min-max rescale of the whole noisy test set.
@@ -59,7 +64,9 @@ def hardware() -> str:
     return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
-def train_models(seeds: list[int], epochs: int | None, runs: Path, reuse: bool, extra: list[str]) -> dict[tuple[str, int], Path]:
+def train_models(
+    seeds: list[int], epochs: int | None, runs: Path, reuse: bool, extra: list[str]
+) -> dict[tuple[str, int], Path]:
     """Train (or reuse) one BN and one LN model per seed; return their last.pt paths."""
     paths = {}
     for seed in seeds:
@@ -72,12 +79,17 @@ def train_models(seeds: list[int], epochs: int | None, runs: Path, reuse: bool, 
                 t0 = time.perf_counter()
                 res = train(cfg, out)
                 acc = res.final.test_accuracy if res.final else float("nan")
-                print(f"trained {norm} seed {seed}: test acc {acc:.4f} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+                print(
+                    f"trained {norm} seed {seed}: test acc {acc:.4f} in {time.perf_counter() - t0:.0f} s",
+                    file=sys.stderr,
+                )
             paths[(norm, seed)] = ckpt
     return paths
 
 
-def evaluate_all(paths: dict[tuple[str, int], Path], limit: int | None, batch_size: int, data_dir: Path | None) -> list[tuple[str, int, EvalRecord]]:
+def evaluate_all(
+    paths: dict[tuple[str, int], Path], limit: int | None, batch_size: int, data_dir: Path | None
+) -> list[tuple[str, int, EvalRecord]]:
     """Every model x mode x profile x noise x severity; returns (norm, seed, record)."""
     clean = load_dataset("fashion-mnist", "test", data_dir=data_dir, limit=limit)
     data = EvalData.from_imageset(clean)
@@ -116,10 +128,19 @@ def aggregate(rows: list[tuple[str, int, EvalRecord]]) -> list[dict]:
     agg = []
     for key, accs in groups.items():
         norm, mode, profile, noise, sev = key
-        agg.append({
-            "model": norm, "mode": mode, "profile": profile, "noise": noise, "severity": sev, "param": params[key],
-            "seeds": len(accs), "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        })
+        agg.append(
+            {
+                "model": norm,
+                "mode": mode,
+                "profile": profile,
+                "noise": noise,
+                "severity": sev,
+                "param": params[key],
+                "seeds": len(accs),
+                "mean": statistics.fmean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            }
+        )
     return agg
 
 
@@ -141,9 +162,15 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
         for norm, seed, r in rows:
             w.writerow({"model": norm, "seed": seed, **r.to_dict()})
 
-    cols = sorted({column(a) for a in agg}, key=lambda c: (c.split()[0], ["running", "batch", "local", "single", "vote"].index(c.split()[1])))
+    cols = sorted(
+        {column(a) for a in agg},
+        key=lambda c: (c.split()[0], ["running", "batch", "local", "single", "vote"].index(c.split()[1])),
+    )
     cell = {(column(a), a["profile"], a["noise"], a["severity"]): a for a in agg}
-    row_keys = sorted({(a["profile"], a["noise"], a["severity"]) for a in agg}, key=lambda k: (k[0] != "clean", [p for p, _ in PROFILES].index(k[0]) if k[0] != "clean" else -1, k[1], k[2]))
+    row_keys = sorted(
+        {(a["profile"], a["noise"], a["severity"]) for a in agg},
+        key=lambda k: (k[0] != "clean", [p for p, _ in PROFILES].index(k[0]) if k[0] != "clean" else -1, k[1], k[2]),
+    )
     lines = [
         "# Does LocalNorm hold up? Fashion-MNIST",
         "",
@@ -152,7 +179,12 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
         f"`sample_configs/fashion_mnist_{{bn,localnorm}}.yaml`. Test batch {meta['batch_size']}, G = {meta['group_size']} "
         f"(LN: {meta['heads']} heads, `--heads position`), test order shuffled with the seed. "
         f"Hardware: {meta['hardware']}; torch {torch.__version__}, lncli {__version__}, Python {platform.python_version()}. "
-        f"Wall time {meta['wall_s']:.0f} s" + (" (evaluation only: models reused from an earlier run)." if meta["reused"] else " (training and evaluation)."),
+        f"Wall time {meta['wall_s']:.0f} s"
+        + (
+            " (evaluation only: models reused from an earlier run)."
+            if meta["reused"]
+            else " (training and evaluation)."
+        ),
         "",
         "| profile | noise | sev | param | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
@@ -171,15 +203,30 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
             vals.append(f"**{s}**" if a["mean"] == best else s)
         p = "" if param is None else f"{param:g}"
         lines.append(f"| {prof} | {noise} | {sev} | {p} | " + " | ".join(vals) + " |")
-    lines += ["", "## Ratios at the worst severity (5)", "", "| profile | noise | LN local / BN running | BN batch / BN running | LN local / BN batch |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Ratios at the worst severity (5)",
+        "",
+        "| profile | noise | LN local / BN running | BN batch / BN running | LN local / BN batch |",
+        "|---|---|---|---|---|",
+    ]
     for prof, noises in PROFILES:
         for noise in noises:
-            g = lambda c: cell.get((c, prof, noise, 5), {}).get("mean", float("nan"))  # noqa: E731
+
+            def g(c: str, prof: str = prof, noise: str = noise) -> float:
+                return cell.get((c, prof, noise, 5), {}).get("mean", float("nan"))
+
             lnl, bnr, bnb = g("LN local"), g("BN running"), g("BN batch")
             lines.append(f"| {prof} | {noise} | {lnl / bnr:.2f}× | {bnb / bnr:.2f}× | {lnl / bnb:.2f}× |")
     clean = {c: cell[(c, "clean", "clean", 0)]["mean"] for c in cols if (c, "clean", "clean", 0) in cell}
-    lines += ["", "Clean accuracy difference, LN local − BN running: "
-              f"{100 * (clean.get('LN local', float('nan')) - clean.get('BN running', float('nan'))):+.2f} points.", ""]
+    lines += [
+        "",
+        (
+            "Clean accuracy difference, LN local − BN running: "
+            f"{100 * (clean.get('LN local', float('nan')) - clean.get('BN running', float('nan'))):+.2f} points."
+        ),
+        "",
+    ]
     with atomic_write(out / "fashion_mnist.md") as fh:
         fh.write("\n".join(lines))
 
@@ -193,7 +240,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
     for ax, (prof, noise) in zip(axes.flat, panels):
         for c in cols:
             xs, ys, es = [], [], []
-            for sev in range(0, 6):
+            for sev in range(6):
                 a = cell.get((c, "clean", "clean", 0)) if sev == 0 else cell.get((c, prof, noise, sev))
                 if a is not None:
                     xs.append(sev), ys.append(100 * a["mean"]), es.append(100 * a["std"])
@@ -218,7 +265,12 @@ def git_commit() -> str:
 
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "lncli", "sample_configs"], capture_output=True, text=True).stdout
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "lncli", "sample_configs"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -231,8 +283,12 @@ def export_examples(paths: dict[tuple[str, int], Path], seed: int, directory: Pa
     for norm, cfg_path in CONFIGS.items():
         ckpt = load_checkpoint(paths[(norm, seed)])
         ckpt.train_state = None  # optimizer/RNG state only matters for --resume; halves the file
-        ckpt.provenance = {**ckpt.provenance, "config": str(cfg_path.relative_to(ROOT)), "commit": commit,
-                           "trained_by": "benchmarks/reproduce_fashion_mnist.py"}
+        ckpt.provenance = {
+            **ckpt.provenance,
+            "config": str(cfg_path.relative_to(ROOT)),
+            "commit": commit,
+            "trained_by": "benchmarks/reproduce_fashion_mnist.py",
+        }
         save_checkpoint(ckpt, directory / f"fashion_mnist_small_cnn_{norm.lower()}.pt")
 
 
@@ -246,8 +302,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse trained models found under --runs")
-    ap.add_argument("--export", type=Path, default=None, help="also write the first seed's models here (examples/checkpoints)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra train config override key=value")
+    ap.add_argument(
+        "--export", type=Path, default=None, help="also write the first seed's models here (examples/checkpoints)"
+    )
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="extra train config override key=value"
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
@@ -259,10 +319,16 @@ def main() -> None:
     agg = aggregate(rows)
     ln_cfg = load_train_config(CONFIGS["LN"], [])
     meta = {
-        "seeds": len(seeds), "seed_list": ", ".join(map(str, seeds)),
-        "n_test": rows[0][2].n, "epochs": args.epochs or ln_cfg.epochs, "batch_size": args.batch_size,
-        "group_size": ln_cfg.norm.group_size, "heads": ln_cfg.norm.num_heads, "hardware": hardware(),
-        "wall_s": time.perf_counter() - t0, "reused": args.reuse,
+        "seeds": len(seeds),
+        "seed_list": ", ".join(map(str, seeds)),
+        "n_test": rows[0][2].n,
+        "epochs": args.epochs or ln_cfg.epochs,
+        "batch_size": args.batch_size,
+        "group_size": ln_cfg.norm.group_size,
+        "heads": ln_cfg.norm.num_heads,
+        "hardware": hardware(),
+        "wall_s": time.perf_counter() - t0,
+        "reused": args.reuse,
     }
     write_outputs(rows, agg, args.out, meta)
     print((args.out / "fashion_mnist.md").read_text())

@@ -38,10 +38,11 @@ import math
 import os
 import pickle
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -52,9 +53,9 @@ from lncli.errors import DataError
 __all__ = [
     "CIFAR10C_LABELS",
     "DATASETS",
+    "SYNTHETIC_SIZES",
     "DataMeta",
     "ImageSet",
-    "SYNTHETIC_SIZES",
     "cache_dir",
     "cifar10c_filename",
     "list_datasets",
@@ -96,7 +97,7 @@ class DataMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataMeta":
+    def from_dict(cls, d: dict[str, Any]) -> DataMeta:
         """Rebuild a meta from :meth:`to_dict` output; unknown keys are ignored (newer files).
 
         Args:
@@ -121,7 +122,9 @@ class DataMeta:
                 synthetic=bool(d.get("synthetic", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"malformed data metadata ({type(exc).__name__}: {exc}); expected DataMeta.to_dict() output") from None
+            raise DataError(
+                f"malformed data metadata ({type(exc).__name__}: {exc}); expected DataMeta.to_dict() output"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,7 @@ SYNTHETIC_SIZES = {"train": 2000, "test": 500}
 # their train split (tests check them). ImageFolder uses the ImageNet constants,
 # as torchvision's pretrained models do.
 DATASETS: dict[str, DataMeta] = {
-    "fashion-mnist": DataMeta(
-        "fashion-mnist", 10, 1, (28, 28), (0.2860406,), (0.3530242,), FASHION_MNIST_CLASSES
-    ),
+    "fashion-mnist": DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860406,), (0.3530242,), FASHION_MNIST_CLASSES),
     "cifar10": DataMeta(
         "cifar10",
         10,
@@ -176,9 +177,7 @@ DATASETS: dict[str, DataMeta] = {
     "synthetic": DataMeta(
         "synthetic", 10, 3, (32, 32), (0.5065, 0.4996, 0.4989), (0.2973, 0.2939, 0.2943), SYNTHETIC_CLASSES, True
     ),
-    "synthetic-gray": DataMeta(
-        "synthetic-gray", 10, 1, (28, 28), (0.4962,), (0.3032,), SYNTHETIC_CLASSES, True
-    ),
+    "synthetic-gray": DataMeta("synthetic-gray", 10, 1, (28, 28), (0.4962,), (0.3032,), SYNTHETIC_CLASSES, True),
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -364,7 +363,7 @@ def _load_fashion_mnist(split: str, *, data_dir: Path | None, download: bool, li
             from torchvision.datasets import FashionMNIST
 
             FashionMNIST(str(target), train=split == "train", download=True)
-        except Exception as exc:  # network errors come in many types
+        except Exception as exc:  # noqa: BLE001 - network and archive errors come in many types
             raise DataError(f"Fashion-MNIST download into {target} failed ({type(exc).__name__}: {exc})") from None
         folder = target / "FashionMNIST" / "raw"
         img, lbl = _find_idx(folder, img_stem), _find_idx(folder, lbl_stem)
@@ -405,7 +404,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     A plain ``pickle.load`` would run whatever code a crafted file names.
     """
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
@@ -464,7 +463,7 @@ def _load_cifar10(split: str, *, data_dir: Path | None, download: bool, limit: i
             from torchvision.datasets import CIFAR10
 
             CIFAR10(str(target), train=split == "train", download=True)
-        except Exception as exc:  # network errors come in many types
+        except Exception as exc:  # noqa: BLE001 - network and archive errors come in many types
             raise DataError(f"CIFAR-10 download into {target} failed ({type(exc).__name__}: {exc})") from None
         folder = _cifar_folder(target)
         tried.append(f"torchvision download into {target}")

@@ -63,7 +63,9 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def local_device(requested: str) -> torch.device:
@@ -75,7 +77,7 @@ def local_device(requested: str) -> torch.device:
             from lncli.errors import LncliError
 
             raise LncliError("--device cuda was requested but no CUDA GPU is available")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(requested)
 
 

@@ -95,7 +95,9 @@ def check_output_file(path: str | os.PathLike[str], option: str, suffixes: Seque
         want = suffixes[0] if len(suffixes) == 1 else f"one of {', '.join(suffixes)}"
         if not target.suffix:
             raise OutputError(f"{option} {path} has no suffix; it must end in {want}")
-        raise OutputError(f"{option} {path}: cannot write '{target.suffix.lstrip('.')}' files; the suffix must be {want}")
+        raise OutputError(
+            f"{option} {path}: cannot write '{target.suffix.lstrip('.')}' files; the suffix must be {want}"
+        )
     if target.exists() and not _may(target, os.W_OK):
         raise OutputError(f"{option} {path} exists and is read-only")
     _check_parent(target, option)
@@ -145,7 +147,8 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 def check_distinct(
-    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Mapping[str, str | os.PathLike[str] | None] | None = None
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+    inputs: Mapping[str, str | os.PathLike[str] | None] | None = None,
 ) -> None:
     """Refuse two outputs of one run that are one file, and an output that is one of the inputs.
 
@@ -160,7 +163,9 @@ def check_distinct(
     for opt, out in outs:
         for in_opt, inp in (inputs or {}).items():
             if inp is not None and same_file(inp, out):
-                raise OutputError(f"{opt} {out} is the input {in_opt} {inp}; refusing to overwrite it, choose another path")
+                raise OutputError(
+                    f"{opt} {out} is the input {in_opt} {inp}; refusing to overwrite it, choose another path"
+                )
     for i, (opt_a, a) in enumerate(outs):
         for opt_b, b in outs[i + 1 :]:
             if same_file(a, b):
@@ -252,6 +257,5 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: o
     """
     if "b" not in mode:
         open_kwargs.setdefault("encoding", "utf-8")
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, **open_kwargs) as fh:  # type: ignore[call-overload]
-            yield fh
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as fh:  # type: ignore[call-overload]
+        yield fh

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CLEAN", "RECORD_FIELDS", "HISTORY_FIELDS", "CorruptRecord", "EpochRecord", "EvalRecord"]
+__all__ = ["CLEAN", "HISTORY_FIELDS", "RECORD_FIELDS", "CorruptRecord", "EpochRecord", "EvalRecord"]
 
 CLEAN = "clean"
 """The ``noise`` value of the uncorrupted row (severity 0)."""

@@ -57,7 +57,20 @@ class Row:
     needs_chmod: bool = False  # the refusal relies on chmod, which root ignores
 
 
-EV_OPTS = ("--data", "synthetic-gray", "--limit", "32", "--batch-size", "16", "--noise", "gaussian", "--severity", "0,1", "--device", "cpu")
+EV_OPTS = (
+    "--data",
+    "synthetic-gray",
+    "--limit",
+    "32",
+    "--batch-size",
+    "16",
+    "--noise",
+    "gaussian",
+    "--severity",
+    "0,1",
+    "--device",
+    "cpu",
+)
 
 
 def ev(*extra: str, ckpt: str = "bn.pt") -> tuple[str, ...]:
@@ -223,7 +236,12 @@ def _png(path: Path, seed: int) -> None:
 def _idx_damaged(folder: Path) -> None:
     """Fashion-MNIST idx files with a bad magic number, for both splits."""
     folder.mkdir()
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (folder / stem).write_bytes(b"\x00\x00\x09\x03" + bytes(64))
 
 
@@ -326,8 +344,21 @@ def test_bad_input_is_refused(row: Row, ws: Path) -> None:
 def test_bad_input_is_refused_by_python_dash_m(row: Row, ws: Path) -> None:
     _skip_if_chmod_ignored(row, ws)
     before = _snapshot(ws)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200", "TERM": "dumb"}
-    proc = subprocess.run([sys.executable, "-m", "lncli", *row.argv], capture_output=True, text=True, cwd=ws, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "COLUMNS": "200",
+        "TERM": "dumb",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "lncli", *row.argv],
+        capture_output=True,
+        text=True,
+        cwd=ws,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     _assert_refused(row, proc.returncode, proc.stdout, proc.stderr)
     assert _snapshot(ws) == before, f"{row.id}: the workspace changed"
 
@@ -343,13 +374,19 @@ def test_chmod_rows_as_root_without_dac_caps(ws: Path, tmp_path: Path) -> None:
     if not _chmod_ignored(ws):
         pytest.skip("chmod stops this process, so the chmod rows ran in test_bad_input_is_refused")
     setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None or subprocess.run([setpriv, f"--bounding-set={DAC_CAPS}", "true"]).returncode != 0:
-        pytest.skip("chmod is ignored but we cannot drop CAP_DAC_OVERRIDE (not root, no setpriv, or no CAP_SETPCAP): the chmod rows stay unchecked")
+    if (
+        os.geteuid() != 0
+        or setpriv is None
+        or subprocess.run([setpriv, f"--bounding-set={DAC_CAPS}", "true"], check=False).returncode != 0
+    ):
+        pytest.skip(
+            "chmod is ignored but we cannot drop CAP_DAC_OVERRIDE (not root, no setpriv, or no CAP_SETPCAP): the chmod rows stay unchecked"
+        )
     select = " or ".join(f"[{rid}]" for rid in CHMOD_ROWS)
     cmd = [setpriv, f"--bounding-set={DAC_CAPS}", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            f"--basetemp={tmp_path / 'inner'}", str(Path(__file__)), "-k", select]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"{len(CHMOD_ROWS)} passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-3000:]
 
@@ -364,12 +401,17 @@ def _tree(root: Path) -> list[str]:
 def test_output_checks_create_nothing_and_accept_good_paths(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     before = _tree(tmp_path)
-    assert check_output_file(tmp_path / "new" / "deeper" / "r.csv", "--csv", (".csv",)) == tmp_path / "new" / "deeper" / "r.csv"
+    assert (
+        check_output_file(tmp_path / "new" / "deeper" / "r.csv", "--csv", (".csv",))
+        == tmp_path / "new" / "deeper" / "r.csv"
+    )
     check_output_file(tmp_path / "sub" / "R.CSV", "--csv", (".csv",))  # suffixes compare case-insensitively
     check_output_file(tmp_path / "any.thing", "OUT")  # no suffix rule
     check_output_dir(tmp_path / "sub", "--out")
     check_output_dir(tmp_path / "a" / "b", "--out")
-    check_distinct({"--csv": tmp_path / "r.csv", "--json": tmp_path / "r.json", "--plot": None}, {"IN": tmp_path / "in.pt"})
+    check_distinct(
+        {"--csv": tmp_path / "r.csv", "--json": tmp_path / "r.json", "--plot": None}, {"IN": tmp_path / "in.pt"}
+    )
     assert _tree(tmp_path) == before
 
 
@@ -377,17 +419,35 @@ def test_output_checks_create_nothing_and_accept_good_paths(tmp_path: Path) -> N
     ("call", "needle"),
     [
         (lambda d: check_output_file(d / "sub", "--csv", (".csv",)), "--csv"),
-        (lambda d: check_output_file(d / "r.CSVX", "--csv", (".csv",)), "cannot write 'CSVX' files; the suffix must be .csv"),
+        (
+            lambda d: check_output_file(d / "r.CSVX", "--csv", (".csv",)),
+            "cannot write 'CSVX' files; the suffix must be .csv",
+        ),
         (lambda d: check_output_file(d / "plot", "--plot", image_suffixes()), "no suffix; it must end in one of"),
-        (lambda d: check_output_file(d / "note.txt" / "a" / "r.csv", "--csv", (".csv",)), "note.txt is a file, not a folder"),
+        (
+            lambda d: check_output_file(d / "note.txt" / "a" / "r.csv", "--csv", (".csv",)),
+            "note.txt is a file, not a folder",
+        ),
         (lambda d: check_output_dir(d / "note.txt", "--out"), "is a file, not a folder"),
         (lambda d: check_output_dir(d / "note.txt" / "x", "--out"), "note.txt is a file"),
         (lambda d: check_distinct({"--csv": d / "r.csv", "--json": d / "sub" / ".." / "r.csv"}), "are the same file"),
-        (lambda d: check_distinct({"OUT": d / "note.txt"}, {"IN": d / "link.txt"}), "refusing to overwrite"),  # a hard link
+        (
+            lambda d: check_distinct({"OUT": d / "note.txt"}, {"IN": d / "link.txt"}),
+            "refusing to overwrite",
+        ),  # a hard link
     ],
-    ids=["folder", "suffix", "no-suffix", "through-file", "dir-is-file", "dir-through-file", "two-outputs", "hard-link"],
+    ids=[
+        "folder",
+        "suffix",
+        "no-suffix",
+        "through-file",
+        "dir-is-file",
+        "dir-through-file",
+        "two-outputs",
+        "hard-link",
+    ],
 )
-def test_output_checks_refuse_in_one_line(tmp_path: Path, call, needle: str) -> None:  # noqa: ANN001
+def test_output_checks_refuse_in_one_line(tmp_path: Path, call, needle: str) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "note.txt").write_text("x")
     os.link(tmp_path / "note.txt", tmp_path / "link.txt")
@@ -400,20 +460,20 @@ def test_output_checks_refuse_in_one_line(tmp_path: Path, call, needle: str) -> 
 
 def test_writer_oserror_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "new" / "deeper" / "r.csv"
-    with pytest.raises(OutputError, match=r"cannot write .*r\.csv: No space left on device"):
-        with atomic_write(target) as fh:
-            fh.write("half")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with (
+        pytest.raises(OutputError, match=r"cannot write .*r\.csv: No space left on device"),
+        atomic_write(target) as fh,
+    ):
+        fh.write("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert _tree(tmp_path) == []  # no temp file, and the folders it made are gone again
     (tmp_path / "dir.csv").mkdir()
-    with pytest.raises(OutputError, match="dir.csv"):  # os.replace onto a folder
-        with atomic_write(tmp_path / "dir.csv") as fh:
-            fh.write("x")
+    with pytest.raises(OutputError, match="dir.csv"), atomic_write(tmp_path / "dir.csv") as fh:  # replace onto a folder
+        fh.write("x")
     assert _tree(tmp_path) == ["dir.csv"]
     (tmp_path / "f").write_text("keep")
-    with pytest.raises(OutputError, match="cannot write"):  # parent is a file
-        with atomic_path(tmp_path / "f" / "x.bin"):
-            pass
+    with pytest.raises(OutputError, match="cannot write"), atomic_path(tmp_path / "f" / "x.bin"):  # parent is a file
+        pass
     assert (tmp_path / "f").read_text() == "keep"
 
 
@@ -438,5 +498,7 @@ def test_cli_write_failure_is_one_line(ws: Path, monkeypatch: pytest.MonkeyPatch
     assert warm.exit_code == 0, warm.stderr
     monkeypatch.setattr(lncli.io.os, "replace", full)
     res = CliRunner().invoke(app, list(ev("--csv", "out/r.csv")), env={"COLUMNS": "200", "TERM": "dumb"})
-    assert res.exit_code == 2 and res.stderr.strip() == "error: cannot write out/r.csv: No space left on device", res.stderr
+    assert res.exit_code == 2 and res.stderr.strip() == "error: cannot write out/r.csv: No space left on device", (
+        res.stderr
+    )
     assert not (ws / "out").exists()

@@ -43,8 +43,8 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
 
 def test_choices_are_built_from_the_library() -> None:
     from lncli.cli.app import DeviceChoice, GroupingChoice, HeadsChoice, NormChoice, ProfileChoice
-    from lncli.config.common import NORM_KINDS
-    from lncli.config.evaluate import DEVICES, HEADS
+    from lncli.config.common import DEVICES, NORM_KINDS
+    from lncli.config.evaluate import HEADS
     from lncli.noise import PROFILES
     from lncli.norm import GROUPINGS
 

@@ -10,13 +10,29 @@ from lncli.errors import LncliError
 
 @pytest.mark.parametrize(
     ("spec", "want"),
-    [("0-5", (0, 1, 2, 3, 4, 5)), ("5,1,2-3", (1, 2, 3, 5)), ("1,,3", (1, 3)), (" 0 , 2-4 ", (0, 2, 3, 4)), ("5,1,1", (1, 5))],
+    [
+        ("0-5", (0, 1, 2, 3, 4, 5)),
+        ("5,1,2-3", (1, 2, 3, 5)),
+        ("1,,3", (1, 3)),
+        (" 0 , 2-4 ", (0, 2, 3, 4)),
+        ("5,1,1", (1, 5)),
+    ],
 )
 def test_severities(spec: str, want: tuple[int, ...]) -> None:
     assert parse_severities(spec) == want
 
 
-@pytest.mark.parametrize(("spec", "match"), [("", "no severity"), ("a", "bad item"), ("3-1", "backwards"), ("1,,x", "bad item"), ("0-6", "out of range"), ("-1", "bad item")])
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("", "no severity"),
+        ("a", "bad item"),
+        ("3-1", "backwards"),
+        ("1,,x", "bad item"),
+        ("0-6", "out of range"),
+        ("-1", "bad item"),
+    ],
+)
 def test_bad_severities_name_the_option(spec: str, match: str) -> None:
     with pytest.raises(LncliError, match=f"--severity.*{match}"):
         parse_severities(spec)
@@ -39,7 +55,29 @@ def test_list_grammar() -> None:
 
 
 def test_norm_aliases() -> None:
-    assert [canonical_norm(k) for k in ("BN", "ln", "batch_norm", "LocalNorm")] == ["batchnorm", "localnorm", "batchnorm", "localnorm"]
+    assert [canonical_norm(k) for k in ("BN", "ln", "batch_norm", "LocalNorm")] == [
+        "batchnorm",
+        "localnorm",
+        "batchnorm",
+        "localnorm",
+    ]
     assert set(NORM_KINDS) == {"batchnorm", "localnorm"}
     with pytest.raises(LncliError, match="unknown norm kind 'gn'"):
         canonical_norm("gn")
+
+
+def test_profile_names_are_the_noise_profiles() -> None:
+    # The CLI builds --profile's choices from PROFILE_NAMES so that it need not import torch.
+    from lncli.config.common import PROFILE_NAMES
+    from lncli.noise import PROFILES
+
+    assert PROFILE_NAMES == tuple(PROFILES)
+
+
+def test_cli_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lncli.cli.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

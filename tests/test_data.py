@@ -62,7 +62,11 @@ def _write_cifar(root: Path, n: int = 4) -> dict[str, tuple[np.ndarray, list[int
         rows = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, size=n)]
         with open(folder / name, "wb") as fh:
-            pickle.dump({"batch_label": name, "data": rows, "labels": labels, "filenames": [f"{j}.png" for j in range(n)]}, fh, protocol=2)
+            pickle.dump(
+                {"batch_label": name, "data": rows, "labels": labels, "filenames": [f"{j}.png" for j in range(n)]},
+                fh,
+                protocol=2,
+            )
         written[name] = (rows, labels)
     with open(folder / "batches.meta", "wb") as fh:
         pickle.dump({"label_names": list(data_mod.CIFAR10_CLASSES), "num_cases_per_batch": n}, fh, protocol=2)
@@ -145,7 +149,14 @@ def test_fashion_mnist_missing_lists_what_was_tried(tmp_path: Path, monkeypatch:
         load_dataset("fashion-mnist", data_dir=tmp_path / "arg")
     msg = str(info.value)
     assert "\n" not in msg
-    for expected in ("arg (--data-dir)", "env ($LNCLI_DATA)", "user cache", "no-system-copy (system)", "--download", "apt-get"):
+    for expected in (
+        "arg (--data-dir)",
+        "env ($LNCLI_DATA)",
+        "user cache",
+        "no-system-copy (system)",
+        "--download",
+        "apt-get",
+    ):
         assert expected in msg, msg
 
 
@@ -294,7 +305,10 @@ def test_imagefolder(tmp_path: Path) -> None:
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert ds.meta.classes == ("cat", "dog") and ds.meta.num_classes == 2 and ds.meta.image_size == (16, 16)
     # limit keeps an evenly spaced subset, so both classes survive.
-    assert sorted(set(load_dataset(f"imagefolder:{tmp_path / 'imgs'}", image_size=8, limit=2).labels.tolist())) == [0, 1]
+    assert sorted(set(load_dataset(f"imagefolder:{tmp_path / 'imgs'}", image_size=8, limit=2).labels.tolist())) == [
+        0,
+        1,
+    ]
 
 
 def test_imagefolder_split_subfolders(tmp_path: Path) -> None:

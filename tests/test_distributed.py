@@ -37,10 +37,9 @@ def test_prefetch_raises_where_the_failing_result_would_be() -> None:
             raise ValueError("item 3")
         return i
 
-    got = []
+    got: list[int] = []
     with pytest.raises(ValueError, match="item 3"):
-        for v in prefetch(fn, range(10), 2):
-            got.append(v)
+        got.extend(prefetch(fn, range(10), 2))
     assert got == [0, 1, 2]
 
 

@@ -176,7 +176,9 @@ def test_model_kwargs_reports_options() -> None:
 def test_small_cnn_single_image_stats_do_not_collapse() -> None:
     norm = pytest.importorskip("lncli.norm")
     torch.manual_seed(0)
-    model = create_model("small_cnn", num_classes=10, in_channels=1, norm_layer=norm.get_norm_layer("localnorm", group_size=1))
+    model = create_model(
+        "small_cnn", num_classes=10, in_channels=1, norm_layer=norm.get_norm_layer("localnorm", group_size=1)
+    )
     norm.set_test_mode(model, stats="single")
     model.eval()
     with torch.no_grad():

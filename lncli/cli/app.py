@@ -20,11 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from lncli import __version__
-from lncli.config.common import NORM_KINDS
-from lncli.config.evaluate import DEVICES, HEADS
+from lncli.config.common import DEVICES, GROUPINGS, NORM_KINDS, PROFILE_NAMES
+from lncli.config.evaluate import HEADS
 from lncli.errors import LncliError
-from lncli.noise import PROFILES
-from lncli.norm import GROUPINGS
 
 err_console = Console(stderr=True)
 
@@ -129,7 +127,9 @@ if TYPE_CHECKING:
     GroupingChoice = _Choice
 else:
     ProfileChoice = _choices(
-        "ProfileChoice", PROFILES, "Noise constants: ImageNet-C, CIFAR-10-C, or the LocalNorm authors' own protocol."
+        "ProfileChoice",
+        PROFILE_NAMES,
+        "Noise constants: ImageNet-C, CIFAR-10-C, or the LocalNorm authors' own protocol.",
     )
     HeadsChoice = _choices("HeadsChoice", HEADS, "Which LocalNorm affine head a test group uses.")
     DeviceChoice = _choices("DeviceChoice", DEVICES, "Where the models run.")

@@ -10,7 +10,7 @@ import typer
 
 from lncli.cli.app import GroupingChoice, NormChoice, command
 from lncli.cli.progress import train_progress
-from lncli.convert import ConvertConfig, run_convert
+from lncli.config.convert import ConvertConfig
 from lncli.errors import LncliError
 
 if TYPE_CHECKING:  # lncli.checkpoint imports every model (torchvision): too slow for `lncli --help`
@@ -74,6 +74,8 @@ def convert_command(
     cfg = ConvertConfig(src=src, dst=dst, to=to.value, group_size=group_size, num_heads=heads, grouping=grouping.value)
     tuned: list[Checkpoint] = []
     then = functools.partial(_finetune, data=data or "", epochs=finetune, train_all=finetune_all, out=tuned)
+    from lncli.jobs.convert import run_convert  # the job imports torch: not at `lncli --help` time
+
     summary = run_convert(cfg, then=then if finetune else None)
     for line in summary.lines():
         typer.echo(line)
@@ -86,7 +88,7 @@ def convert_command(
 
 def _finetune(ckpt: Checkpoint, *, data: str, epochs: int, train_all: bool, out: list[Checkpoint]) -> Checkpoint:
     """Fine-tune the converted checkpoint before OUT is written (so a bad --data leaves no OUT); kept in ``out``."""
-    from lncli.train import finetune
+    from lncli.jobs.train import finetune
 
     with train_progress(True) as progress:
         out.append(finetune(ckpt, data, epochs, train_all=train_all, progress=progress))

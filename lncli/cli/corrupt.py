@@ -10,7 +10,7 @@ import typer
 from lncli.cli.app import DATA_DIR_HELP, DOWNLOAD_HELP, ProfileChoice, comma_list, command, err_console, severity_text
 from lncli.cli.progress import corrupt_progress
 from lncli.config.common import parse_severities
-from lncli.imageio import CorruptConfig, OutputFormat, run_corrupt
+from lncli.config.corrupt import CorruptConfig, OutputFormat
 
 # The options, one alias each (Typer's Annotated form), so that the command reads as its --help.
 Inputs = Annotated[list[Path] | None, typer.Argument(help="Image files or folders (relative paths kept).")]
@@ -88,6 +88,8 @@ def corrupt_command(
         skip_unreadable=skip_unreadable,
         num_threads=threads,
     )
+    from lncli.jobs.corrupt import run_corrupt  # the job imports torch: not at `lncli --help` time
+
     with corrupt_progress() as progress:
         records = run_corrupt(cfg, progress=progress)
     for r in records:

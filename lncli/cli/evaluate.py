@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from lncli import distributed, report
+from lncli import report
 from lncli.cli.app import (
     DATA_DIR_HELP,
     DOWNLOAD_HELP,
@@ -184,6 +184,8 @@ def evaluate_command(
         workers=workers,
         rescale=rescale,
     )
+    from lncli import distributed  # imports torch: not at `lncli --help` time
+
     info = distributed.init_distributed(distributed.local_device(config.device))
     try:
         models = load_checkpoints(checkpoints)

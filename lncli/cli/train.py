@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from lncli import distributed
 from lncli.cli.app import command, err_console
 from lncli.cli.progress import train_progress
 from lncli.io import check_distinct
@@ -28,8 +27,9 @@ Resume = Annotated[
 @command("train", no_args_is_help=True)
 def train_command(config: Config, set_: Set = None, out: Out = None, resume: Resume = False) -> None:
     """Train a BatchNorm or LocalNorm model from a YAML config; writes last.pt, best.pt, history.csv, config.yaml."""
+    from lncli import distributed  # imports torch: not at `lncli --help` time
     from lncli.config.train import load_train_config
-    from lncli.train import train
+    from lncli.jobs.train import train
 
     cfg = load_train_config(config, set_ or [])
     out_dir = out or Path("runs") / config.stem

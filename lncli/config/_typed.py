@@ -135,7 +135,9 @@ def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(valid)}")
 
 
-def build(cls: type, raw: Mapping[str, Any], aliases: Mapping[str, Mapping[str, str]] | None = None, prefix: str = "") -> Any:
+def build(
+    cls: type, raw: Mapping[str, Any], aliases: Mapping[str, Mapping[str, str]] | None = None, prefix: str = ""
+) -> Any:
     """Build the frozen dataclass ``cls`` from a (possibly partial) nested mapping.
 
     Args:
@@ -163,7 +165,9 @@ def build(cls: type, raw: Mapping[str, Any], aliases: Mapping[str, Mapping[str, 
             if v is None:
                 continue
             if not isinstance(v, Mapping):
-                raise ConfigError(f"config key '{key}' must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}")
+                raise ConfigError(
+                    f"config key '{key}' must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}"
+                )
             kwargs[k] = build(tp, v, aliases, f"{key}.")
         else:
             kwargs[k] = _coerce(key, v, tp, aliases)
@@ -247,7 +251,6 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[s
 
 def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config") -> Any:

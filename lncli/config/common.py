@@ -15,10 +15,16 @@ from lncli.errors import LncliError
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
+    "DEVICES",
+    "GROUPINGS",
     "MAX_SEVERITY",
     "NORM_ALIASES",
     "NORM_KINDS",
+    "PROFILE_NAMES",
+    "DeviceName",
+    "Grouping",
     "NormKind",
+    "ProfileName",
     "canonical_norm",
     "parse_list",
     "parse_severities",
@@ -31,8 +37,27 @@ MAX_SEVERITY = 5
 """Severities run 0 (clean) to 5, as in ImageNet-C and CIFAR-10-C."""
 
 NormKind = Literal["batchnorm", "localnorm"]
+Grouping = Literal["consecutive", "strided"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+ProfileName = Literal["imagenet-c", "cifar-10-c", "paper"]
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 """The norm layers lncli builds and converts between (the typed configs use :data:`NormKind`)."""
+
+GROUPINGS: tuple[str, ...] = get_args(Grouping)
+"""How LocalNorm cuts a batch into groups.
+
+``consecutive``: group k = samples kG ... kG+G-1 (the authors' choice). ``strided``: with
+M = N // G groups, group m = samples m, m+M, m+2M, ...; this makes the grouping a zero-copy
+view and is faster. Training batches are shuffled, so both partitions are equally faithful;
+the same rule is used at train and test time.
+"""
+
+PROFILE_NAMES: tuple[str, ...] = get_args(ProfileName)
+"""The noise profiles of :data:`lncli.noise.PROFILES`, by name: light enough for the CLI to build its
+choices from without importing torch (a test holds the two equal)."""
+
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+"""Where models run: ``auto`` is CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else the CPU."""
 
 NORM_ALIASES: dict[str, str] = {
     "batchnorm": "batchnorm",

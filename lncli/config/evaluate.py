@@ -8,15 +8,12 @@ of its options: the job validates against them and the CLI builds its choices fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
 
 from lncli.config.common import MAX_SEVERITY
-from lncli.config.train import DeviceName
 
 __all__ = [
     "DEFAULT_BN_MODES",
     "DEFAULT_LN_MODES",
-    "DEVICES",
     "HEADS",
     "MODES",
     "NOISE_FAMILY",
@@ -29,7 +26,6 @@ MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majori
 HEADS: tuple[str, ...] = ("position", "mean")
 """How ``local`` (and ``batch``/``running``) groups pick LocalNorm's affine head."""
 
-DEVICES: tuple[str, ...] = get_args(DeviceName)
 """Where the models run (train's vocabulary): ``auto`` = CUDA when available, ``cuda:LOCAL_RANK`` under torchrun."""
 
 NOISE_FAMILY: tuple[str, ...] = ("gaussian", "shot", "impulse")

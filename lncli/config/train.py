@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from lncli.config._typed import apply_overrides, build, config_to_dict, read_yaml_mapping
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NORM_KINDS, NormKind
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NORM_KINDS, DeviceName, Grouping, NormKind
 from lncli.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -45,10 +45,8 @@ __all__ = [
 
 
 AugmentName = Literal["auto", "none", "flip", "crop_flip"]
-Grouping = Literal["consecutive", "strided"]
 OptimName = Literal["sgd", "adamw"]
 ScheduleName = Literal["cosine", "step", "onecycle", "constant"]
-DeviceName = Literal["auto", "cpu", "cuda"]
 AmpName = Literal["none", "bf16", "fp16"]
 
 MODEL_CORE_KWARGS: tuple[str, ...] = ("num_classes", "in_channels", "norm_layer")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, load_checkpoint, save_checkpoint
 from lncli.config.convert import ConvertConfig
 from lncli.io import check_distinct, check_output_file
 from lncli.nn.convert import ConversionSummary, check_conversion, convert_checkpoint
@@ -26,10 +26,6 @@ def check_convert_files(cfg: ConvertConfig) -> None:
     Raises:
         OutputError: OUT is a folder, read-only, not a checkpoint suffix, or IN itself.
     """
-    # Imported at call time: the suffixes `lncli evaluate FOLDER` picks up are the evaluate
-    # job's fact, and that module is heavy for a convert.
-    from lncli.evaluate import CHECKPOINT_SUFFIXES
-
     check_output_file(cfg.dst, "OUT", CHECKPOINT_SUFFIXES)
     check_distinct({"OUT": cfg.dst}, {"IN": cfg.src})
 

@@ -5,7 +5,7 @@ callable ``f(num_features) -> nn.Module``, as in torchvision's ``resnet.py``),
 so the same architecture is built with BatchNorm or LocalNorm without flags::
 
     from lncli.models import create_model
-    from lncli.norm import get_norm_layer
+    from lncli.nn import get_norm_layer
     model = create_model("resnet20", num_classes=10, in_channels=3,
                          norm_layer=get_norm_layer("localnorm", group_size=16))
 

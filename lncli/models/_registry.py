@@ -109,7 +109,7 @@ def create_model(
         num_classes: number of output logits.
         in_channels: image channels (1 for Fashion-MNIST, 3 for RGB).
         norm_layer: callable ``f(num_features) -> nn.Module`` used for every 2-D
-            norm layer, e.g. ``nn.BatchNorm2d`` or ``lncli.norm.get_norm_layer("localnorm")``.
+            norm layer, e.g. ``nn.BatchNorm2d`` or ``lncli.nn.get_norm_layer("localnorm")``.
         **kwargs: model-specific options (see :func:`model_kwargs`).
 
     Returns:

@@ -43,14 +43,14 @@ def norm_layer_for(norm: NormConfig) -> NormLayer:
         norm: the spec (``num_heads`` None = the layer's default).
 
     Returns:
-        ``nn.BatchNorm2d`` or a LocalNorm factory from :func:`lncli.norm.get_norm_layer`.
+        ``nn.BatchNorm2d`` or a LocalNorm factory from :func:`lncli.nn.get_norm_layer`.
 
     Raises:
         LncliError: an unknown norm kind or invalid LocalNorm settings (the spec is named).
     """
     # Imported here, not at the top: the norm package's conversion code reaches
     # checkpoints, which import this module, so a module-level import could cycle.
-    from lncli.norm import get_norm_layer
+    from lncli.nn import get_norm_layer
 
     kwargs: dict[str, Any] = {"group_size": norm.group_size, "grouping": norm.grouping}
     if norm.num_heads is not None:

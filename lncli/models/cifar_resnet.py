@@ -18,7 +18,7 @@ add before the last relu.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +112,9 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in", nonlinearity="relu")
+                nn.init.kaiming_normal_(
+                    m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in", nonlinearity="relu"
+                )
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))  # (N, 16, H, W)
@@ -122,8 +124,12 @@ class CifarResNet(nn.Module):
 
 
 def _make(depth: int) -> Callable[..., nn.Module]:
-    def builder(*, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, shortcut: str = "A") -> nn.Module:
-        return CifarResNet(depth, num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, shortcut=shortcut)
+    def builder(
+        *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, shortcut: str = "A"
+    ) -> nn.Module:
+        return CifarResNet(
+            depth, num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, shortcut=shortcut
+        )
 
     builder.__name__ = builder.__qualname__ = f"resnet{depth}"
     builder.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2016); ``shortcut`` 'A' (default) or 'B'."

@@ -16,7 +16,7 @@ belongs to the optimiser config, not the model.)
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,9 @@ class PreActResNet(nn.Module):
         norm_layer: ``f(num_features) -> nn.Module``.
     """
 
-    def __init__(self, depth: int, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
+    def __init__(
+        self, depth: int, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d
+    ) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0:
             raise ValueError(f"pre-activation ResNet depth must be 6n+2, got {depth}")
@@ -79,7 +81,8 @@ class PreActResNet(nn.Module):
                 # Keras he_normal: fan_in scaling (it is a truncated normal there; the
                 # difference is immaterial for training from scratch).
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)  # (N, 16, H, W)

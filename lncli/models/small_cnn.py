@@ -11,7 +11,7 @@ normalisation.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -91,7 +91,9 @@ class TinyNet(nn.Module):
         width: channels of the first conv (the second has 2 * width).
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, width: int = 8) -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, width: int = 8
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
             *_conv_norm_relu(in_channels, width, norm_layer, stride=2),
@@ -117,7 +119,12 @@ def small_cnn(
 ) -> nn.Module:
     """The fast Fashion-MNIST CPU model (4 conv-norm-relu, 2 pools, flatten, MLP head)."""
     return SmallCNN(
-        num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, width=width, hidden=hidden, dropout=dropout
+        num_classes=num_classes,
+        in_channels=in_channels,
+        norm_layer=norm_layer,
+        width=width,
+        hidden=hidden,
+        dropout=dropout,
     )
 
 

@@ -9,7 +9,7 @@ max-pool for a 3x3/1 conv without pooling, the usual adaptation to 32x32 images.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 from torchvision.models import resnet as tv_resnet
@@ -23,7 +23,7 @@ def _build(arch: str, num_classes: int, in_channels: int, norm_layer: NormLayer,
     model: tv_resnet.ResNet = getattr(tv_resnet, arch)(weights=None, num_classes=num_classes, norm_layer=norm_layer)
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()  # type: ignore[assignment]
+        model.maxpool = nn.Identity()
     elif in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")

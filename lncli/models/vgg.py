@@ -17,7 +17,7 @@ Two documented deviations so that other input sizes work:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,9 @@ class PaperVGG16(nn.Module):
         dropout: dropout after the first conv (0.3 in the paper).
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, dropout: float = 0.3) -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, dropout: float = 0.3
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
@@ -57,7 +59,8 @@ class PaperVGG16(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 # Keras' default glorot_uniform, to stay close to the authors' training.
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)  # (N, 512, 1, 1) for 32x32 or 28x28 inputs
@@ -66,6 +69,8 @@ class PaperVGG16(nn.Module):
 
 
 @register_model("vgg16_paper")
-def vgg16_paper(*, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, dropout: float = 0.3) -> nn.Module:
+def vgg16_paper(
+    *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, dropout: float = 0.3
+) -> nn.Module:
     """The LocalNorm authors' CIFAR-10 VGG-16 (conv -> relu -> norm)."""
     return PaperVGG16(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, dropout=dropout)

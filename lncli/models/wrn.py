@@ -12,7 +12,7 @@ where the width changes. 36.5 M parameters for 10 classes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,11 +54,15 @@ class WideBasicBlock(nn.Module):
 class NetworkBlock(nn.Module):
     """A stage of ``n`` wide blocks (kept as a module so the ``blockK.layer.i`` names match)."""
 
-    def __init__(self, n: int, in_planes: int, out_planes: int, stride: int, norm_layer: NormLayer, drop_rate: float) -> None:
+    def __init__(
+        self, n: int, in_planes: int, out_planes: int, stride: int, norm_layer: NormLayer, drop_rate: float
+    ) -> None:
         super().__init__()
         self.layer = nn.Sequential(
             *[
-                WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, norm_layer, drop_rate)
+                WideBasicBlock(
+                    in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, norm_layer, drop_rate
+                )
                 for i in range(n)
             ]
         )
@@ -120,4 +124,6 @@ def wrn28_10(
     *, num_classes: int, in_channels: int, norm_layer: NormLayer = nn.BatchNorm2d, drop_rate: float = 0.0
 ) -> nn.Module:
     """WRN-28-10 in RobustBench's layout (36.5 M parameters)."""
-    return WideResNet(28, 10, num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, drop_rate=drop_rate)
+    return WideResNet(
+        28, 10, num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, drop_rate=drop_rate
+    )

@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, Grouping
 from lncli.errors import ConfigError
 from lncli.nn.factory import get_norm_layer
 from lncli.nn.localnorm import GROUPINGS, LocalNorm2d, check_choice
@@ -289,7 +289,7 @@ def convert_checkpoint(
     if summary.layers_converted == 0:
         raise ConfigError(f"no {source} layers found in {ckpt.arch!r}; nothing to convert")
     if target == "localnorm":
-        spec = NormSpec(kind="localnorm", group_size=group_size, num_heads=num_heads, grouping=grouping)
+        spec = NormSpec(kind="localnorm", group_size=group_size, num_heads=num_heads, grouping=cast(Grouping, grouping))
     else:
         spec = NormSpec(kind="batchnorm")
     record: dict[str, Any] = {

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lncli.config.common import DEFAULT_GROUP_SIZE
+from lncli.config.common import DEFAULT_GROUP_SIZE, GROUPINGS
 from lncli.errors import ConfigError
 from lncli.nn._grouped_cpu import grouped_norm
 
@@ -65,11 +65,6 @@ TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single")
 #: :func:`lncli.nn.vote_predict`; :func:`lncli.nn.majority_predict` is the authors' majority
 #: of per-head argmaxes).
 TEST_HEADS: tuple[str, ...] = ("position", "mean", "vote")
-#: How a batch is cut into groups. ``consecutive``: group k = samples kG ... kG+G-1 (the
-#: authors' choice). ``strided``: with M = N // G groups, group m = samples m, m+M, m+2M, ...;
-#: this makes the grouping a zero-copy view and is faster. Training batches are shuffled, so
-#: both partitions are equally faithful; the same rule is used at train and test time.
-GROUPINGS: tuple[str, ...] = ("consecutive", "strided")
 
 
 def check_choice(what: str, value: Any, valid: tuple[str, ...]) -> str:

@@ -296,7 +296,8 @@ if _nb is not None:
                 nmulti += dj == _SHIFT_MULTI
             for t in range(nmulti):  # several breakpoints (far tails): binary search
                 j = bad[t]
-                d[j] = _bsearch_right(cdf, ncut, _u32(int64(h[j]), ekey, p + j)) - 255
+                # numba types the int64 scalar; numpy's stubs call it a signedinteger
+                d[j] = _bsearch_right(cdf, ncut, _u32(int64(h[j]), ekey, p + j)) - 255  # type: ignore[arg-type]
             xs = x[lo:hi]
             os_ = out[lo:hi]
             for j in range(m):  # int16 arithmetic: vectorises (int32 min/max did not)

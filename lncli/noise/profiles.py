@@ -51,7 +51,7 @@ PAPER_LEVELS: dict[str, tuple[float, ...]] = {
     "dropout": tuple(round(0.05 * i, 2) for i in range(20)),  # p = 0, .05, ..., .95
 }
 
-PROFILES: dict[str, Profile] = {
+PROFILES: dict[str, Profile] = {  # keys in the order of lncli.config.common.PROFILE_NAMES
     "imagenet-c": Profile(
         "imagenet-c",
         "imagecorruptions 1.1.2 / ImageNet-C constants (Hendrycks & Dietterich 2019)",

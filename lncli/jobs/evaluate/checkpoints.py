@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lncli.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, file_sha256, load_checkpoint
 from lncli.errors import CheckpointError, LncliError
 
 __all__ = ["CHECKPOINT_SUFFIXES", "LoadedCheckpoint", "load_checkpoints", "natural_key", "resolve_checkpoint_paths"]
-
-# Kept here until the issue-12 merge, where lncli.checkpoint becomes its one home (the train helper adds it there).
-CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
-"""File suffixes picked up when a directory is given as a checkpoint argument."""
 
 
 @dataclass(frozen=True)

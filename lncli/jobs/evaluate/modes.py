@@ -12,10 +12,10 @@ Test-time modes (LocalNorm, arXiv 1902.06550):
   (``--heads mean``, order independent).
 * ``single``  - statistics of each image alone.
 * ``vote``    - single-image statistics, with the softmax averaged over every
-  head (lncli's voting rule, smoother than the authors': :func:`lncli.norm.vote_predict`).
+  head (lncli's voting rule, smoother than the authors': :func:`lncli.nn.vote_predict`).
 * ``majority`` - single-image statistics, each head votes for its argmax class and
   the most-voted class wins, ties going to the lowest class index (the authors'
-  ``np.bincount(votes).argmax()``: :func:`lncli.norm.majority_predict`).
+  ``np.bincount(votes).argmax()``: :func:`lncli.nn.majority_predict`).
 
 :data:`MODE_TABLE` holds one :class:`Mode` per name of :data:`lncli.config.evaluate.MODES`;
 :func:`make_runner` turns a model and a mode into a :class:`ModeRunner`, the callable
@@ -34,9 +34,8 @@ from torch import Tensor, nn
 from lncli.checkpoint import Checkpoint
 from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
 from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, MODES
-from lncli.convert import convert_batchnorm_to_localnorm
 from lncli.errors import LncliError
-from lncli.norm import LocalNorm2d, majority_predict, set_test_mode, vote_predict
+from lncli.nn import LocalNorm2d, convert_batchnorm_to_localnorm, majority_predict, set_test_mode, vote_predict
 
 __all__ = [
     "MODE_TABLE",
@@ -75,7 +74,7 @@ def _one_image(batch_size: int, group_size: int) -> int | None:
 class Mode:
     """How one test-time mode runs a model."""
 
-    stats: str  # where LocalNorm's statistics come from (lncli.norm.TEST_STATS)
+    stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS)
     # How many test images share statistics, given (batch size, G): what the records store as group_size.
     shared: Callable[[int, int], int | None]
     voter: Voter | None = None  # run every head in turn and combine them (the recorded heads are then the mode's name)
@@ -105,7 +104,7 @@ def mode_spec(mode: str) -> Mode:
 
 
 def has_localnorm(model: nn.Module) -> bool:
-    """Whether any layer of ``model`` is a :class:`lncli.norm.LocalNorm2d`."""
+    """Whether any layer of ``model`` is a :class:`lncli.nn.LocalNorm2d`."""
     return any(isinstance(m, LocalNorm2d) for m in model.modules())
 
 
