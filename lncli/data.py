@@ -58,6 +58,7 @@ __all__ = [
     "ImageSet",
     "cache_dir",
     "cifar10c_filename",
+    "dataset_meta",
     "list_datasets",
     "load_cifar10c",
     "load_dataset",
@@ -281,6 +282,27 @@ def load_dataset(
     if name.startswith("synthetic"):
         return _load_synthetic(name, split, limit=limit)
     return loaders[name](split, data_dir=data_dir, download=download, limit=limit)
+
+
+def dataset_meta(spec: str, *, data_dir: Path | None = None, download: bool = False) -> DataMeta:
+    """What a dataset tells a model (classes, channels, image size, normalisation), without its images.
+
+    Used where a model must be built for data before the images are read, e.g. a foreign
+    checkpoint (a bare state_dict) evaluated on ``--data SPEC``.
+
+    Args:
+        spec: as for :func:`load_dataset`.
+        data_dir: first folder to search.
+        download: allow a torchvision download when nothing is found.
+
+    Returns:
+        The dataset's :class:`DataMeta`.
+
+    Raises:
+        DataError: as :func:`load_dataset`.
+    """
+    # Loading one test image gives the metadata (imagefolder: the class folders are listed).
+    return load_dataset(spec, "test", data_dir=data_dir, download=download, limit=1).meta
 
 
 def normalize(images: Tensor, meta: DataMeta) -> Tensor:
