@@ -10,10 +10,23 @@ them, so the formatter depends on these types only, never on the jobs that make 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import base64
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CLEAN", "HISTORY_FIELDS", "RECORD_FIELDS", "CorruptRecord", "EpochRecord", "EvalRecord"]
+import numpy as np
+
+__all__ = [
+    "CLEAN",
+    "HISTORY_FIELDS",
+    "JSON_FIELDS",
+    "RECORD_FIELDS",
+    "CorruptRecord",
+    "EpochRecord",
+    "EvalRecord",
+    "pack_hits",
+    "unpack_hits",
+]
 
 CLEAN = "clean"
 """The ``noise`` value of the uncorrupted row (severity 0)."""
@@ -44,6 +57,8 @@ class EvalRecord:
         rescale_range: the per-channel range the rescale mapped onto: ``train`` (the training
             split's, as the authors did), ``test`` (the clean test set's, when no training split
             could be loaded) or ``None`` (no rescale).
+        hits: which images were predicted right, in global index order (:func:`pack_hits`);
+            ``None`` when unknown. In the JSON, not in the CSV (it is one value per image).
     """
 
     checkpoint: str
@@ -73,14 +88,18 @@ class EvalRecord:
     lncli_version: str
     rescale: bool = False
     rescale_range: str | None = None
+    hits: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-typed dict (CSV/JSON row)."""
+        """Plain-typed dict (a JSON record; the CSV row is its :data:`RECORD_FIELDS`)."""
         return asdict(self)
 
 
-RECORD_FIELDS: tuple[str, ...] = tuple(EvalRecord.__dataclass_fields__)
-"""Column order of the long-format CSV/JSON."""
+JSON_FIELDS: tuple[str, ...] = tuple(EvalRecord.__dataclass_fields__)
+"""Fields of a JSON record: every field of :class:`EvalRecord`."""
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f for f in JSON_FIELDS if f != "hits")
+"""Column order of the long-format CSV: every field but the per-image ``hits``."""
 
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
@@ -121,3 +140,34 @@ class CorruptRecord:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for csv.DictWriter / JSON)."""
         return asdict(self)
+
+
+def pack_hits(hits: np.ndarray) -> str:
+    """Per-image correctness as text: base64 of the bits, image 0 in the lowest bit of the first byte.
+
+    Args:
+        hits: (N,) bool, image i predicted right (i = global index).
+
+    Returns:
+        The ASCII text (about N / 6 characters).
+    """
+    return base64.b64encode(np.packbits(np.asarray(hits, dtype=bool), bitorder="little").tobytes()).decode("ascii")
+
+
+def unpack_hits(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_hits`.
+
+    Args:
+        text: the packed bits.
+        n: the number of images.
+
+    Returns:
+        (n,) bool.
+
+    Raises:
+        ValueError: the text is not base64, or holds fewer than ``n`` bits.
+    """
+    raw = np.frombuffer(base64.b64decode(text.encode("ascii"), validate=True), dtype=np.uint8)
+    if raw.size * 8 < n:
+        raise ValueError(f"{raw.size * 8} bits packed, {n} images expected")
+    return np.unpackbits(raw, bitorder="little", count=n).astype(bool)

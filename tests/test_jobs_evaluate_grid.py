@@ -17,7 +17,7 @@ from lncli.data import load_dataset, normalize
 from lncli.errors import LncliError
 from lncli.jobs.evaluate import EvalConfig, EvalData, column_keys, evaluate_grid, load_checkpoints
 from lncli.jobs.evaluate.grid import batch_order
-from lncli.records import CLEAN, RECORD_FIELDS
+from lncli.records import CLEAN, JSON_FIELDS, RECORD_FIELDS, unpack_hits
 
 # ---------------------------------------------------------------------------
 # records
@@ -37,8 +37,9 @@ def test_records_schema_and_defaults(eval_ckpts: dict[str, Path], eval_data: Eva
         ("ln", "local", "gaussian", 3),
     ]
     for r in recs:
-        assert tuple(r.to_dict()) == RECORD_FIELDS
+        assert tuple(r.to_dict()) == JSON_FIELDS and set(RECORD_FIELDS) == set(JSON_FIELDS) - {"hits"}
         assert r.n == LIMIT and 0 <= r.correct <= r.n
+        assert r.hits is not None and int(unpack_hits(r.hits, LIMIT).sum()) == r.correct
         assert r.accuracy == r.correct / r.n and r.ci_low <= r.accuracy <= r.ci_high
         assert len(r.sha256) == 12 and r.device == "cpu" and r.synthetic and r.data == "synthetic"
         assert r.batch_size == 16 and r.noise_seed == 0 and r.order_seed == 0 and r.world_size == 1
@@ -69,6 +70,51 @@ def test_deterministic_and_prefetch_invariant(eval_ckpts: dict[str, Path], eval_
     b = evaluate_grid(models, eval_data, cfg())
     c = evaluate_grid(models, eval_data, cfg(workers=2))
     assert a == b == c
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hits_are_each_images_own_prediction(eval_ckpts: dict[str, Path], eval_data: EvalData, seed: int) -> None:
+    # Independent reference: the model run on each image alone (running statistics do not
+    # depend on the batch), noise from lncli.noise.corrupt keyed by the global index.
+    from lncli.noise import corrupt
+
+    assert eval_data.clean is not None
+    models = load_checkpoints([eval_ckpts["bn"]])
+    conf = cfg(modes=("running",), noises=("gaussian",), severities=(0, 3), seed=seed, order_seed=seed, batch_size=7)
+    recs = evaluate_grid(models, eval_data, conf)
+    model = build_model(models[0].checkpoint)
+    images, labels = eval_data.clean.images, eval_data.clean.labels
+    idx = torch.arange(len(labels))
+    for rec, x in zip(recs, (images, corrupt(images, "gaussian", 3, seed=seed, indices=idx))):
+        with torch.no_grad():
+            want = (model(normalize(x, META)).argmax(1) == labels).numpy()
+        assert rec.hits is not None
+        np.testing.assert_array_equal(unpack_hits(rec.hits, len(labels)), want)
+
+
+def test_each_batch_is_read_once_for_all_cells(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lncli.jobs.evaluate.sources import GeneratedNoise
+
+    reads: list[int] = []
+    given: list[bool] = []
+    clean_batches, batch = GeneratedNoise.clean_batches, GeneratedNoise.batch
+
+    def counting_clean(self: GeneratedNoise, batches: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+        for x in clean_batches(self, batches):
+            reads.append(len(x))
+            yield x
+
+    def checking_batch(self: GeneratedNoise, cell, indices, clean=None):  # type: ignore[no-untyped-def]
+        given.append(clean is not None and len(clean) == len(indices))
+        return batch(self, cell, indices, clean)
+
+    monkeypatch.setattr(GeneratedNoise, "clean_batches", counting_clean)
+    monkeypatch.setattr(GeneratedNoise, "batch", checking_batch)
+    recs = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(severities=(0, 2, 4), batch_size=16))
+    assert reads == [16, 16, 16, 12]  # LIMIT = 60 images read once, whatever the number of cells
+    assert len(given) == 4 * 3 and all(given) and len(recs) == 2 * 3
 
 
 def test_running_mode_invariant_to_batch_size_and_order(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
@@ -180,7 +226,7 @@ def test_two_process_gloo_sharding_matches_single_process(
     mp.spawn(_dist_worker, args=(2, _free_port(), paths, conf, out), nprocs=2, join=True)
     for rank in (0, 1):
         got = torch.load(f"{out}.{rank}", weights_only=True)
-        assert [(g["correct"], g["n"]) for g in got] == [(r.correct, r.n) for r in single]
+        assert [(g["correct"], g["n"], g["hits"]) for g in got] == [(r.correct, r.n, r.hits) for r in single]
         assert {g["world_size"] for g in got} == {2}
 
 

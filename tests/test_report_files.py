@@ -10,7 +10,7 @@ import pytest
 from report_helpers import LONG, demo_sweep, sweep
 
 from lncli.errors import LncliError
-from lncli.records import RECORD_FIELDS
+from lncli.records import JSON_FIELDS, RECORD_FIELDS
 from lncli.report import plot_accuracy, write_csv, write_json
 
 
@@ -32,7 +32,7 @@ def test_json_schema(tmp_path: Path) -> None:
     doc = json.loads(path.read_text())
     assert doc["format"] == "lncli-eval" and doc["format_version"] == 1
     assert doc["config"] == {"batch_size": 64}
-    assert set(doc["records"][0]) == set(RECORD_FIELDS)
+    assert set(doc["records"][0]) == set(JSON_FIELDS)
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:

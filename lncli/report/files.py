@@ -27,7 +27,7 @@ def _csv_value(v: Any) -> Any:
 def write_csv(records: Sequence[EvalRecord], path: str | Path) -> None:
     """Write the long-format CSV: one row per record, columns :data:`lncli.records.RECORD_FIELDS`."""
     with atomic_write(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(RECORD_FIELDS))
+        writer = csv.DictWriter(fh, fieldnames=list(RECORD_FIELDS), extrasaction="ignore")  # hits: JSON only
         writer.writeheader()
         for r in records:
             writer.writerow({k: _csv_value(v) for k, v in r.to_dict().items()})

@@ -15,9 +15,14 @@ Inside a ragged batch, ``local`` mode follows LocalNorm's ragged rule (the last
 the batch size, group size, heads, both seeds and the device, because the accuracy
 depends on all of them.
 
-Efficiency: each noise x severity batch is made once by the image source (generated
-noise is seeded by the image's global index, so it does not depend on the order or the
-batch size), normalised once per distinct normalisation, and fed to every column.
+Efficiency: the batches are walked once, in order; each batch's clean images are read (or
+decoded) once by the image source, and each of its noise x severity versions is made once
+(generated noise is seeded by the image's global index, so it does not depend on the order
+or the batch size), normalised once per distinct normalisation, and fed to every column.
+
+Per image: besides the counts, the sweep keeps which images each column got right in each
+cell (in global index order), so that two runs on the same images can be compared image
+by image (a paired test, :func:`lncli.stats.mcnemar_drop_p_value`); the records carry them.
 
 Distributed (``torchrun``): the batches are split into contiguous shards of whole
 batches (:func:`lncli.distributed.whole_batches`), so each batch holds exactly the images
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +54,7 @@ from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, default_modes
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
 from lncli.jobs.evaluate.testset import EvalData
 from lncli.noise import PROFILES
-from lncli.records import CLEAN, EvalRecord
+from lncli.records import CLEAN, EvalRecord, pack_hits
 from lncli.stats import wilson_interval
 
 __all__ = ["Column", "ColumnKey", "check_config", "column_keys", "evaluate_grid"]
@@ -76,8 +81,13 @@ class Column:
 
 @dataclass(frozen=True)
 class _Counts:
-    correct: Tensor  # (cells, columns) int64
-    seen: Tensor  # (cells,) int64
+    hits: Tensor  # (cells, columns, N) bool: image i (global index) predicted right
+    seen: Tensor  # (cells,) int64: images evaluated in each cell
+
+    @property
+    def correct(self) -> Tensor:
+        """(cells, columns) int64 correct predictions."""
+        return self.hits.sum(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -126,13 +136,14 @@ def evaluate_grid(
         raise LncliError("nothing to evaluate: no clean data and no noisy severity")
     columns = plan_columns(models, config, device)  # before any data work, so that bad settings fail fast
     order = batch_order(len(source), config.order_seed)
-    starts = [start for start, _ in whole_batches(len(order), config.batch_size, rank, world)]
+    batches = [order[s:e] for s, e in whole_batches(len(order), config.batch_size, rank, world)]  # (B,) each
     source, rescale_range = rescale_pre_pass(source, cells, data, config)
-    counts = run_batches(source, cells, columns, order, starts, config, device, progress)
+    counts = run_batches(source, cells, columns, batches, config, device, progress)
     counts = _sum_over_ranks(counts, device, world)
     run = _Run(str(device), _uses_amp(config, device), world, rescale_range)
+    correct, hits = counts.correct, counts.hits.cpu().numpy()
     return [
-        _record(column, cell, int(counts.correct[ci, j]), int(counts.seen[ci]), data, config, run)
+        _record(column, cell, int(correct[ci, j]), int(counts.seen[ci]), pack_hits(hits[ci, j]), data, config, run)
         for j, column in enumerate(columns)
         for ci, cell in enumerate(cells)
     ]
@@ -242,15 +253,23 @@ def rescale_pre_pass(
     return source.minmax_rescaled(cells, source.clean_range()), "test"
 
 
-def _load_batch(
-    source: ImageSource, order: Tensor, batch_size: int, pin: bool, job: tuple[int, Cell, int]
-) -> tuple[int, Tensor, Tensor]:
-    """One batch of one cell (runs in a prefetch thread): (cell index, images (B, C, H, W), labels (B,))."""
-    ci, cell, start = job
-    x, y = source.batch(cell, order[start : start + batch_size])  # indices: (B,) global
+_Job = tuple[int, Cell, Tensor, "Tensor | None"]  # (cell index, cell, (B,) global indices, clean images or None)
+
+
+def _jobs(source: ImageSource, cells: Sequence[Cell], batches: Sequence[Tensor]) -> Iterator[_Job]:
+    """Every cell of each batch in turn, the batches in order: each batch's clean images are read once."""
+    for indices, clean in zip(batches, source.clean_batches(batches)):
+        for ci, cell in enumerate(cells):
+            yield ci, cell, indices, clean
+
+
+def _load_batch(source: ImageSource, pin: bool, job: _Job) -> tuple[int, Tensor, Tensor, Tensor]:
+    """One batch of one cell (runs in a prefetch thread): (cell index, indices (B,), images (B, C, H, W), labels (B,))."""
+    ci, cell, indices, clean = job
+    x, y = source.batch(cell, indices, clean)
     if pin:
         x, y = x.pin_memory(), y.pin_memory()
-    return ci, x, y
+    return ci, indices, x, y
 
 
 def _meta_key(meta: DataMeta) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -261,36 +280,39 @@ def run_batches(
     source: ImageSource,
     cells: Sequence[Cell],
     columns: Sequence[Column],
-    order: Tensor,
-    starts: Sequence[int],
+    batches: Sequence[Tensor],
     config: EvalConfig,
     device: torch.device,
     progress: Progress | None,
 ) -> _Counts:
-    """Feed this rank's batches of every cell to every column and count the correct predictions."""
+    """Feed this rank's batches (each (B,) global indices, in order) of every cell to every column.
+
+    Returns:
+        Which images each column got right in each cell (zeros for other ranks' images), and the
+        number of images seen per cell.
+    """
     # Kept on the device so that counting never forces a host sync inside the loop.
-    correct = torch.zeros(len(cells), len(columns), dtype=torch.int64, device=device)  # (cells, columns)
+    hits = torch.zeros(len(cells), len(columns), len(source), dtype=torch.bool, device=device)  # (cells, columns, N)
     seen = torch.zeros(len(cells), dtype=torch.int64)  # (cells,)
     pin = device.type == "cuda"
     # Checkpoints of one dataset share their normalisation; key by value so it runs once per batch.
     metas = {_meta_key(c.meta): c.meta for c in columns}
-    n = len(order)
-    total = sum(min(config.batch_size, n - s) for s in starts) * len(cells) * len(columns)
+    total = sum(len(b) for b in batches) * len(cells) * len(columns)
     done = 0
-    jobs = [(ci, cell, s) for ci, cell in enumerate(cells) for s in starts]
-    load = functools.partial(_load_batch, source, order, config.batch_size, pin)
+    load = functools.partial(_load_batch, source, pin)
     autocast = torch.autocast("cuda", dtype=torch.float16) if _uses_amp(config, device) else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
-        for ci, x, y in prefetch(load, jobs, config.workers):
+        for ci, indices, x, y in prefetch(load, _jobs(source, cells, batches), config.workers):
             x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+            at = indices.to(device, non_blocking=pin)  # (B,) global indices
             normed = {k: lncli.data.normalize(x, meta) for k, meta in metas.items()}  # one per distinct DataMeta
             seen[ci] += y.shape[0]
             for j, column in enumerate(columns):
-                correct[ci, j] += (column.runner.predict(normed[_meta_key(column.meta)]) == y).sum()
+                hits[ci, j, at] = column.runner.predict(normed[_meta_key(column.meta)]) == y
                 done += y.shape[0]
                 if progress is not None:
                     progress(done, total)
-    return _Counts(correct.cpu(), seen)
+    return _Counts(hits, seen)
 
 
 def _uses_amp(config: EvalConfig, device: torch.device) -> bool:
@@ -301,14 +323,17 @@ def _sum_over_ranks(counts: _Counts, device: torch.device, world: int) -> _Count
     """The counts of every rank summed (one collective; gloo reduces CPU tensors, nccl CUDA ones)."""
     if world == 1:
         return counts
-    flat = torch.cat([counts.correct.flatten(), counts.seen]).to(device if device.type == "cuda" else "cpu")
-    flat = all_reduce_sum(flat).cpu()
-    split = counts.correct.numel()
-    return _Counts(flat[:split].view_as(counts.correct), flat[split:])
+    # Each image is in exactly one rank's shard, so summing the (0/1) hits merges them.
+    flat = torch.cat([counts.hits.flatten().to(torch.int64), counts.seen.to(counts.hits.device)])
+    flat = all_reduce_sum(flat.to(device if device.type == "cuda" else "cpu")).cpu()
+    split = counts.hits.numel()
+    return _Counts(flat[:split].view(counts.hits.shape).bool(), flat[split:])
 
 
-def _record(column: Column, cell: Cell, c: int, n: int, data: EvalData, config: EvalConfig, run: _Run) -> EvalRecord:
-    """The record of one column in one cell: ``c`` correct of ``n``."""
+def _record(
+    column: Column, cell: Cell, c: int, n: int, hits: str, data: EvalData, config: EvalConfig, run: _Run
+) -> EvalRecord:
+    """The record of one column in one cell: ``c`` correct of ``n``, which images in ``hits`` (packed)."""
     lo, hi = wilson_interval(c, n)
     ckpt = column.loaded.checkpoint
     rescaled = run.rescale_range is not None and cell.noise != CLEAN
@@ -340,4 +365,5 @@ def _record(column: Column, cell: Cell, c: int, n: int, data: EvalData, config: 
         lncli_version=__version__,
         rescale=rescaled,
         rescale_range=run.rescale_range if rescaled else None,
+        hits=hits,
     )

@@ -2,7 +2,9 @@
 
 An :class:`ImageSource` plans its cells (which noise x severity rows it can serve, with
 their constants) and hands out one batch of a cell at a time by global image index, so the
-grid never knows where the pixels come from. Today: :class:`GeneratedNoise` (a decoded set
+grid never knows where the pixels come from. The grid walks the batches once, in order
+(:meth:`ImageSource.clean_batches`: what every cell of a batch starts from, read or decoded
+once), and asks for each cell of a batch in turn (:meth:`ImageSource.batch`). Today: :class:`GeneratedNoise` (a decoded set
 whose noise is made on the fly, seeded per image), :class:`Cifar10CFiles` (the released
 CIFAR-10-C ``.npy`` blocks) and :class:`MinMaxRescaled` (the paper's dataset-level rescale
 over a :class:`GeneratedNoise`). :func:`open_source` picks one for an :class:`EvalData`.
@@ -11,7 +13,7 @@ over a :class:`GeneratedNoise`). :func:`open_source` picks one for an :class:`Ev
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -79,9 +81,19 @@ class ImageSource(Protocol):
         """The cells this source serves for the asked noises and severities (clean first), checked up front."""
         ...
 
-    def batch(self, cell: Cell, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor | None]:
+        """For each index batch (B,), in order: its clean images (B, C, H, W) uint8, or None when
+        the source's cells do not start from clean images (released noisy files).
+
+        Read lazily, one batch ahead at most, so that memory stays O(batch) for sources that
+        stream from disk.
+        """
+        ...
+
+    def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Images (B, C, H, W) and labels (B,) of ``indices`` (B,) in ``cell``.
 
+        ``clean`` is what :meth:`clean_batches` gave for these indices (read here when None).
         The images are uint8, or float in [0, 1] once rescaled (:class:`MinMaxRescaled`).
         """
         ...
@@ -125,16 +137,20 @@ class GeneratedNoise:
     def _cell(self, noise: str, severity: int) -> Cell:
         return Cell(noise, severity, float(noise_param(noise, severity, self.profile)), self.profile)
 
-    def batch(self, cell: Cell, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor]:
+        """The clean images of each index batch: uint8 (B, C, H, W)."""
+        return (self.images[idx] for idx in batches)
+
+    def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The clean images of ``indices`` (B,), corrupted unless ``cell`` is the clean row: uint8 (B, C, H, W)."""
-        x = self.images[indices]  # (B, C, H, W) uint8
+        x = self.images[indices] if clean is None else clean  # (B, C, H, W) uint8
         if cell.noise != CLEAN:
             x = corrupt(x, cell.noise, cell.severity, seed=self.seed, profile=self.profile, indices=indices)
         return x, self.labels[indices]
 
-    def unclipped(self, cell: Cell, indices: Tensor) -> Tensor:
+    def unclipped(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> Tensor:
         """The paper's noise on float [0, 1] input, unclipped so that a rescale sees the real range: (B, C, H, W)."""
-        x = self.images[indices].to(torch.float32).div_(255.0)  # (B, C, H, W) float in [0, 1]
+        x = (self.images[indices] if clean is None else clean).to(torch.float32).div_(255.0)  # (B, C, H, W) in [0, 1]
         return corrupt(x, cell.noise, cell.severity, seed=self.seed, profile=self.profile, indices=indices)
 
     def clean_range(self) -> tuple[Tensor, Tensor]:
@@ -180,17 +196,21 @@ class MinMaxRescaled:
         """As the inner source's."""
         return self.inner.cells(noises, severities)
 
-    def batch(self, cell: Cell, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor]:
+        """As the inner source's."""
+        return self.inner.clean_batches(batches)
+
+    def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Clean rows as they are; noisy ones float (B, C, H, W) in [0, 1], rescaled onto the reference."""
         if cell.noise == CLEAN:
-            return self.inner.batch(cell, indices)
+            return self.inner.batch(cell, indices, clean)
         lo, hi = self.ranges[cell]
-        x = apply_minmax(self.inner.unclipped(cell, indices), lo, hi, *self.reference)
+        x = apply_minmax(self.inner.unclipped(cell, indices, clean), lo, hi, *self.reference)
         return x, self.inner.labels[indices]
 
 
 class Cifar10CFiles:
-    """Released CIFAR-10-C ``.npy`` blocks: one noise x severity block in memory at a time.
+    """Released CIFAR-10-C ``.npy`` blocks, each read once when first asked for.
 
     The clean row comes from CIFAR-10's test set when it is installed (none otherwise).
     Each block is checked against the models and the clean set when it is first read.
@@ -203,7 +223,7 @@ class Cifar10CFiles:
         self.limit = limit
         self.models = list(models)
         self._lock = threading.Lock()  # prefetch threads share the block cache
-        self._block: tuple[tuple[str, int], ImageSet] | None = None
+        self._blocks: dict[tuple[str, int], ImageSet] = {}
         self._size: int | None = None
 
     def __len__(self) -> int:
@@ -237,21 +257,25 @@ class Cifar10CFiles:
             raise LncliError(f"CIFAR-10-C files hold severities 1-{MAX_SEVERITY}, not {severity}")
         return Cell(noise, severity, None, CIFAR10C_PROFILE)
 
-    def batch(self, cell: Cell, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor | None]:
+        """CIFAR-10's clean test images of each index batch, or None without them (the noisy cells are read from the release)."""
+        return (None if self.clean is None else self.clean.images[idx] for idx in batches)
+
+    def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Images uint8 (B, C, H, W) and labels (B,) of ``indices`` in the cell's block (or the clean set)."""
         if cell.noise == CLEAN:
             if self.clean is None:
                 raise DataError(f"{self.directory}: no clean CIFAR-10 test set to read")
-            return self.clean.images[indices], self.clean.labels[indices]
+            return (self.clean.images[indices] if clean is None else clean), self.clean.labels[indices]
         with self._lock:
             block = self._read(cell.noise, cell.severity)
         return block.images[indices], block.labels[indices]
 
     def _read(self, noise: str, severity: int) -> ImageSet:
-        """The block of one noise x severity; one block at a time keeps memory flat (cells run in turn)."""
-        if self._block is not None and self._block[0] == (noise, severity):
-            return self._block[1]
-        self._block = None
+        """The block of one noise x severity, read and checked on first use, then kept: the sweep
+        visits every cell of each batch in turn (a block is N images: 30 MB for CIFAR-10-C)."""
+        if (noise, severity) in self._blocks:
+            return self._blocks[(noise, severity)]
         block = load_cifar10c(self.directory, noise, severity, limit=self.limit)
         check_data_matches(self.models, block.meta)
         if len(block) != len(self):
@@ -259,7 +283,7 @@ class Cifar10CFiles:
         if self.clean is not None and not torch.equal(block.labels, self.clean.labels):
             # The release follows CIFAR-10's test order; anything else would compare different images.
             raise DataError(f"CIFAR-10-C labels in {self.directory} are not in CIFAR-10 test order")
-        self._block = ((noise, severity), block)
+        self._blocks[(noise, severity)] = block
         return block
 
 
