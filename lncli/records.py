@@ -38,11 +38,13 @@ class EvalRecord:
 
     Fields (also the CSV columns, in this order):
         checkpoint: the file as given; sha256: first 12 hex digits of its SHA-256.
-        arch, norm: the checkpoint's architecture and norm kind (``batchnorm``/``localnorm``).
-        mode: see :data:`MODES`; heads: ``position``/``mean`` (the mode's name for ``vote``/``majority``).
+        arch, norm: the checkpoint's architecture and norm kind (``batchnorm``/``localnorm``/``groupnorm``).
+        mode: see :data:`MODES`; heads: ``position``/``mean`` (the mode's name for ``vote``/``majority``;
+            ``none`` for ``groupnorm``, a GroupNorm checkpoint's only mode).
         group_size: how many images share statistics: ``None`` for running
-            statistics, the batch size for ``batch``, G for ``local``, 1 for
-            ``single``/``vote``/``majority``. The last batch may be smaller (module docstring).
+            statistics and for ``groupnorm`` (no test-time statistics), the batch size for
+            ``batch``, G for ``local``, 1 for ``single``/``vote``/``majority``. The last batch
+            may be smaller (module docstring).
             LocalNorm head positions follow G (the checkpoint's, or ``--group-size``) in every mode.
         batch_size: test batch size.
         noise: noise name (``clean`` for severity 0); profile: noise constants

@@ -125,3 +125,22 @@ def fmnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(lncli.data, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
     return write_fmnist(tmp_path / "fmnist")
+
+
+# --- GroupNorm checkpoints (issue 14: the batch-independent control) ---
+
+
+@pytest.fixture(scope="session")
+def gn_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``tiny`` GroupNorm checkpoint (default groups) fitted a few steps on synthetic data: ``.../gn.pt``."""
+    from evaluate_helpers import META, _fit
+
+    from lncli.checkpoint import NormSpec, checkpoint_from_model, save_checkpoint
+    from lncli.models import build_model
+
+    torch.manual_seed(0)
+    spec = NormSpec("groupnorm")
+    model = _fit(build_model("tiny", norm=spec, num_classes=META.num_classes, in_channels=META.in_channels), 0)
+    path = tmp_path_factory.mktemp("gn_ckpt") / "gn.pt"
+    save_checkpoint(checkpoint_from_model(model, arch="tiny", arch_kwargs={}, norm=spec, data=META), path)
+    return path

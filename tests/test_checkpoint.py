@@ -495,7 +495,7 @@ def test_error_reserved_arch_kwargs() -> None:
 def test_error_unknown_norm_kind() -> None:
     pytest.importorskip("lncli.norm")
     _, ckpt = _tiny()
-    ckpt.norm = NormSpec("groupnorm")
+    ckpt.norm = NormSpec("weightnorm")  # type: ignore[arg-type]
     with pytest.raises(CheckpointError, match="bad norm spec"):
         build_model(ckpt)
 
@@ -514,3 +514,63 @@ def test_error_zip_that_is_not_a_checkpoint(tmp_path: Path) -> None:
         zf.writestr("a.txt", "hello")
     with pytest.raises(CheckpointError, match="zip archive but not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "photos.pt")
+
+
+# --------------------------------------------------------------------------- GroupNorm (issue 14)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("groups", [None, 2])
+def test_round_trip_groupnorm(tmp_path: Path, seed: int, groups: int | None) -> None:
+    from lncli.models import build_model as build_arch
+
+    spec = NormSpec("groupnorm", groups=groups)
+    torch.manual_seed(seed)
+    model = build_arch("tiny", norm=spec, num_classes=10, in_channels=3, arch_kwargs={"width": 4}).eval()
+    ckpt = checkpoint_from_model(model, arch="tiny", arch_kwargs={"width": 4}, norm=spec, data=META)
+    save_checkpoint(ckpt, tmp_path / "gn.pt")
+    raw = torch.load(tmp_path / "gn.pt", weights_only=True)
+    assert raw["norm"] == {
+        "kind": "groupnorm",
+        "group_size": None,
+        "num_heads": None,
+        "grouping": "consecutive",
+        "groups": groups,
+    }
+    back = load_checkpoint(tmp_path / "gn.pt")
+    assert back.norm == spec
+    rebuilt = build_model(back)
+    norms = [m for m in rebuilt.modules() if isinstance(m, nn.GroupNorm)]
+    assert norms and all(m.num_groups == (groups or min(32, m.num_channels)) for m in norms)
+    _assert_same_outputs(model, rebuilt, seed)
+
+
+@pytest.mark.parametrize("spec", [NormSpec(groups=4), NormSpec("localnorm", 4, 2, groups=4)])
+def test_groups_stay_out_of_batchnorm_and_localnorm_records(spec: NormSpec) -> None:
+    # A GroupNorm setting left in a BN/LN config must not reach their on-disk record.
+    assert list(spec.to_dict()) == ["kind", "group_size", "num_heads", "grouping"]
+
+
+@pytest.mark.parametrize("kind", ["batchnorm", "localnorm"])
+def test_batchnorm_and_localnorm_checkpoint_bytes_are_the_pre_groupnorm_ones(tmp_path: Path, kind: str) -> None:
+    """save_checkpoint writes exactly what torch.save writes for the payload with the norm record
+    spelled as lncli wrote it before GroupNorm existed (a literal dict of four keys)."""
+    spec = NormSpec("localnorm", 4, 2) if kind == "localnorm" else NormSpec()
+    _, ckpt = _tiny(spec)
+    save_checkpoint(ckpt, tmp_path / "now.pt")
+    old_record = {
+        "kind": kind,
+        "group_size": 4 if kind == "localnorm" else None,
+        "num_heads": 2 if kind == "localnorm" else None,
+        "grouping": "consecutive",
+    }
+    with open(tmp_path / "before.pt", "wb") as fh:
+        torch.save({**ckpt.to_dict(), "norm": old_record}, fh)
+    assert file_sha256(tmp_path / "now.pt") == file_sha256(tmp_path / "before.pt")
+
+
+def test_bn_weights_do_not_load_into_a_groupnorm_model() -> None:
+    _, ckpt = _tiny()
+    ckpt.norm = NormSpec("groupnorm")
+    with pytest.raises(CheckpointError, match="with groupnorm .*unexpected keys: features.1.running_mean"):
+        build_model(ckpt)

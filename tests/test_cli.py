@@ -43,7 +43,7 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
 
 def test_choices_are_built_from_the_library() -> None:
     from lncli.cli.app import DeviceChoice, GroupingChoice, HeadsChoice, NormChoice, ProfileChoice
-    from lncli.config.common import DEVICES, NORM_KINDS
+    from lncli.config.common import CONVERT_TARGETS, DEVICES
     from lncli.config.evaluate import HEADS
     from lncli.noise import PROFILES
     from lncli.norm import GROUPINGS
@@ -52,7 +52,7 @@ def test_choices_are_built_from_the_library() -> None:
         (ProfileChoice, tuple(PROFILES)),
         (HeadsChoice, HEADS),
         (DeviceChoice, DEVICES),
-        (NormChoice, NORM_KINDS),
+        (NormChoice, CONVERT_TARGETS),  # convert --to: the kinds with batch statistics, not GroupNorm
         (GroupingChoice, GROUPINGS),
     ):
         assert tuple(c.value for c in choice) == values and all(isinstance(c, str) for c in choice)

@@ -84,3 +84,15 @@ def test_bad_inputs_exit_2_with_one_line(bn_checkpoint: Path, tmp_path: Path) ->
     # Usage errors (missing IN, bad choice) are click's: exit 2 too.
     assert runner.invoke(app, ["convert", str(tmp_path / "missing.pt"), str(out), "--to", "localnorm"]).exit_code == 2
     assert runner.invoke(app, ["convert", str(bn_checkpoint), str(out), "--to", "groupnorm"]).exit_code == 2
+
+
+def test_groupnorm_checkpoint_is_refused_in_one_line(gn_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ln.pt"
+    res = _runner().invoke(app, ["convert", str(gn_checkpoint), str(out), "--to", "localnorm"])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and lines[0].startswith("error: gn.pt uses groupnorm"), res.output
+    assert "no batch statistics to swap" in lines[0] and not out.exists()
+    # --to offers only the kinds with batch statistics.
+    res = _runner().invoke(app, ["convert", str(gn_checkpoint), str(out), "--to", "groupnorm"])
+    assert res.exit_code == 2 and not out.exists()

@@ -185,3 +185,30 @@ def test_unset_options_take_the_config_defaults(ckpts: dict[str, Path], tmp_path
     config = json.loads(out.read_text())["config"]
     defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(EvalConfig(device="cpu")).items()}
     assert {k: config[k] for k in defaults} == defaults
+
+
+def test_groupnorm_ignores_mode_with_exactly_one_note(
+    gn_checkpoint: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    """GroupNorm has no test-time statistics: it runs in its only mode whatever --mode asks, and says so once."""
+    csv_path = tmp_path / "r.csv"
+    res = invoke(gn_checkpoint, ckpts["bn"], *FAST, "--mode", "running,batch,single", "--csv", csv_path)
+    assert res.exit_code == 0, res.output + res.stderr
+    notes = [line for line in res.stderr.splitlines() if line.strip()]
+    note = "note: gn.pt uses GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
+    assert notes == [f"{note}, not in running, batch, single"], res.stderr
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    gn_rows = [r for r in rows if r["checkpoint"].endswith("gn.pt")]
+    assert len(gn_rows) == 5 and len(rows) == 5 * 4  # gn: one column; bn: the three modes asked
+    assert {(r["norm"], r["mode"], r["heads"], r["group_size"]) for r in gn_rows} == {
+        ("groupnorm", "groupnorm", "none", "")
+    }
+    # Its own mode, or no --mode: nothing to say.
+    for extra in (["--mode", "groupnorm"], []):
+        res = invoke(gn_checkpoint, *FAST, *extra)
+        assert res.exit_code == 0 and res.stderr.strip() == "", res.stderr
+    # groupnorm asked for a BatchNorm checkpoint: one line, exit 2.
+    res = invoke(ckpts["bn"], *FAST, "--mode", "groupnorm")
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "bn.pt uses batchnorm" in lines[0], res.output

@@ -94,7 +94,7 @@ def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
         ({"epochz": 3}, [], ["'epochz'", "did you mean 'epochs'", "valid keys"]),
         ({"optim": {"nesterv": True}}, [], ["'optim.nesterv'", "optim.nesterov"]),
         ({}, ["optim.lrr=0.1"], ["'optim.lrr'"]),
-        ({"norm": {"kind": "groupnorm"}}, [], ["'norm.kind'", "batchnorm", "localnorm"]),
+        ({"norm": {"kind": "weightnorm"}}, [], ["'norm.kind'", "batchnorm", "localnorm", "groupnorm"]),
         ({"optim": {"name": "adam"}}, [], ["'optim.name'", "sgd", "adamw"]),
         ({"schedule": {"name": "linear"}}, [], ["'schedule.name'", "cosine", "step", "onecycle"]),
         ({"amp": "fp8"}, [], ["'amp'", "bf16", "fp16"]),
@@ -166,6 +166,7 @@ def test_expected_sample_configs_exist() -> None:
         "smoke.yaml",
         "fashion_mnist_bn.yaml",
         "fashion_mnist_localnorm.yaml",
+        "fashion_mnist_groupnorm.yaml",
         "cifar10_resnet20_bn.yaml",
         "cifar10_resnet20_localnorm.yaml",
         "cifar10_vgg16_localnorm_paper.yaml",
@@ -187,6 +188,12 @@ def test_norm_section_is_written_whole_and_rejects_a_null_group_size() -> None:
     from lncli.config.common import DEFAULT_GROUP_SIZE
 
     norm = config_to_dict(TrainConfig())["norm"]
-    assert norm == {"kind": "batchnorm", "group_size": DEFAULT_GROUP_SIZE, "num_heads": None, "grouping": "consecutive"}
+    assert norm == {
+        "kind": "batchnorm",
+        "group_size": DEFAULT_GROUP_SIZE,
+        "num_heads": None,
+        "grouping": "consecutive",
+        "groups": None,
+    }
     with pytest.raises(ConfigError, match="'norm.group_size'.*integer"):
         train_config_from_dict({"norm": {"kind": "localnorm", "group_size": None}})

@@ -55,15 +55,17 @@ def test_list_grammar() -> None:
 
 
 def test_norm_aliases() -> None:
-    assert [canonical_norm(k) for k in ("BN", "ln", "batch_norm", "LocalNorm")] == [
+    assert [canonical_norm(k) for k in ("BN", "ln", "batch_norm", "LocalNorm", "GN", "group_norm")] == [
         "batchnorm",
         "localnorm",
         "batchnorm",
         "localnorm",
+        "groupnorm",
+        "groupnorm",
     ]
-    assert set(NORM_KINDS) == {"batchnorm", "localnorm"}
-    with pytest.raises(LncliError, match="unknown norm kind 'gn'"):
-        canonical_norm("gn")
+    assert set(NORM_KINDS) == {"batchnorm", "localnorm", "groupnorm"}
+    with pytest.raises(LncliError, match="unknown norm kind 'in'"):
+        canonical_norm("in")
 
 
 def test_profile_names_are_the_noise_profiles() -> None:

@@ -7,7 +7,15 @@ import dataclasses
 import pytest
 
 from lncli.config.common import MAX_SEVERITY
-from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, HEADS, MODES, NOISE_FAMILY, EvalConfig
+from lncli.config.evaluate import (
+    DEFAULT_BN_MODES,
+    DEFAULT_GN_MODES,
+    DEFAULT_LN_MODES,
+    HEADS,
+    MODES,
+    NOISE_FAMILY,
+    EvalConfig,
+)
 from lncli.errors import LncliError
 from lncli.evaluate import parse_list, parse_severities
 
@@ -31,6 +39,7 @@ def test_config_is_frozen_and_its_defaults_are_the_named_facts() -> None:
     assert config.noises == NOISE_FAMILY and config.severities == tuple(range(MAX_SEVERITY + 1))
     assert config.heads in HEADS and config.modes is None
     assert set(DEFAULT_BN_MODES) | set(DEFAULT_LN_MODES) <= set(MODES)
+    assert DEFAULT_GN_MODES == ("groupnorm",) and "groupnorm" in MODES  # GroupNorm's only mode
 
 
 def test_the_old_module_keeps_the_readme_names() -> None:

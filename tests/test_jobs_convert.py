@@ -94,3 +94,22 @@ def test_bad_settings_leave_no_out(bn_checkpoint: Path, tmp_path: Path, settings
     with pytest.raises(LncliError, match=message):
         run_convert(ConvertConfig(src=bn_checkpoint, dst=out, **settings))
     assert not out.exists()
+
+
+def test_groupnorm_checkpoint_is_refused_and_nothing_written(gn_checkpoint: Path, tmp_path: Path) -> None:
+    """GroupNorm has no batch statistics: no BatchNorm or LocalNorm twin to convert to (issue 14)."""
+    for to in ("localnorm", "batchnorm"):
+        out = tmp_path / f"{to}.pt"
+        with pytest.raises(LncliError) as info:
+            run_convert(ConvertConfig(src=gn_checkpoint, dst=out, to=to))
+        message = str(info.value)
+        assert message.startswith("gn.pt uses groupnorm, which has no batch statistics to swap"), message
+        assert "\n" not in message and not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_checkpoint_refuses_groupnorm_in_memory(gn_checkpoint: Path) -> None:
+    from lncli.nn import convert_checkpoint
+
+    with pytest.raises(LncliError, match="uses groupnorm, which has no batch statistics to swap"):
+        convert_checkpoint(load_checkpoint(gn_checkpoint), "localnorm")

@@ -144,3 +144,61 @@ def test_position_heads_depend_on_order_mean_heads_do_not(tmp_path: Path, seed: 
         for o in (0, 1, 2)
     ]
     assert by_order[0] == by_order[1] == by_order[2]
+
+
+# --- GroupNorm: the batch-independent control (issue 14) ---
+
+
+def test_groupnorm_checkpoints_run_in_their_only_mode(gn_checkpoint: Path, eval_ckpts: dict[str, Path]) -> None:
+    from lncli.jobs.evaluate import is_groupnorm, mode_notes, modes_for
+
+    gn, bn = load_checkpoints([gn_checkpoint, eval_ckpts["bn"]])
+    assert is_groupnorm(gn.checkpoint) and not is_groupnorm(bn.checkpoint)
+    assert default_modes(gn.checkpoint) == ("groupnorm",)
+    for asked in (None, ("running", "batch"), ("local",), ("groupnorm",), ("groupnorm", "single")):
+        assert modes_for(gn.checkpoint, asked) == ("groupnorm",), asked
+    with pytest.raises(LncliError, match="mode 'groupnorm' runs GroupNorm checkpoints.*bn.pt uses batchnorm"):
+        modes_for(bn.checkpoint, ("running", "groupnorm"), "bn.pt")
+    # The note: exactly one, only when --mode asked for something else, naming what was not run.
+    assert mode_notes([gn, bn], cfg(modes=None)) == [] and mode_notes([gn], cfg(modes=("groupnorm",))) == []
+    notes = mode_notes([bn, gn], cfg(modes=("running", "batch")))
+    note = "gn.pt uses GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
+    assert notes == [f"{note}, not in running, batch"]
+
+
+def test_groupnorm_runner_calls_the_model_as_it_is(gn_checkpoint: Path, eval_ckpts: dict[str, Path]) -> None:
+    gn_model = build_model(load_checkpoints([gn_checkpoint])[0].checkpoint)
+    runner = make_runner(gn_model, "groupnorm", heads="position", group_size=8, batch_size=32)
+    assert (runner.mode, runner.heads, runner.group_size, runner.settings) == ("groupnorm", "none", None, None)
+    assert runner.model is gn_model
+    x = normalize(load_dataset("synthetic", "test", limit=8).images, META)
+    with torch.no_grad():
+        assert torch.equal(scores(gn_model, x, "groupnorm"), gn_model(x))
+    with pytest.raises(LncliError, match="mode 'batch' sets test-time statistics; a GroupNorm model has none"):
+        make_runner(gn_model, "batch", heads="position", group_size=8, batch_size=32)
+    bn_model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    with pytest.raises(LncliError, match="mode 'groupnorm' runs GroupNorm models"):
+        make_runner(bn_model, "groupnorm", heads="position", group_size=8, batch_size=32)
+
+
+def test_groupnorm_counts_do_not_depend_on_batch_size_or_order(gn_checkpoint: Path) -> None:
+    """Batch sizes 1, 7 and 128 (and three stream orders) give identical counts, whatever --mode asked."""
+    data = EvalData.from_imageset(load_dataset("synthetic", "test", limit=200))
+    gn = load_checkpoints([gn_checkpoint])
+    runs = [
+        evaluate_grid(gn, data, cfg(modes=("running", "batch"), batch_size=bs, order_seed=order))
+        for bs in (1, 7, 128)
+        for order in (0, 1, None)
+    ]
+    first = counts(runs[0])
+    assert list(first) == [("gn.pt", "groupnorm", CLEAN, 0), ("gn.pt", "groupnorm", "gaussian", 3)]
+    assert all(counts(r) == first for r in runs[1:])
+    assert first[("gn.pt", "groupnorm", CLEAN, 0)] > 40, "fitted: far above chance (20 of 200)"
+    rec = runs[-1][0]
+    assert (rec.norm, rec.mode, rec.heads, rec.group_size, rec.batch_size) == (
+        "groupnorm",
+        "groupnorm",
+        "none",
+        None,
+        128,
+    )

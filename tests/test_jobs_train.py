@@ -456,3 +456,28 @@ def test_old_module_path_reexports_the_public_api() -> None:
     )
     for name in shim.__all__:
         assert getattr(shim, name) is getattr(jobs_train, name), name
+
+
+def test_groupnorm_trains_and_its_checkpoint_loads_back(tmp_path: Path) -> None:
+    """norm.kind gn: a few steps on synthetic data; the checkpoint records GroupNorm and rebuilds it (issue 14)."""
+    from torch import nn
+
+    cfg = _cfg(**{"norm.kind": "gn", "norm.groups": 4, "epochs": 2})
+    res = train(cfg, tmp_path / "run")
+    assert res.history[-1].train_loss < res.history[0].train_loss, [r.train_loss for r in res.history]
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (ckpt.norm.kind, ckpt.norm.groups) == ("groupnorm", 4)
+    assert ckpt.config["norm"]["kind"] == "groupnorm" and ckpt.config["norm"]["groups"] == 4
+    model = build_model(ckpt)
+    assert {m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)} == {4}
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert load_train_config(tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_groupnorm_sample_config_is_the_bn_recipe_but_for_the_norm() -> None:
+    import dataclasses
+
+    bn = load_train_config(ROOT / "sample_configs" / "fashion_mnist_bn.yaml")
+    gn = load_train_config(ROOT / "sample_configs" / "fashion_mnist_groupnorm.yaml")
+    assert (gn.norm.kind, gn.norm.groups) == ("groupnorm", None)
+    assert dataclasses.replace(gn, norm=bn.norm) == bn

@@ -64,7 +64,9 @@ def test_check_arch() -> None:
 @pytest.mark.parametrize(
     ("arch", "norm", "kwargs", "match"),
     [
-        ("tiny", NormConfig("groupnorm"), {}, "bad norm spec .*groupnorm"),  # type: ignore[arg-type]
+        ("tiny", NormConfig("weightnorm"), {}, "bad norm spec .*weightnorm"),  # type: ignore[arg-type]
+        ("tiny", NormConfig("groupnorm", groups=0), {}, "bad norm spec .*groups must be a positive integer"),
+        ("tiny", NormConfig("groupnorm", groups=3), {}, "norm.groups=3 does not divide a layer of width 8"),
         ("tiny", NormConfig("localnorm", 0), {}, "bad norm spec .*group_size"),
         ("tiny", NormConfig(), {"depth": 3}, "takes no option depth"),
         ("resnet20", NormConfig(), {"shortcut": "C"}, "shortcut must be .A. or .B."),  # a builder ValueError

@@ -11,14 +11,14 @@ from lncli.nn import NORM_KINDS, TEST_HEADS, TEST_STATS, LocalNorm2d, get_norm_l
 
 
 def test_get_norm_layer() -> None:
-    assert NORM_KINDS == ("batchnorm", "localnorm")
+    assert NORM_KINDS == ("batchnorm", "localnorm", "groupnorm")
     assert get_norm_layer("bn") is nn.BatchNorm2d and get_norm_layer("batchnorm") is nn.BatchNorm2d
     layer = get_norm_layer("ln", group_size=8, num_heads=2, grouping="strided")(5)
     assert isinstance(layer, LocalNorm2d)
     assert (layer.num_features, layer.group_size, layer.num_heads, layer.grouping) == (5, 8, 2, "strided")
     assert isinstance(get_norm_layer("localnorm")(3), LocalNorm2d)
-    with pytest.raises(LncliError, match="batchnorm, localnorm"):
-        get_norm_layer("groupnorm")
+    with pytest.raises(LncliError, match="batchnorm, localnorm, groupnorm"):
+        get_norm_layer("weightnorm")
     with pytest.raises(LncliError):
         get_norm_layer("localnorm", group_size=0)
     assert TEST_HEADS == ("position", "mean", "vote") and TEST_STATS == ("running", "batch", "local", "single")
@@ -31,6 +31,8 @@ def test_get_norm_layer_accepts_every_shared_alias() -> None:
             factory = get_norm_layer(text, group_size=4)
             if kind == "batchnorm":
                 assert factory is nn.BatchNorm2d, text
+            elif kind == "groupnorm":
+                assert type(factory(48)) is nn.GroupNorm and factory(48).num_groups == 24, text
             else:
                 layer = factory(3)
                 assert type(layer) is LocalNorm2d and layer.group_size == 4, text

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lncli import __version__
-from lncli.config.common import DEVICES, GROUPINGS, NORM_KINDS, PROFILE_NAMES
+from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAMES
 from lncli.config.evaluate import HEADS
 from lncli.errors import LncliError
 
@@ -133,7 +133,7 @@ else:
     )
     HeadsChoice = _choices("HeadsChoice", HEADS, "Which LocalNorm affine head a test group uses.")
     DeviceChoice = _choices("DeviceChoice", DEVICES, "Where the models run.")
-    NormChoice = _choices("NormChoice", NORM_KINDS, "Norm layer to convert to.")
+    NormChoice = _choices("NormChoice", CONVERT_TARGETS, "Norm layer to convert to.")
     GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
 
 

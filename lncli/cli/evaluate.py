@@ -72,7 +72,8 @@ _NO_ORDER_SEED = -1
 
 _MODE_HELP = (
     f"Comma list of {','.join(MODES)} (vote: softmax averaged over heads; majority: the authors' per-head argmax "
-    "majority, ties to the lowest class; default: BN running,batch; LocalNorm local)."
+    "majority, ties to the lowest class; default: BN running,batch; LocalNorm local). "
+    "GroupNorm checkpoints always run in groupnorm, their only mode."
 )
 
 
@@ -165,7 +166,13 @@ def evaluate_command(
     rescale: Rescale = EvalConfig.rescale,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
-    from lncli.jobs.evaluate import column_keys, evaluate_grid, load_checkpoints, resolve_data  # models: slow import
+    from lncli.jobs.evaluate import (  # models: slow import
+        column_keys,
+        evaluate_grid,
+        load_checkpoints,
+        mode_notes,
+        resolve_data,
+    )
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
     _check_eval_outputs(csv_path, json_path, plot, max_drop)
@@ -199,5 +206,7 @@ def evaluate_command(
     finally:
         distributed.cleanup()
     if info.is_main:
+        for line in mode_notes(models, config):  # after the sweep: a failed run prints its error alone
+            err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
         run = {**asdict(config), "checkpoints": [m.path for m in models], "data": data, "limit": limit}
         _report_evaluation(records, run, (csv_path, json_path, plot), baseline, thresholds, max_drop)

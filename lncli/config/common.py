@@ -1,6 +1,7 @@
 """Names, defaults and grammars that every command shares, each written once.
 
-The default LocalNorm group size, the norm kinds with their accepted spellings,
+The default LocalNorm group size, the norm kinds with their accepted spellings
+(and which of them ``convert`` swaps between),
 and the two list grammars of the command line (severities such as ``0-2,5`` and
 comma lists of names such as modes) live here, so that the layer, the configs,
 the conversion and the CLI cannot drift apart.
@@ -14,9 +15,11 @@ from typing import Literal, get_args
 from lncli.errors import LncliError
 
 __all__ = [
+    "CONVERT_TARGETS",
     "DEFAULT_GROUP_SIZE",
     "DEVICES",
     "GROUPINGS",
+    "MAX_GN_GROUPS",
     "MAX_SEVERITY",
     "NORM_ALIASES",
     "NORM_KINDS",
@@ -36,12 +39,23 @@ DEFAULT_GROUP_SIZE = 16
 MAX_SEVERITY = 5
 """Severities run 0 (clean) to 5, as in ImageNet-C and CIFAR-10-C."""
 
-NormKind = Literal["batchnorm", "localnorm"]
+MAX_GN_GROUPS = 32
+"""GroupNorm's default number of groups, at most: Wu & He's (ECCV 2018) G = 32 (see :func:`lncli.nn.default_groups`)."""
+
+NormKind = Literal["batchnorm", "localnorm", "groupnorm"]
 Grouping = Literal["consecutive", "strided"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 ProfileName = Literal["imagenet-c", "cifar-10-c", "paper"]
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
-"""The norm layers lncli builds and converts between (the typed configs use :data:`NormKind`)."""
+"""The norm layers lncli builds (the typed configs use :data:`NormKind`).
+
+``groupnorm`` (``torch.nn.GroupNorm``) is the batch-independent control: it has no batch
+statistics, so it has no test-time modes and nothing to convert.
+"""
+
+CONVERT_TARGETS: tuple[str, ...] = ("localnorm", "batchnorm")
+"""The norm kinds ``lncli convert`` swaps between, LocalNorm (the usual direction) first: the kinds with
+batch statistics. Not every norm kind: GroupNorm has no batch statistics to swap."""
 
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
 """How LocalNorm cuts a batch into groups.
@@ -66,6 +80,9 @@ NORM_ALIASES: dict[str, str] = {
     "localnorm": "localnorm",
     "ln": "localnorm",
     "local_norm": "localnorm",
+    "groupnorm": "groupnorm",
+    "gn": "groupnorm",
+    "group_norm": "groupnorm",
 }
 """Accepted spellings of :data:`NORM_KINDS` (lower case)."""
 
@@ -85,7 +102,7 @@ def canonical_norm(kind: str) -> str:
     try:
         return NORM_ALIASES[str(kind).strip().lower()]
     except KeyError:
-        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln)") from None
+        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)") from None
 
 
 def parse_severities(spec: str) -> tuple[int, ...]:

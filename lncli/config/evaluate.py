@@ -13,6 +13,7 @@ from lncli.config.common import MAX_SEVERITY
 
 __all__ = [
     "DEFAULT_BN_MODES",
+    "DEFAULT_GN_MODES",
     "DEFAULT_LN_MODES",
     "HEADS",
     "MODES",
@@ -20,7 +21,7 @@ __all__ = [
     "EvalConfig",
 ]
 
-MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority")
+MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority", "groupnorm")
 """Test-time normalisation modes (see :mod:`lncli.jobs.evaluate.modes`)."""
 
 HEADS: tuple[str, ...] = ("position", "mean")
@@ -37,6 +38,9 @@ DEFAULT_BN_MODES: tuple[str, ...] = ("running", "batch")
 DEFAULT_LN_MODES: tuple[str, ...] = ("local",)
 """A LocalNorm checkpoint's modes when none are asked for: the method itself."""
 
+DEFAULT_GN_MODES: tuple[str, ...] = ("groupnorm",)
+"""A GroupNorm checkpoint's modes, whatever is asked for: it has no test-time statistics, so it runs as it is."""
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -49,6 +53,7 @@ class EvalConfig:
     # imagenet-c is the reference everyone compares against; "paper" is the authors' own protocol.
     profile: str = "imagenet-c"
     # None = each checkpoint's natural modes: BN -> DEFAULT_BN_MODES, LocalNorm -> DEFAULT_LN_MODES.
+    # GroupNorm checkpoints always run in DEFAULT_GN_MODES (their only mode), whatever this says.
     modes: tuple[str, ...] | None = None
     # "position" is what the authors' code does (group k uses head k); "mean" removes the order dependence.
     heads: str = "position"

@@ -99,7 +99,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class NormConfig:
-    """Which normalisation layer a model is built with (arXiv 1902.06550).
+    """Which normalisation layer a model is built with: BatchNorm, LocalNorm (arXiv 1902.06550) or GroupNorm.
 
     The one description of a norm layer: the ``norm`` section of a train config,
     and (as :data:`lncli.checkpoint.NormSpec`) the norm a checkpoint's weights
@@ -110,7 +110,7 @@ class NormConfig:
     # Plain BatchNorm is the baseline every comparison needs.
     kind: NormKind = "batchnorm"
     # G = samples per LocalNorm group; the default is the authors' CIFAR
-    # choice (see DEFAULT_GROUP_SIZE). Ignored for batchnorm.
+    # choice (see DEFAULT_GROUP_SIZE). Ignored unless kind is localnorm.
     group_size: int = DEFAULT_GROUP_SIZE
     # Affine heads (gamma_k, beta_k). None = batch_size / group_size, one head
     # per group position as in the paper's code (resolved by validate(); in a
@@ -119,19 +119,29 @@ class NormConfig:
     # Consecutive samples form a group, as in the authors' code; "strided" is
     # the zero-copy partition (equally faithful: training batches are shuffled).
     grouping: Grouping = "consecutive"
+    # GroupNorm's groups of channels. None = per layer min(32, C), or the largest
+    # divisor of C not above 32 when 32 does not divide C (Wu & He's G = 32 where it
+    # fits: lncli.nn.default_groups); a number must divide every layer's width.
+    # Ignored unless kind is groupnorm. Last, so the BN/LN records keep their key order.
+    groups: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the checkpoint's ``norm`` record (keys in field order).
 
         A BatchNorm model has no groups or heads, so its record holds null G and
         heads and the default grouping, whatever else the config said: the form
-        lncli checkpoints have always had on disk.
+        lncli checkpoints have always had on disk. GroupNorm's record is BatchNorm's
+        form plus ``groups`` (null = the default rule); BatchNorm and LocalNorm records
+        have no ``groups`` key, so their bytes are what they were before GroupNorm.
 
         Returns:
-            ``{"kind", "group_size", "num_heads", "grouping"}`` as plain types.
+            ``{"kind", "group_size", "num_heads", "grouping"}`` (plus ``"groups"`` for
+            GroupNorm) as plain types.
         """
         record = dataclasses.asdict(self)
-        if self.kind == "batchnorm":
+        if self.kind != "groupnorm":
+            del record["groups"]  # the last key: the others keep their order
+        if self.kind in ("batchnorm", "groupnorm"):
             record.update(group_size=None, num_heads=None)
             # Replaced only when it differs: an equal value keeps its object, since torch.save's
             # pickle refers back to objects it has written, and a new one would change the bytes.
@@ -144,7 +154,7 @@ class NormConfig:
         """Rebuild a spec from a checkpoint's ``norm`` record; unknown keys are ignored.
 
         A missing or null ``group_size`` is the default G (what the layer is built
-        with). A known spelling of the kind (``bn``...) becomes the canonical one;
+        with); a missing or null ``groups`` is GroupNorm's default rule. A known spelling of the kind (``bn``...) becomes the canonical one;
         an unknown kind is kept, so the file still loads and building its model
         names the problem.
 
@@ -161,12 +171,13 @@ class NormConfig:
             kind = str(d.get("kind", cls.kind))
             if kind not in NORM_KINDS:  # a canonical kind keeps its object (see to_dict)
                 kind = NORM_ALIASES.get(kind.lower(), kind)
-            gs, nh = d.get("group_size"), d.get("num_heads")
+            gs, nh, groups = d.get("group_size"), d.get("num_heads"), d.get("groups")
             return cls(
                 kind=cast(NormKind, kind),
                 group_size=DEFAULT_GROUP_SIZE if gs is None else int(gs),
                 num_heads=None if nh is None else int(nh),
                 grouping=cast(Grouping, str(d.get("grouping", cls.grouping))),
+                groups=None if groups is None else int(groups),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"malformed norm spec {d!r}: {exc}") from None
@@ -350,6 +361,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         )
         if n.num_heads is None:
             cfg = dataclasses.replace(cfg, norm=dataclasses.replace(n, num_heads=cfg.batch_size // n.group_size))
+    if n.kind == "groupnorm":  # whether it divides each layer's width is checked when the model is built
+        need(n.groups is None or n.groups >= 1, "norm.groups", "must be >= 1 or null (= min(32, C) per layer)")
     return cfg
 
 

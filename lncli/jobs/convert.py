@@ -12,7 +12,7 @@ from collections.abc import Callable
 from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, load_checkpoint, save_checkpoint
 from lncli.config.convert import ConvertConfig
 from lncli.io import check_distinct, check_output_file
-from lncli.nn.convert import ConversionSummary, check_conversion, convert_checkpoint
+from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_checkpoint
 
 __all__ = ["check_convert_files", "run_convert"]
 
@@ -47,11 +47,13 @@ def run_convert(cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | N
 
     Raises:
         LncliError: invalid settings, OUT is IN, OUT cannot be written (a folder, no
-            permission, not a checkpoint suffix), or an unreadable checkpoint.
+            permission, not a checkpoint suffix), an unreadable checkpoint, or one with no
+            batch statistics to swap (GroupNorm).
     """
     check_convert_files(cfg)
     check_conversion(cfg.to, group_size=cfg.group_size, num_heads=cfg.num_heads, grouping=cfg.grouping)
     ckpt = load_checkpoint(cfg.src)
+    check_convertible(ckpt.norm.kind, cfg.src.name)  # GroupNorm: refused before any model is built
     new, summary = convert_checkpoint(
         ckpt, cfg.to, group_size=cfg.group_size, num_heads=cfg.num_heads, grouping=cfg.grouping
     )

@@ -43,16 +43,17 @@ def norm_layer_for(norm: NormConfig) -> NormLayer:
         norm: the spec (``num_heads`` None = the layer's default).
 
     Returns:
-        ``nn.BatchNorm2d`` or a LocalNorm factory from :func:`lncli.nn.get_norm_layer`.
+        ``nn.BatchNorm2d``, or a LocalNorm or GroupNorm factory from :func:`lncli.nn.get_norm_layer`
+        (GroupNorm's ``groups`` is checked against each layer's width as the model is built).
 
     Raises:
-        LncliError: an unknown norm kind or invalid LocalNorm settings (the spec is named).
+        LncliError: an unknown norm kind or invalid LocalNorm/GroupNorm settings (the spec is named).
     """
     # Imported here, not at the top: the norm package's conversion code reaches
     # checkpoints, which import this module, so a module-level import could cycle.
     from lncli.nn import get_norm_layer
 
-    kwargs: dict[str, Any] = {"group_size": norm.group_size, "grouping": norm.grouping}
+    kwargs: dict[str, Any] = {"group_size": norm.group_size, "grouping": norm.grouping, "groups": norm.groups}
     if norm.num_heads is not None:
         kwargs["num_heads"] = norm.num_heads
     try:

@@ -5,6 +5,7 @@
 * :mod:`lncli.nn._grouped_cpu`: the copy-free CPU kernel behind its training and ``local`` passes.
 * :mod:`lncli.nn.testtime`: :func:`set_test_mode`, :func:`vote_predict`, :func:`majority_predict`.
 * :mod:`lncli.nn.factory`: :func:`get_norm_layer`, norm names -> layer factories.
+* :mod:`lncli.nn.groupnorm`: GroupNorm, the batch-independent control, and :func:`default_groups`.
 * :mod:`lncli.nn.convert`: BatchNorm2d <-> LocalNorm2d swaps of models and checkpoints.
 """
 
@@ -16,6 +17,7 @@ from lncli.nn.convert import (
     convert_localnorm_to_batchnorm,
 )
 from lncli.nn.factory import NORM_KINDS, get_norm_layer
+from lncli.nn.groupnorm import default_groups, group_norm
 from lncli.nn.localnorm import GROUPINGS, TEST_HEADS, TEST_STATS, LocalNorm2d, localnorm_layers
 from lncli.nn.testtime import majority_predict, set_test_mode, vote_predict
 
@@ -30,7 +32,9 @@ __all__ = [
     "convert_batchnorm_to_localnorm",
     "convert_checkpoint",
     "convert_localnorm_to_batchnorm",
+    "default_groups",
     "get_norm_layer",
+    "group_norm",
     "localnorm_layers",
     "majority_predict",
     "set_test_mode",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, Grouping
+from lncli.config.common import CONVERT_TARGETS, DEFAULT_GROUP_SIZE, NORM_ALIASES, Grouping
 from lncli.errors import ConfigError
 from lncli.nn.factory import get_norm_layer
 from lncli.nn.localnorm import GROUPINGS, LocalNorm2d, check_choice
@@ -35,14 +35,11 @@ __all__ = [
     "CONVERT_TARGETS",
     "ConversionSummary",
     "check_conversion",
+    "check_convertible",
     "convert_batchnorm_to_localnorm",
     "convert_checkpoint",
     "convert_localnorm_to_batchnorm",
 ]
-
-#: The norm kinds a model can be converted to, LocalNorm (the usual direction) first. Not
-#: simply every norm kind: a kind without a conversion rule (a future GroupNorm) is no target.
-CONVERT_TARGETS: tuple[str, ...] = ("localnorm", "batchnorm")
 
 
 @dataclass(frozen=True)
@@ -248,6 +245,27 @@ def check_conversion(
     return target
 
 
+def check_convertible(kind: str, where: str = "the checkpoint") -> str:
+    """Check that a checkpoint's norm has batch statistics to swap; return its canonical kind.
+
+    Args:
+        kind: the checkpoint's norm kind (``ckpt.norm.kind``).
+        where: what to call the checkpoint in the message (its file name).
+
+    Returns:
+        One of :data:`CONVERT_TARGETS`.
+
+    Raises:
+        ConfigError: a GroupNorm checkpoint (it normalises each image by itself: no batch statistics,
+            so no BatchNorm or LocalNorm twin) or an unknown kind.
+    """
+    source = NORM_ALIASES.get(str(kind).strip().lower(), str(kind))
+    if source not in CONVERT_TARGETS:
+        why = "which has no batch statistics to swap" if source == "groupnorm" else "which lncli cannot convert"
+        raise ConfigError(f"{where} uses {source}, {why}; convert works between {' and '.join(CONVERT_TARGETS)} only")
+    return source
+
+
 def convert_checkpoint(
     ckpt: Checkpoint,
     to: str,
@@ -275,14 +293,15 @@ def convert_checkpoint(
 
     Raises:
         LncliError: unknown target, invalid LocalNorm settings, or a checkpoint that
-            already uses the target norm or has no layer to convert.
+            already uses the target norm, has no layer to convert or is not convertible
+            (GroupNorm: :func:`check_convertible`).
     """
     # Imported at call time: lncli.checkpoint builds its models with this package's
     # layers, so neither module may need the other while it is being imported.
     from lncli.checkpoint import NormSpec, build_model, checkpoint_from_model
 
     target = check_conversion(to, group_size=group_size, num_heads=num_heads, grouping=grouping)
-    source = NORM_ALIASES.get(ckpt.norm.kind, ckpt.norm.kind)
+    source = check_convertible(ckpt.norm.kind)
     if source == target:
         raise ConfigError(f"the checkpoint already uses {target}; nothing to convert")
     model, summary = _convert_model(build_model(ckpt), target, group_size, num_heads, grouping)

@@ -8,7 +8,15 @@
 * :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
 """
 
-from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, HEADS, MODES, NOISE_FAMILY, EvalConfig
+from lncli.config.evaluate import (
+    DEFAULT_BN_MODES,
+    DEFAULT_GN_MODES,
+    DEFAULT_LN_MODES,
+    HEADS,
+    MODES,
+    NOISE_FAMILY,
+    EvalConfig,
+)
 from lncli.jobs.evaluate.checkpoints import (
     CHECKPOINT_SUFFIXES,
     LoadedCheckpoint,
@@ -16,7 +24,7 @@ from lncli.jobs.evaluate.checkpoints import (
     natural_key,
     resolve_checkpoint_paths,
 )
-from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid
+from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid, mode_notes
 from lncli.jobs.evaluate.modes import (
     MODE_TABLE,
     LocalNormCopies,
@@ -24,8 +32,10 @@ from lncli.jobs.evaluate.modes import (
     ModeRunner,
     default_modes,
     has_localnorm,
+    is_groupnorm,
     make_runner,
     mode_spec,
+    modes_for,
     predict,
     scores,
 )
@@ -46,6 +56,7 @@ __all__ = [
     "CIFAR10C_PROFILE",
     "CLEAN_CELL",
     "DEFAULT_BN_MODES",
+    "DEFAULT_GN_MODES",
     "DEFAULT_LN_MODES",
     "HEADS",
     "MODES",
@@ -71,10 +82,13 @@ __all__ = [
     "evaluate_grid",
     "has_localnorm",
     "image_range",
+    "is_groupnorm",
     "load_checkpoints",
     "load_train_range",
     "make_runner",
+    "mode_notes",
     "mode_spec",
+    "modes_for",
     "natural_key",
     "open_source",
     "predict",

@@ -50,14 +50,14 @@ from lncli.data import DataMeta
 from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
 from lncli.errors import LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
-from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, default_modes, make_runner, mode_spec
+from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, is_groupnorm, make_runner, mode_spec, modes_for
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
 from lncli.jobs.evaluate.testset import EvalData
 from lncli.noise import PROFILES
 from lncli.records import CLEAN, EvalRecord, pack_hits
 from lncli.stats import wilson_interval
 
-__all__ = ["Column", "ColumnKey", "check_config", "column_keys", "evaluate_grid"]
+__all__ = ["Column", "ColumnKey", "check_config", "column_keys", "evaluate_grid", "mode_notes"]
 
 Progress = Callable[[int, int], None]
 
@@ -177,8 +177,30 @@ def check_config(config: EvalConfig) -> None:
         )
 
 
-def _modes(ckpt: Checkpoint, config: EvalConfig) -> tuple[str, ...]:
-    return config.modes or default_modes(ckpt)
+def _modes(loaded: LoadedCheckpoint, config: EvalConfig) -> tuple[str, ...]:
+    return modes_for(loaded.checkpoint, config.modes, Path(loaded.path).name)
+
+
+def mode_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
+    """What the sweep does other than asked, for the caller to show once (compute never prints).
+
+    Today one note at most: the GroupNorm checkpoints, which run in their only mode whatever ``--mode`` asks.
+
+    Args:
+        models: the loaded checkpoints.
+        config: the sweep.
+
+    Returns:
+        The notes, one line each (empty when everything runs as asked).
+    """
+    overridden = [m for m in models if is_groupnorm(m.checkpoint) and config.modes and config.modes != ("groupnorm",)]
+    if not overridden:
+        return []
+    names = ", ".join(Path(m.path).name for m in overridden)
+    uses = "uses" if len(overridden) == 1 else "use"
+    asked = ", ".join(mode for mode in config.modes or () if mode != "groupnorm")
+    note = f"{names} {uses} GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
+    return [f"{note}, not in {asked}"]
 
 
 def column_keys(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[ColumnKey]:
@@ -191,7 +213,7 @@ def column_keys(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[
     Returns:
         One key per checkpoint x mode.
     """
-    return [ColumnKey(m.path, mode) for m in models for mode in _modes(m.checkpoint, config)]
+    return [ColumnKey(m.path, mode) for m in models for mode in _modes(m, config)]
 
 
 def _group_size(ckpt: Checkpoint, config: EvalConfig) -> int:
@@ -211,7 +233,7 @@ def plan_columns(models: Sequence[LoadedCheckpoint], config: EvalConfig, device:
     columns: list[Column] = []
     for loaded in models:
         ckpt = loaded.checkpoint
-        modes, g = _modes(ckpt, config), _group_size(ckpt, config)
+        modes, g = _modes(loaded, config), _group_size(ckpt, config)
         if any(mode_spec(m).stats == "local" for m in modes) and config.batch_size % g != 0:
             raise LncliError(
                 f"--batch-size {config.batch_size} is not a multiple of the group size {g} "

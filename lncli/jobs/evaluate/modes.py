@@ -16,6 +16,9 @@ Test-time modes (LocalNorm, arXiv 1902.06550):
 * ``majority`` - single-image statistics, each head votes for its argmax class and
   the most-voted class wins, ties going to the lowest class index (the authors'
   ``np.bincount(votes).argmax()``: :func:`lncli.nn.majority_predict`).
+* ``groupnorm`` - a GroupNorm model as it is: the only mode of GroupNorm checkpoints, which
+  have no test-time statistics (each image is normalised by itself), and which run in it
+  whatever ``--mode`` asks (:func:`modes_for`). Recorded with heads ``none`` and group size None.
 
 :data:`MODE_TABLE` holds one :class:`Mode` per name of :data:`lncli.config.evaluate.MODES`;
 :func:`make_runner` turns a model and a mode into a :class:`ModeRunner`, the callable
@@ -33,7 +36,7 @@ from torch import Tensor, nn
 
 from lncli.checkpoint import Checkpoint
 from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
-from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_LN_MODES, MODES
+from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_GN_MODES, DEFAULT_LN_MODES, MODES
 from lncli.errors import LncliError
 from lncli.nn import LocalNorm2d, convert_batchnorm_to_localnorm, majority_predict, set_test_mode, vote_predict
 
@@ -44,8 +47,10 @@ __all__ = [
     "ModeRunner",
     "default_modes",
     "has_localnorm",
+    "is_groupnorm",
     "make_runner",
     "mode_spec",
+    "modes_for",
     "predict",
     "scores",
 ]
@@ -74,7 +79,7 @@ def _one_image(batch_size: int, group_size: int) -> int | None:
 class Mode:
     """How one test-time mode runs a model."""
 
-    stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS)
+    stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS); "none": a GroupNorm model as it is
     # How many test images share statistics, given (batch size, G): what the records store as group_size.
     shared: Callable[[int, int], int | None]
     voter: Voter | None = None  # run every head in turn and combine them (the recorded heads are then the mode's name)
@@ -87,6 +92,7 @@ MODE_TABLE: dict[str, Mode] = {
     "single": Mode("single", _one_image),
     "vote": Mode("single", _one_image, vote_predict),
     "majority": Mode("single", _one_image, majority_predict),
+    "groupnorm": Mode("none", _no_group),
 }
 """Every mode of :data:`lncli.config.evaluate.MODES`, by name, in the same order (a test holds them equal)."""
 
@@ -108,11 +114,42 @@ def has_localnorm(model: nn.Module) -> bool:
     return any(isinstance(m, LocalNorm2d) for m in model.modules())
 
 
+def is_groupnorm(ckpt: Checkpoint) -> bool:
+    """Whether a checkpoint's model uses GroupNorm (which has no test-time statistics)."""
+    return NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "groupnorm"
+
+
 def default_modes(ckpt: Checkpoint) -> tuple[str, ...]:
     """A checkpoint's modes when none are asked for: BN ``running`` + ``batch`` (the paper's two baselines);
-    LocalNorm ``local``."""
+    LocalNorm ``local``; GroupNorm ``groupnorm``."""
+    if is_groupnorm(ckpt):
+        return DEFAULT_GN_MODES
     is_localnorm = NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
     return DEFAULT_LN_MODES if is_localnorm else DEFAULT_BN_MODES
+
+
+def modes_for(ckpt: Checkpoint, asked: tuple[str, ...] | None, name: str = "the checkpoint") -> tuple[str, ...]:
+    """The modes a checkpoint runs in: those asked for, else its defaults; GroupNorm always its only mode.
+
+    Args:
+        ckpt: the checkpoint.
+        asked: ``--mode`` (None = not given).
+        name: the checkpoint's name for messages.
+
+    Returns:
+        The modes, in order.
+
+    Raises:
+        LncliError: ``groupnorm`` asked for a checkpoint that has batch statistics.
+    """
+    if is_groupnorm(ckpt):
+        return DEFAULT_GN_MODES  # whatever was asked: the caller notes the override once (grid.mode_notes)
+    if asked and "groupnorm" in asked:
+        raise LncliError(
+            f"mode 'groupnorm' runs GroupNorm checkpoints, which always run in it; {name} uses "
+            f"{ckpt.norm.kind}: leave groupnorm out of --mode"
+        )
+    return asked or default_modes(ckpt)
 
 
 class LocalNormCopies:
@@ -142,7 +179,7 @@ class ModeRunner:
     """One model in one mode: the module to call, how to set it up, and what the records say about it."""
 
     mode: str
-    heads: str  # recorded: position/mean, or the mode's name for the voting modes
+    heads: str  # recorded: position/mean, the mode's name for the voting modes, "none" for groupnorm
     group_size: int | None  # recorded: how many images share statistics (None = running statistics)
     model: nn.Module
     # (stats, heads, G) set on the LocalNorm layers before each call: a module may serve several columns.
@@ -175,7 +212,7 @@ def make_runner(
     """Prepare ``model`` to run in ``mode`` (the model is put in eval mode; its weights are never changed).
 
     Args:
-        model: a BN or LocalNorm classifier.
+        model: a BN, LocalNorm or (mode ``groupnorm`` only) GroupNorm classifier.
         mode: one of :data:`lncli.config.evaluate.MODES`.
         heads: ``position`` or ``mean``.
         group_size: G for ``local`` (and LocalNorm's head positions in every mode).
@@ -187,16 +224,39 @@ def make_runner(
         The runner.
 
     Raises:
-        LncliError: an unknown mode.
+        LncliError: an unknown mode, ``groupnorm`` for a BN/LocalNorm model, or another mode for a GroupNorm one.
     """
     spec = mode_spec(mode)
     model.eval()
     recorded_heads = mode if spec.voter is not None else heads
     shared = spec.shared(batch_size, group_size)
+    if spec.stats == "none" or _groupnorm_only(model):
+        return _groupnorm_runner(model, mode, shared)
     if spec.stats == "running" and not has_localnorm(model):
         return ModeRunner(mode, recorded_heads, shared, model, None)
     net = model if has_localnorm(model) else (copies or LocalNormCopies()).get(model, group_size)
     return ModeRunner(mode, recorded_heads, shared, net, (spec.stats, heads, group_size))
+
+
+def _groupnorm_only(model: nn.Module) -> bool:
+    """GroupNorm layers and no batch-statistics (BatchNorm/LocalNorm) layer: nothing a test-time mode can set."""
+    modules = list(model.modules())
+    return any(isinstance(m, nn.GroupNorm) for m in modules) and not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules
+    )
+
+
+def _groupnorm_runner(model: nn.Module, mode: str, shared: int | None) -> ModeRunner:
+    """The ``groupnorm`` mode's runner: the model called as it is, recorded with heads ``none``.
+
+    Raises:
+        LncliError: ``groupnorm`` for a model with batch statistics, or another mode for a GroupNorm model.
+    """
+    if mode != "groupnorm":
+        raise LncliError(f"mode {mode!r} sets test-time statistics; a GroupNorm model has none (its mode: groupnorm)")
+    if not _groupnorm_only(model):
+        raise LncliError("mode 'groupnorm' runs GroupNorm models; this model has BatchNorm/LocalNorm layers")
+    return ModeRunner(mode, "none", shared, model, None)
 
 
 def scores(
