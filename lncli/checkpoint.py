@@ -13,10 +13,19 @@ On disk a checkpoint is a plain dict written with ``torch.save`` (atomically)::
 Everything in it is a tensor or a plain Python type, so it is read with
 ``torch.load(weights_only=True)``: opening a checkpoint never runs code from it.
 
+``arch`` is any form of :func:`lncli.config.train.parse_arch`: a registry name,
+``torchvision:NAME`` or ``timm:NAME`` (resolved through those libraries' own registries),
+or ``package.module:function``. A file may *record* the last form (a checkpoint that
+``lncli convert`` wrote for the user's own model), but a recorded builder is never
+imported or run: it is refused unless the caller names the same arch itself
+(``load_checkpoint(..., arch=..., allow_code=True)``, i.e. ``--arch`` on the command line).
+
 Foreign checkpoints (a bare state_dict, or one wrapped in ``state_dict``,
 ``model`` or ``state_dict_ema``, with DDP's ``module.`` or torch.compile's
 ``_orig_mod.`` prefixes) load too; the caller supplies the architecture and data
-metadata, which such files do not record. Every failure raises
+metadata, which such files do not record, and the classifier's classes and the stem's
+channels are checked against the data before any model is built
+(:func:`lncli.models.weights.check_fits_data`). Every failure raises
 :class:`~lncli.errors.CheckpointError` with one line naming the problem.
 """
 
@@ -27,7 +36,7 @@ import os
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +44,25 @@ import torch
 from torch import Tensor, nn
 
 from lncli import __version__, models
-from lncli.config.train import NormConfig
+from lncli.config.train import NormConfig, parse_arch
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, DataError, LncliError
 from lncli.io import atomic_write
+from lncli.models.weights import SHOW, LoadReport, check_fits_data, load_weights
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
     "FORMAT",
     "FORMAT_VERSION",
     "Checkpoint",
+    "LoadReport",
     "NormSpec",
     "build_model",
     "checkpoint_from_model",
+    "complete_weights",
     "file_sha256",
     "load_checkpoint",
+    "load_model",
     "save_checkpoint",
 ]
 
@@ -59,7 +72,9 @@ FORMAT_VERSION = 1
 # before "state_dict_ema", as timm's validate does by default.
 _FOREIGN_WRAPPERS = ("state_dict", "model", "state_dict_ema")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
-_SHOW = 5  # how many key names an error message lists
+# Missing keys of a non-strict load keep their fresh initial values: drawn from this seed,
+# so that a sweep's records do not depend on the global RNG.
+_FILL_SEED = 0
 
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
 """File suffixes of checkpoints: what ``lncli evaluate FOLDER`` picks up and ``lncli convert`` may write."""
@@ -77,7 +92,8 @@ class Checkpoint:
     """A model's weights plus everything needed to rebuild and evaluate it.
 
     Attributes:
-        arch: model name (:func:`lncli.models.list_models`).
+        arch: the architecture: a registry name (:func:`lncli.models.list_models`),
+            ``torchvision:NAME``, ``timm:NAME`` or ``package.module:function``.
         arch_kwargs: model-specific keyword arguments (not num_classes / in_channels, which come from ``data``).
         norm: the norm layer the weights belong to.
         data: dataset metadata (classes, channels, size, mean/std).
@@ -87,6 +103,9 @@ class Checkpoint:
         provenance: where the weights came from (source file, conversion, git commit...).
         train_state: optimizer / scheduler / RNG / epoch state for resuming; None in released checkpoints.
         lncli_version: the version that wrote it.
+        allow_code: whether :func:`build_model` may import and run a ``package.module:function``
+            arch. Never written to or read from a file: True only when the caller named this
+            arch itself (:func:`load_checkpoint`'s ``allow_code``).
     """
 
     arch: str
@@ -99,6 +118,7 @@ class Checkpoint:
     provenance: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     lncli_version: str = __version__
+    allow_code: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the on-disk payload (plain types and tensors only)."""
@@ -312,11 +332,32 @@ def _as_state_dict(obj: Any) -> dict[str, Tensor] | None:
     return None
 
 
-def _validate_arch(arch: str, where: str) -> None:
+def _validate_arch(arch: str, where: str, *, allow_code: bool = False) -> None:
     try:
-        models.check_arch(arch)
+        models.check_arch(arch, allow_code=allow_code)
     except LncliError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
+
+
+def _recorded_code_allowed(recorded: str, path: Path, arch: str | None, allow_code: bool) -> bool:
+    """Whether a file's recorded arch may run code: never by itself, only when the caller named it.
+
+    Raises:
+        CheckpointError: the file records a ``package.module:function`` arch that the caller did not name
+            (nothing is imported: the refusal comes from the string alone).
+    """
+    try:
+        runs_code = parse_arch(recorded).runs_code
+    except LncliError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if not runs_code:
+        return False
+    if allow_code and arch == recorded:
+        return True
+    raise CheckpointError(
+        f"{path} records arch {recorded!r}, a package.module:function builder; lncli never runs code named "
+        f"by a file (if it is your own builder, name it yourself: --arch {recorded})"
+    )
 
 
 def load_checkpoint(
@@ -326,32 +367,39 @@ def load_checkpoint(
     arch_kwargs: dict[str, Any] | None = None,
     data: DataMeta | None = None,
     norm: NormSpec | None = None,
+    allow_code: bool = False,
 ) -> Checkpoint:
     """Read an lncli checkpoint, or a foreign one with the caller's arch and data.
 
     Always ``torch.load(weights_only=True)`` on the CPU.
 
     For an **lncli** file, ``arch`` (if given) must match the recorded arch; ``arch_kwargs``,
-    ``data`` and ``norm`` are ignored, since the file records them.
+    ``data`` and ``norm`` are ignored, since the file records them. A recorded
+    ``package.module:function`` arch is refused unless ``arch`` names it and ``allow_code`` is set.
 
     For a **foreign** file (a bare state_dict or one under ``state_dict`` / ``model`` /
     ``state_dict_ema``; ``module.`` / ``_orig_mod.`` prefixes are removed), ``arch`` and
-    ``data`` are required. ``norm`` defaults to BatchNorm, or to LocalNorm with the
-    file's number of heads when its keys include ``head_weight``.
+    ``data`` are required, and the weights' classes and channels must be the data's.
+    ``norm`` defaults to BatchNorm, or to LocalNorm with the file's number of heads when
+    its keys include ``head_weight``.
 
     Args:
         path: the file.
-        arch: model name (required for foreign files; checked for lncli files).
+        arch: any form of :func:`lncli.models.check_arch` (required for foreign files; checked
+            for lncli files).
         arch_kwargs: model-specific kwargs for foreign files.
-        data: dataset metadata for foreign files (e.g. ``lncli.data.DATASETS["cifar10"]``).
+        data: dataset metadata for foreign files (e.g. ``lncli.data.dataset_meta("cifar10")``).
         norm: norm spec for foreign files.
+        allow_code: ``arch`` comes from the user (command line, Python API), so a
+            ``package.module:function`` arch may be imported and, at build time, run.
 
     Returns:
-        The :class:`Checkpoint` (weights not yet checked against the arch: see :func:`build_model`).
+        The :class:`Checkpoint` (keys not yet checked against the arch: see :func:`build_model`).
 
     Raises:
         CheckpointError: missing file, not a checkpoint, truncated, needs code to unpickle,
-            malformed lncli payload, wrong arch, or a foreign file without arch/data.
+            malformed lncli payload, wrong or unknown arch, a recorded code arch, a foreign
+            file without arch/data, or weights whose classes/channels are not the data's.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -359,6 +407,7 @@ def load_checkpoint(
         ckpt = _from_lncli_payload(obj, path)
         if arch is not None and arch != ckpt.arch:
             raise CheckpointError(f"{path} holds a {ckpt.arch!r} model, not {arch!r}")
+        ckpt.allow_code = _recorded_code_allowed(ckpt.arch, path, arch, allow_code)
         return ckpt
     state = _as_state_dict(obj)
     wrapper = "bare state_dict"
@@ -370,16 +419,22 @@ def load_checkpoint(
                 break
     if state is None:
         what = (
-            f"a dict with keys {sorted(map(str, obj))[:_SHOW]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+            f"a dict with keys {sorted(map(str, obj))[:SHOW]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         )
         raise CheckpointError(f"{path} is not a model checkpoint: it holds {what}, not a state_dict")
     if arch is None or data is None:
-        raise CheckpointError(
-            f"{path} is a foreign checkpoint ({wrapper}) that records no architecture or data; "
-            "pass --arch NAME and --data DATASET"
+        needed = " and ".join(
+            flag for flag, value in (("--arch NAME", arch), ("--data DATASET", data)) if value is None
         )
-    _validate_arch(arch, str(path))
+        raise CheckpointError(
+            f"{path} is a foreign checkpoint ({wrapper}) that records no architecture or data; pass {needed}"
+        )
+    _validate_arch(arch, str(path), allow_code=allow_code)
     state = _strip_prefixes(state)
+    try:
+        check_fits_data(state, num_classes=data.num_classes, in_channels=data.in_channels, data_name=data.name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     if norm is None:
         heads = [v for k, v in state.items() if k.endswith("head_weight")]
         norm = NormSpec("localnorm", num_heads=int(heads[0].shape[0])) if heads else NormSpec()
@@ -390,6 +445,7 @@ def load_checkpoint(
         data=data,
         state_dict=state,
         provenance={"source": str(path), "foreign": wrapper},
+        allow_code=allow_code,
     )
 
 
@@ -433,9 +489,40 @@ def _from_lncli_payload(obj: dict[str, Any], path: Path) -> Checkpoint:
 # --------------------------------------------------------------------------- building
 
 
-def _few(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOW])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > _SHOW else shown
+def load_model(ckpt: Checkpoint, *, strict: bool = True) -> tuple[nn.Module, LoadReport]:
+    """Build ``ckpt``'s architecture with its norm layer and load its weights.
+
+    Args:
+        ckpt: a checkpoint from :func:`load_checkpoint` or :func:`checkpoint_from_model`.
+        strict: refuse missing or unexpected keys; without it they are reported (missing
+            ones keep their fresh initial values). Shapes must match either way.
+
+    Returns:
+        The model on the CPU, in eval mode, and the :class:`LoadReport` (empty when strict).
+
+    Raises:
+        CheckpointError: unknown arch or bad kwargs, a ``package.module:function`` arch the
+            caller did not allow (``ckpt.allow_code``), or weights that do not fit the model
+            (shape mismatches; with ``strict`` missing/unexpected keys; the first few named),
+            which is what a wrong ``--arch`` looks like.
+    """
+    _validate_arch(ckpt.arch, "checkpoint", allow_code=ckpt.allow_code)
+    try:
+        model = models.build_model(
+            ckpt.arch,
+            norm=ckpt.norm,
+            num_classes=ckpt.data.num_classes,
+            in_channels=ckpt.data.in_channels,
+            arch_kwargs=ckpt.arch_kwargs,
+            allow_code=ckpt.allow_code,
+        )
+    except LncliError as exc:
+        raise CheckpointError(f"cannot build {ckpt.arch!r} from the checkpoint's settings: {exc}") from None
+    what = (
+        f"arch {ckpt.arch!r} with {ckpt.norm.kind}, {ckpt.data.num_classes} classes, {ckpt.data.in_channels} channels"
+    )
+    report = load_weights(model, ckpt.state_dict, strict=strict, what=what)
+    return model.eval(), report
 
 
 def build_model(ckpt: Checkpoint) -> nn.Module:
@@ -448,43 +535,36 @@ def build_model(ckpt: Checkpoint) -> nn.Module:
         The model on the CPU, in eval mode.
 
     Raises:
-        CheckpointError: unknown arch or bad kwargs, or weights that do not fit the
-            model (missing / unexpected keys or shape mismatches, the first few named),
-            which is what a wrong ``--arch`` looks like.
+        CheckpointError: as :func:`load_model` with ``strict=True``.
     """
-    _validate_arch(ckpt.arch, "checkpoint")
-    try:
-        model = models.build_model(
-            ckpt.arch,
-            norm=ckpt.norm,
-            num_classes=ckpt.data.num_classes,
-            in_channels=ckpt.data.in_channels,
-            arch_kwargs=ckpt.arch_kwargs,
-        )
-    except LncliError as exc:
-        raise CheckpointError(f"cannot build {ckpt.arch!r} from the checkpoint's settings: {exc}") from None
-    expected = model.state_dict()
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in ckpt.state_dict.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    if mismatched:
-        raise CheckpointError(
-            f"weights do not fit {ckpt.arch!r} ({ckpt.data.num_classes} classes, {ckpt.data.in_channels} channels): "
-            f"shape mismatch for {_few(mismatched)}"
-        )
-    # Non-strict load first so that a norm layer's own _load_from_state_dict hook
-    # (e.g. LocalNorm filling missing heads from a BN checkpoint) can fill in keys;
-    # then whatever is still missing or unexpected is an error.
-    result = model.load_state_dict(ckpt.state_dict, strict=False)
-    problems = []
-    if result.missing_keys:
-        problems.append(f"missing keys: {_few(list(result.missing_keys))}")
-    if result.unexpected_keys:
-        problems.append(f"unexpected keys: {_few(list(result.unexpected_keys))}")
-    if problems:
-        raise CheckpointError(
-            f"weights do not match arch {ckpt.arch!r} with {ckpt.norm.kind} ({'; '.join(problems)}); is --arch right?"
-        )
-    return model.eval()
+    return load_model(ckpt, strict=True)[0]
+
+
+def complete_weights(ckpt: Checkpoint, *, strict: bool = True) -> tuple[Checkpoint, LoadReport]:
+    """Check ``ckpt``'s weights against its model now, and make them complete for a non-strict load.
+
+    The model is built once (under a fixed seed, so missing keys get the same initial values
+    on every run, and the global RNG is left as it was). When keys were missing or
+    unexpected (``strict=False`` only), the returned checkpoint holds the model's full
+    state_dict instead (missing keys at their initial values, unexpected ones dropped),
+    so that every later :func:`build_model` loads it strictly, and its provenance records
+    the keys under ``"load"``.
+
+    Args:
+        ckpt: the checkpoint.
+        strict: as for :func:`load_model`.
+
+    Returns:
+        ``(checkpoint, report)``: ``ckpt`` itself when every key matched.
+
+    Raises:
+        CheckpointError: as :func:`load_model`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_FILL_SEED)
+        model, report = load_model(ckpt, strict=strict)
+    if not report:
+        return ckpt, report
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    provenance = {**ckpt.provenance, "load": {"strict": False, **report.to_dict()}}
+    return replace(ckpt, state_dict=state, provenance=provenance), report

@@ -78,6 +78,19 @@ def ev(*extra: str, ckpt: str = "bn.pt") -> tuple[str, ...]:
     return ("evaluate", ckpt, *EV_OPTS, *extra)
 
 
+def fe(*extra: str, ckpt: str = "foreign.pt") -> tuple[str, ...]:
+    """``lncli evaluate`` of a foreign state_dict (the shipped small_cnn's, bare): --arch and --data in ``extra``."""
+    return ("evaluate", ckpt, *EV_OPTS[2:], *extra)
+
+
+def fc(*extra: str, src: str = "foreign.pt") -> tuple[str, ...]:
+    """``lncli convert`` of the foreign state_dict to LocalNorm: --arch and --data in ``extra``."""
+    return ("convert", src, "out.pt", "--to", "localnorm", *extra)
+
+
+GRAY = ("--data", "synthetic-gray")  # the foreign small_cnn's classes and channels
+
+
 def cv(*extra: str, src: str = "bn.pt", dst: str = "out.pt") -> tuple[str, ...]:
     """``lncli convert`` of the shipped BN checkpoint to LocalNorm."""
     return ("convert", src, dst, "--to", "localnorm", *extra)
@@ -139,6 +152,21 @@ ROWS = [
     Row("evaluate/imagefolder-damaged-image", ev("--data", "imagefolder:tree"), "cannot read image"),
     Row("evaluate/cifar10c-empty-folder", ev("--data", "cifar10c:folder"), "labels.npy"),
     Row("evaluate/cifar10c-damaged", ev("--data", "cifar10c:c10c"), "labels.npy"),
+    # --- evaluate: foreign checkpoints and --arch ---
+    Row("evaluate/arch-timm-unknown", fe("--arch", "timm:resnet19", *GRAY), "unknown timm model 'resnet19'; close"),
+    Row("evaluate/arch-torchvision-unknown", fe("--arch", "torchvision:resnt18", *GRAY), "close matches: resnet18"),
+    Row("evaluate/arch-bad-form", fe("--arch", "a:b:c", *GRAY), "bad arch 'a:b:c'"),
+    Row("evaluate/arch-classes-mismatch", fe("--arch", "small_cnn", *GRAY, ckpt="foreign7.pt"), "has 7 classes"),
+    Row("evaluate/arch-channels-mismatch", fe("--arch", "small_cnn", "--data", "synthetic"), "takes 1 channels"),
+    Row("evaluate/arch-wrong-model", fe("--arch", "tiny", *GRAY), "is --arch right?"),
+    Row("evaluate/arch-not-recorded-one", ev("--arch", "resnet20"), "holds a 'small_cnn' model"),
+    Row("evaluate/foreign-without-arch", fe(*GRAY), "records no architecture or data; pass --arch NAME"),
+    Row("evaluate/foreign-without-data", fe("--arch", "small_cnn"), "records no architecture or data; pass --data"),
+    Row("evaluate/foreign-dataset-unknown", fe("--arch", "small_cnn", "--data", "nope"), "unknown dataset"),
+    Row("evaluate/arch-code-no-module", fe("--arch", "lnclitest_nowhere.nets:build", *GRAY), "cannot import module"),
+    Row("evaluate/arch-code-no-function", fe("--arch", "lnclitest_badin:nope", *GRAY), "has no 'nope'"),
+    Row("evaluate/arch-code-not-callable", fe("--arch", "lnclitest_badin:NOT_CALLABLE", *GRAY), "not a function"),
+    Row("evaluate/ckpt-records-code", ev(ckpt="evil.pt"), "never runs code named by a file"),
     # --- convert ---
     Row("convert/in-missing", cv(src="missing.pt"), "does not exist"),
     Row("convert/in-folder", cv(src="folder"), "folder"),
@@ -165,6 +193,13 @@ ROWS = [
     Row("convert/finetune-dataset-unknown", cv("--finetune", "1", "--data", "nope"), "unknown dataset"),
     Row("convert/finetune-dataset-mismatch", cv("--finetune", "1", "--data", "synthetic"), "3 channels"),
     Row("convert/finetune-epochs--1", cv("--finetune", "-1", "--data", "synthetic-gray"), "--finetune"),
+    Row("convert/arch-timm-unknown", fc("--arch", "timm:resnet19", *GRAY), "unknown timm model 'resnet19'"),
+    Row("convert/arch-classes-mismatch", fc("--arch", "small_cnn", *GRAY, src="foreign7.pt"), "has 7 classes"),
+    Row("convert/arch-channels-mismatch", fc("--arch", "small_cnn", "--data", "synthetic"), "takes 1 channels"),
+    Row("convert/arch-wrong-model", fc("--arch", "tiny", *GRAY), "is --arch right?"),
+    Row("convert/foreign-without-arch", fc(*GRAY), "pass --arch NAME"),
+    Row("convert/arch-code-no-module", fc("--arch", "lnclitest_nowhere:build", *GRAY), "cannot import module"),
+    Row("convert/ckpt-records-code", cv(src="evil.pt"), "never runs code named by a file"),
     # --- corrupt ---
     Row("corrupt/input-missing", co(inputs=("missing.png",)), "missing.png does not exist"),
     Row("corrupt/input-no-images", co(inputs=("folder",)), "no image files"),
@@ -208,6 +243,9 @@ ROWS = [
     Row("train/group-size-0", tr("--set", "norm.kind=localnorm", "--set", "norm.group_size=0"), "group_size"),
     Row("train/lr-negative", tr("--set", "optim.lr=-1"), "lr"),
     Row("train/arch-unknown", tr("--set", "model.arch=nope"), "nope"),
+    Row("train/arch-bad-form", tr("--set", "model.arch=a:b:c"), "model.arch"),
+    Row("train/arch-timm-unknown", tr("--set", "model.arch=timm:resnet19"), "unknown timm model 'resnet19'"),
+    Row("train/arch-code-no-module", tr("--set", "model.arch=lnclitest_nowhere:build"), "cannot import module"),
     Row("train/dataset-unknown", tr("--set", "data.spec=nope"), "unknown dataset"),
     Row("train/norm-unknown", tr("--set", "norm.kind=weightnorm"), "norm.kind"),
     Row("train/gn-groups-zero", tr("--set", "norm.kind=gn", "--set", "norm.groups=0"), "norm.groups"),
@@ -247,6 +285,21 @@ def _idx_damaged(folder: Path) -> None:
         (folder / stem).write_bytes(b"\x00\x00\x09\x03" + bytes(64))
 
 
+def _foreign_files(ws: Path) -> None:
+    """foreign.pt (the shipped small_cnn's bare state_dict), foreign7.pt (7 classes), evil.pt (records os:system)."""
+    payload = torch.load(ws / "bn.pt", weights_only=True)
+    state = payload["state_dict"]
+    torch.save(state, ws / "foreign.pt")
+    seven = {
+        **state,
+        "classifier.3.weight": state["classifier.3.weight"][:7],
+        "classifier.3.bias": state["classifier.3.bias"][:7],
+    }
+    torch.save(seven, ws / "foreign7.pt")
+    torch.save({**payload, "arch": "os:system"}, ws / "evil.pt")
+    (ws / "lnclitest_badin.py").write_text("NOT_CALLABLE = 3\n")
+
+
 @pytest.fixture()
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A workspace holding every file the rows name; it is the current folder during the test."""
@@ -276,6 +329,9 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "bad.yaml").write_text("epochs: [1, 2\n")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     (tmp_path / "unknown.yaml").write_text(GOOD_YAML + "epoch: 3\n")
+    _foreign_files(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # lnclitest_badin.py, a user's builder module
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing it must not write __pycache__ into ws
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text(GOOD_YAML)
     (tmp_path / "done").mkdir()
@@ -362,6 +418,22 @@ def test_bad_input_is_refused_by_python_dash_m(row: Row, ws: Path) -> None:
         check=False,
     )
     _assert_refused(row, proc.returncode, proc.stdout, proc.stderr)
+    assert _snapshot(ws) == before, f"{row.id}: the workspace changed"
+
+
+TIMM_MISSING_ROWS = [
+    Row("evaluate/timm-missing", fe("--arch", "timm:resnet18", *GRAY), "pip install 'lncli[timm]'"),
+    Row("convert/timm-missing", fc("--arch", "timm:resnet18", *GRAY), "pip install 'lncli[timm]'"),
+    Row("train/timm-missing", tr("--set", "model.arch=timm:resnet18"), "pip install 'lncli[timm]'"),
+]
+
+
+@pytest.mark.parametrize("row", TIMM_MISSING_ROWS, ids=[r.id for r in TIMM_MISSING_ROWS])
+def test_timm_missing_is_refused(row: Row, ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` raises ImportError, as without the extra
+    before = _snapshot(ws)
+    res = CliRunner().invoke(app, list(row.argv), env={"COLUMNS": "200", "TERM": "dumb"})
+    _assert_refused(row, res.exit_code, res.stdout, res.stderr)
     assert _snapshot(ws) == before, f"{row.id}: the workspace changed"
 
 

@@ -24,7 +24,7 @@ from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAM
 from lncli.config.evaluate import HEADS
 from lncli.errors import LncliError
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji
 
 app = typer.Typer(
     name="lncli",
@@ -68,7 +68,7 @@ def _guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except LncliError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

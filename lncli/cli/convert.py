@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from lncli.cli.app import GroupingChoice, NormChoice, command
+from lncli.cli.app import GroupingChoice, NormChoice, command, err_console
 from lncli.cli.progress import train_progress
 from lncli.config.convert import ConvertConfig
 from lncli.errors import LncliError
@@ -17,7 +18,15 @@ if TYPE_CHECKING:  # lncli.checkpoint imports every model (torchvision): too slo
     from lncli.checkpoint import Checkpoint
 
 # The options, one alias each (Typer's Annotated form), so that the command reads as its --help.
-In = Annotated[Path, typer.Argument(metavar="IN", help="lncli checkpoint to convert.", exists=True, dir_okay=False)]
+In = Annotated[
+    Path,
+    typer.Argument(
+        metavar="IN",
+        help="Checkpoint to convert: lncli's, or a foreign state_dict with --arch and --data.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 Out = Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the result (never IN; written atomically).")]
 To = Annotated[
     NormChoice,
@@ -44,7 +53,22 @@ Data = Annotated[
     typer.Option(
         "--data",
         metavar="SPEC",
-        help="Training data for --finetune: fashion-mnist, cifar10, synthetic, imagefolder:PATH.",
+        help="The dataset of a foreign IN (its classes and channels), and the training data for --finetune: "
+        "fashion-mnist, cifar10, synthetic, imagefolder:PATH.",
+    ),
+]
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture of a foreign IN: an lncli model name, torchvision:NAME, timm:NAME or "
+        "package.module:function (your own builder; runs your code). Recorded in OUT."
+    ),
+]
+NonStrict = Annotated[
+    bool,
+    typer.Option(
+        "--non-strict",
+        help="Load weights with missing or unexpected keys anyway; they are listed on stderr and recorded in OUT.",
     ),
 ]
 FinetuneAll = Annotated[
@@ -67,16 +91,34 @@ def convert_command(
     finetune: Finetune = 0,
     data: Data = None,
     finetune_all: FinetuneAll = False,
+    arch: Arch = ConvertConfig.arch,
+    non_strict: NonStrict = not ConvertConfig.strict,
 ) -> None:
-    """Convert a checkpoint between BatchNorm and LocalNorm (LN -> BN averages the heads)."""
+    """Convert a checkpoint between BatchNorm and LocalNorm (LN -> BN averages the heads); OUT records arch and data."""
     if finetune and not data:  # fail before any work
         raise LncliError("--finetune needs --data SPEC (the training data, e.g. --data fashion-mnist)")
-    cfg = ConvertConfig(src=src, dst=dst, to=to.value, group_size=group_size, num_heads=heads, grouping=grouping.value)
+    cfg = ConvertConfig(
+        src=src,
+        dst=dst,
+        to=to.value,
+        group_size=group_size,
+        num_heads=heads,
+        grouping=grouping.value,
+        arch=arch,
+        data=data,
+        strict=not non_strict,
+    )
     tuned: list[Checkpoint] = []
     then = functools.partial(_finetune, data=data or "", epochs=finetune, train_all=finetune_all, out=tuned)
-    from lncli.jobs.convert import run_convert  # the job imports torch: not at `lncli --help` time
+    from lncli.jobs.convert import convert_file  # the job imports torch: not at `lncli --help` time
 
-    summary = run_convert(cfg, then=then if finetune else None)
+    summary, report = convert_file(cfg, then=then if finetune else None)
+    if report:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(src.name)} loaded with --non-strict: {escape(report.summary())}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for line in summary.lines():
         typer.echo(line)
     if tuned:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lncli import report
 from lncli.cli.app import (
@@ -26,6 +27,9 @@ from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
 from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig
 from lncli.io import check_distinct, check_output_file
 from lncli.records import EvalRecord
+
+if TYPE_CHECKING:  # the jobs import torch: not at `lncli --help` time
+    from lncli.jobs.evaluate import LoadedCheckpoint
 
 
 def _check_eval_outputs(
@@ -67,6 +71,30 @@ def _report_evaluation(
         raise typer.Exit(code=1)
 
 
+def _load_models(
+    checkpoints: list[str], config: EvalConfig, data: str | None, data_dir: Path | None, download: bool
+) -> list[LoadedCheckpoint]:
+    """Load the CKPT arguments (foreign ones with --arch and --data's metadata) and list what --non-strict left out."""
+    from lncli.data import dataset_meta
+    from lncli.jobs.evaluate import load_checkpoints
+
+    # --data names a foreign checkpoint's classes and channels; only --arch says there is one.
+    meta = dataset_meta(data, data_dir=data_dir, download=download) if config.arch and data else None
+    # An --arch typed by the user is theirs to run (a package.module:function builder).
+    models = load_checkpoints(
+        checkpoints, arch=config.arch, data=meta, strict=config.strict, allow_code=config.arch is not None
+    )
+    for loaded in models:
+        if loaded.load_report:
+            err_console.print(
+                f"[yellow]warning:[/] {escape(Path(loaded.path).name)} loaded with --non-strict: "
+                f"{escape(loaded.load_report.summary())}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    return models
+
+
 _NO_ORDER_SEED = -1
 """``--order-seed`` default that keeps the dataset order (any negative seed does: ``EvalConfig.order_seed=None``)."""
 
@@ -96,8 +124,20 @@ BatchSize = Annotated[int, typer.Option(help="Test batch size (fixes which image
 Data = Annotated[
     str | None,
     typer.Option(
-        help="fashion-mnist, cifar10, synthetic, imagefolder:PATH or cifar10c:DIR (default: from the checkpoints)."
+        help="fashion-mnist, cifar10, synthetic, imagefolder:PATH or cifar10c:DIR (default: from the checkpoints). "
+        "For a foreign checkpoint (a bare state_dict) also the dataset it belongs to: its classes and channels."
     ),
+]
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture of foreign checkpoints: an lncli model name, torchvision:NAME, timm:NAME or "
+        "package.module:function (your own builder; runs your code). lncli checkpoints record theirs."
+    ),
+]
+NonStrict = Annotated[
+    bool,
+    typer.Option("--non-strict", help="Load weights with missing or unexpected keys anyway, and list them on stderr."),
 ]
 Limit = Annotated[int | None, typer.Option(help="Evaluate only the first N test images.")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
@@ -164,12 +204,13 @@ def evaluate_command(
     workers: Workers = EvalConfig.workers,
     amp: Amp = EvalConfig.amp,
     rescale: Rescale = EvalConfig.rescale,
+    arch: Arch = EvalConfig.arch,
+    non_strict: NonStrict = not EvalConfig.strict,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from lncli.jobs.evaluate import (  # models: slow import
         column_keys,
         evaluate_grid,
-        load_checkpoints,
         mode_notes,
         resolve_data,
     )
@@ -190,12 +231,14 @@ def evaluate_command(
         amp=amp,
         workers=workers,
         rescale=rescale,
+        arch=arch,
+        strict=not non_strict,
     )
     from lncli import distributed  # imports torch: not at `lncli --help` time
 
     info = distributed.init_distributed(distributed.local_device(config.device))
     try:
-        models = load_checkpoints(checkpoints)
+        models = _load_models(checkpoints, config, data, data_dir, download)
         if baseline:  # against the columns the sweep will have, before any compute
             report.resolve_baseline(report.columns(column_keys(models, config)), baseline)
         test_set = resolve_data(

@@ -13,7 +13,15 @@ from lncli.cli.progress import train_progress
 from lncli.io import check_distinct
 
 # The options, one alias each (Typer's Annotated form), so that the command reads as its --help.
-Config = Annotated[Path, typer.Argument(help="YAML train config (see sample_configs/).", exists=True, dir_okay=False)]
+Config = Annotated[
+    Path,
+    typer.Argument(
+        help="YAML train config (see sample_configs/); model.arch may be an lncli model, torchvision:NAME, "
+        "timm:NAME or package.module:function.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 Set = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config key: --set optim.lr=0.05 (dotted key, YAML value; repeatable)."),
@@ -24,6 +32,17 @@ Resume = Annotated[
 ]
 
 
+def _check_arch(arch: str) -> None:
+    """An unknown or unimportable model.arch fails before any data is read (the config is the user's: code may load)."""
+    from lncli.errors import ConfigError, LncliError
+    from lncli.models import check_arch
+
+    try:
+        check_arch(arch, allow_code=True)
+    except LncliError as exc:
+        raise ConfigError(f"config key 'model.arch': {exc}") from None
+
+
 @command("train", no_args_is_help=True)
 def train_command(config: Config, set_: Set = None, out: Out = None, resume: Resume = False) -> None:
     """Train a BatchNorm or LocalNorm model from a YAML config; writes last.pt, best.pt, history.csv, config.yaml."""
@@ -32,6 +51,7 @@ def train_command(config: Config, set_: Set = None, out: Out = None, resume: Res
     from lncli.jobs.train import train
 
     cfg = load_train_config(config, set_ or [])
+    _check_arch(cfg.model.arch)
     out_dir = out or Path("runs") / config.stem
     if not resume:  # a resumed run rewrites its own config.yaml; a fresh one must not replace the user's file
         check_distinct({"--out": out_dir / "config.yaml"}, {"CONFIG": config})

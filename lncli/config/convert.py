@@ -20,12 +20,16 @@ class ConvertConfig:
     """Settings of ``lncli convert IN OUT``.
 
     Attributes:
-        src: the checkpoint to read (an lncli checkpoint).
+        src: the checkpoint to read (an lncli checkpoint, or a foreign one with ``arch`` and ``data``).
         dst: where to write the converted checkpoint; must not be ``src``.
         to: ``"localnorm"`` or ``"batchnorm"`` (aliases such as ``"ln"`` accepted).
         group_size: G for LocalNorm.
         num_heads: affine heads per LocalNorm layer.
         grouping: ``"consecutive"`` or ``"strided"`` for LocalNorm.
+        arch: the architecture of a foreign ``src`` (any form of :func:`lncli.config.train.parse_arch`;
+            given by the user, so a ``package.module:function`` builder may run).
+        data: the dataset a foreign ``src`` belongs to (its classes and channels), e.g. ``"cifar10"``.
+        strict: refuse weights with missing or unexpected keys (else record them in the provenance).
     """
 
     src: Path
@@ -41,3 +45,9 @@ class ConvertConfig:
     # The authors' grouping; "strided" is a zero-copy view (faster) and, on shuffled
     # batches, equally faithful.
     grouping: str = "consecutive"
+    # None: src must record its own arch (lncli checkpoints do).
+    arch: str | None = None
+    # None: src must record its data (lncli checkpoints do).
+    data: str | None = None
+    # A wrong --arch must fail, not write a half-random model.
+    strict: bool = True

@@ -77,3 +77,8 @@ class EvalConfig:
     # whole noisy test set is rescaled per channel onto the training split's range (PAPER.md, "Rescale";
     # ``EvalData.train_range``), or the clean test set's when no training split was loaded.
     rescale: bool = False
+    # The architecture of foreign checkpoints (bare state_dicts), any form of lncli.config.train.parse_arch;
+    # None: every checkpoint must record its own (lncli's do).
+    arch: str | None = None
+    # Refuse weights with missing or unexpected keys: a wrong --arch must not pass as a bad model.
+    strict: bool = True

@@ -18,6 +18,7 @@ This module does no file writing; :mod:`lncli.jobs.train` saves the resolved con
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,10 @@ from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NORM_KINDS, De
 from lncli.errors import CheckpointError, ConfigError
 
 __all__ = [
+    "ARCH_FORMS",
+    "LIBRARY_PREFIXES",
     "MODEL_CORE_KWARGS",
+    "ArchSpec",
     "DataConfig",
     "ModelConfig",
     "NormConfig",
@@ -39,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "dump_yaml",
     "load_train_config",
+    "parse_arch",
     "train_config_from_dict",
     "validate",
 ]
@@ -51,6 +56,70 @@ AmpName = Literal["none", "bf16", "fp16"]
 
 MODEL_CORE_KWARGS: tuple[str, ...] = ("num_classes", "in_channels", "norm_layer")
 """Keywords every model builder takes; lncli sets them from the data and the norm, so ``model.kwargs`` may not."""
+
+LIBRARY_PREFIXES: tuple[str, ...] = ("torchvision", "timm")
+"""Model libraries an arch may name as ``PREFIX:NAME``; NAME resolves only through that library's own registry."""
+
+ARCH_FORMS = "NAME (lncli's registry), torchvision:NAME, timm:NAME or package.module:function"
+"""The forms of an arch string, as error messages and help texts state them."""
+
+ArchKind = Literal["registry", "torchvision", "timm", "code"]
+
+# A library model name: letters, digits, _ . - (timm's pretrained tags use '.'); no ':' or '/',
+# so that no hub or file prefix (timm's "hf-hub:") can ever reach the library.
+_LIBRARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An arch string, parsed (:func:`parse_arch`); nothing is imported or looked up.
+
+    Attributes:
+        kind: ``registry`` (lncli's own models), ``torchvision``, ``timm`` or ``code`` (a user's builder).
+        name: the model name (registry / library), or the function's (dotted) name in ``module``.
+        module: the dotted module of a ``code`` arch; ``None`` otherwise.
+    """
+
+    kind: ArchKind
+    name: str
+    module: str | None = None
+
+    @property
+    def runs_code(self) -> bool:
+        """True for ``package.module:function``: building it imports and runs the user's code."""
+        return self.kind == "code"
+
+
+def parse_arch(arch: str) -> ArchSpec:
+    """Split an arch string into its form and name (the one grammar of ``--arch`` and ``model.arch``).
+
+    ``NAME`` is a model of lncli's registry; ``torchvision:NAME`` and ``timm:NAME`` name a model
+    of that library; any other ``package.module:function`` is a user's builder.
+
+    Args:
+        arch: the string, e.g. ``"resnet20"``, ``"timm:resnet18"``, ``"mypkg.nets:build"``.
+
+    Returns:
+        The :class:`ArchSpec`.
+
+    Raises:
+        ConfigError: an empty string or one that fits none of the forms.
+    """
+    text = str(arch).strip()
+    if ":" not in text:
+        if not text:
+            raise ConfigError(f"empty arch; the forms are {ARCH_FORMS}")
+        return ArchSpec("registry", text)
+    prefix, name = text.split(":", 1)
+    if prefix in LIBRARY_PREFIXES:
+        if not _LIBRARY_NAME.fullmatch(name):
+            raise ConfigError(f"bad arch {text!r}: {prefix}: needs a model name (letters, digits, _ . -)")
+        return ArchSpec(cast(ArchKind, prefix), name)
+    if not (_DOTTED.fullmatch(prefix) and _DOTTED.fullmatch(name)):
+        raise ConfigError(f"bad arch {text!r}; the forms are {ARCH_FORMS}")
+    return ArchSpec("code", name, prefix)
+
 
 # Accepted spellings that map onto a canonical value (keys are lower-case).
 _ALIASES: dict[str, dict[str, str]] = {
@@ -88,7 +157,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture name (lncli.models registry) and builder keyword arguments."""
+    """Architecture and builder keyword arguments.
+
+    ``arch`` takes every form of :func:`parse_arch`: a name of lncli's registry,
+    ``torchvision:NAME``, ``timm:NAME`` or ``package.module:function`` (the config is the
+    user's own instruction, like the command line, so its builder may run).
+    """
 
     # The 2-conv test model: trains in seconds on a CPU.
     arch: str = "tiny"
@@ -310,7 +384,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(d.train_limit is None or d.train_limit >= 1, "data.train_limit", "must be >= 1 or null")
     need(d.test_limit is None or d.test_limit >= 1, "data.test_limit", "must be >= 1 or null")
     need(d.crop_padding >= 0, "data.crop_padding", "must be >= 0")
-    need(bool(cfg.model.arch.strip()), "model.arch", "must name a model (see `lncli.models.list_models()`)")
+    need(bool(cfg.model.arch.strip()), "model.arch", f"must name a model: {ARCH_FORMS}")
+    try:
+        parse_arch(cfg.model.arch)
+    except ConfigError as exc:
+        raise ConfigError(f"config key 'model.arch': {exc}") from None
     for reserved in MODEL_CORE_KWARGS:
         need(
             reserved not in cfg.model.kwargs,

@@ -20,6 +20,10 @@ an arch name plus a :class:`~lncli.config.train.NormConfig`::
 Names: resnet20/32/44/56 (He et al. 2016), preact_resnet32 and vgg16_paper (the
 LocalNorm authors' CIFAR models), wrn28_10 (RobustBench layout), small_cnn
 (Fashion-MNIST on a CPU), resnet18/50 (torchvision), tiny (tests).
+
+:func:`build_model` also builds ``torchvision:NAME``, ``timm:NAME`` and (with
+``allow_code=True``) ``package.module:function`` archs: see :mod:`lncli.models.foreign`.
+:mod:`lncli.models.weights` checks weights against the data and the built model.
 """
 
 from __future__ import annotations

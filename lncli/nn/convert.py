@@ -15,6 +15,7 @@ Reading and writing checkpoint files is the ``convert`` job's
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from lncli.config.common import CONVERT_TARGETS, DEFAULT_GROUP_SIZE, NORM_ALIASE
 from lncli.errors import ConfigError
 from lncli.nn.factory import get_norm_layer
 from lncli.nn.localnorm import GROUPINGS, LocalNorm2d, check_choice
+from lncli.nn.norm_act import BatchNormAct2d, LocalNormAct2d, act_children
 
 if TYPE_CHECKING:  # pragma: no cover
     from lncli.checkpoint import Checkpoint
@@ -111,11 +113,17 @@ def _copy_running_stats(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
             getattr(dst, name).copy_(getattr(src, name))
 
 
+def _keep_act(src: nn.Module, dst: nn.Module) -> None:
+    """Give ``dst`` copies of the ``drop``/``act`` children of a fused norm+activation ``src`` (timm's BatchNormAct2d)."""
+    for name, child in (act_children(src) or {}).items():
+        dst.add_module(name, copy.deepcopy(child))
+
+
 def _bn_to_ln(module: nn.Module, group_size: int, num_heads: int, grouping: str) -> LocalNorm2d | None:
-    """A LocalNorm2d copy of a plain BatchNorm2d (None for any other module)."""
+    """A LocalNorm2d copy of a BatchNorm2d (None for any other module); a norm+act layer keeps its act."""
     if not isinstance(module, nn.BatchNorm2d) or isinstance(module, LocalNorm2d):
         return None
-    new = LocalNorm2d(
+    new = (LocalNormAct2d if act_children(module) else LocalNorm2d)(
         module.num_features,
         module.eps,
         module.momentum,
@@ -135,6 +143,7 @@ def _bn_to_ln(module: nn.Module, group_size: int, num_heads: int, grouping: str)
             new.head_weight.requires_grad_(module.weight.requires_grad)
             new.head_bias.requires_grad_(module.bias.requires_grad)
         _copy_running_stats(module, new)
+    _keep_act(module, new)
     return new
 
 
@@ -146,10 +155,10 @@ def _head_average(heads: torch.Tensor) -> torch.Tensor:
 
 
 def _ln_to_bn(module: nn.Module) -> nn.BatchNorm2d | None:
-    """A BatchNorm2d copy of a LocalNorm2d, heads averaged (None for any other module)."""
+    """A BatchNorm2d copy of a LocalNorm2d, heads averaged (None for any other module); a norm+act keeps its act."""
     if not isinstance(module, LocalNorm2d):
         return None
-    new = nn.BatchNorm2d(
+    new = (BatchNormAct2d if act_children(module) else nn.BatchNorm2d)(
         module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, **_factory(module)
     )
     with torch.no_grad():
@@ -159,6 +168,7 @@ def _ln_to_bn(module: nn.Module) -> nn.BatchNorm2d | None:
             new.weight.requires_grad_(module.head_weight.requires_grad)
             new.bias.requires_grad_(module.head_bias.requires_grad)
         _copy_running_stats(module, new)
+    _keep_act(module, new)
     return new
 
 
@@ -183,6 +193,8 @@ def convert_batchnorm_to_localnorm(
     source affine), every head set to ``weight``/``bias``, the running statistics and
     ``num_batches_tracked``; eps, momentum, affine, track_running_stats, device, dtype
     and the train/eval flag are kept. LocalNorm2d layers already present are left alone.
+    A fused norm+activation layer (timm's ``BatchNormAct2d``) becomes a
+    :class:`~lncli.nn.norm_act.LocalNormAct2d` with copies of its ``drop``/``act`` children.
 
     Args:
         module: a model or layer.

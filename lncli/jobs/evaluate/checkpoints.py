@@ -3,6 +3,8 @@
 :func:`resolve_checkpoint_paths` expands the arguments (folders in natural order, globs
 sorted, duplicates dropped) and :func:`load_checkpoints` loads each file with
 :func:`lncli.checkpoint.load_checkpoint` (``weights_only=True``) as a :class:`LoadedCheckpoint`.
+Foreign files (bare state_dicts) take the caller's ``arch`` and data metadata (``--arch``,
+``--data``), and their weights are checked against the model before any data is read.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, file_sha256, load_checkpoint
+from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, LoadReport, complete_weights, file_sha256, load_checkpoint
+from lncli.data import DataMeta
 from lncli.errors import CheckpointError, LncliError
 
 __all__ = ["CHECKPOINT_SUFFIXES", "LoadedCheckpoint", "load_checkpoints", "natural_key", "resolve_checkpoint_paths"]
@@ -22,11 +25,12 @@ __all__ = ["CHECKPOINT_SUFFIXES", "LoadedCheckpoint", "load_checkpoints", "natur
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """A checkpoint together with where it came from."""
+    """A checkpoint together with where it came from, and what a non-strict load left out."""
 
     path: str
     sha256: str  # full hex digest of the file
     checkpoint: Checkpoint
+    load_report: LoadReport = field(default_factory=LoadReport)  # empty unless loaded with strict=False
 
 
 def natural_key(text: str) -> list[Any]:
@@ -69,25 +73,47 @@ def resolve_checkpoint_paths(specs: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def load_checkpoints(specs: Sequence[str | Path]) -> list[LoadedCheckpoint]:
+def load_checkpoints(
+    specs: Sequence[str | Path],
+    *,
+    arch: str | None = None,
+    data: DataMeta | None = None,
+    strict: bool = True,
+    allow_code: bool = False,
+) -> list[LoadedCheckpoint]:
     """Resolve CKPT arguments and load each file with :func:`lncli.checkpoint.load_checkpoint`.
+
+    A foreign file's weights (and, with ``strict=False``, every file's) are loaded into
+    their model once here (:func:`lncli.checkpoint.complete_weights`), so a wrong
+    ``--arch`` or ``--data`` fails before the test set is read.
 
     Args:
         specs: see :func:`resolve_checkpoint_paths`.
+        arch: the architecture of foreign files (``--arch``); an lncli file must record the same.
+        data: the data metadata of foreign files (from ``--data``: :func:`lncli.data.dataset_meta`).
+        strict: refuse missing or unexpected keys; without it they are reported in
+            :attr:`LoadedCheckpoint.load_report` and the checkpoint's provenance.
+        allow_code: ``arch`` comes from the user, so a ``package.module:function`` arch may run.
 
     Returns:
         One :class:`LoadedCheckpoint` per file.
 
     Raises:
-        CheckpointError: a file is not a usable checkpoint.
+        CheckpointError: a file is not a usable checkpoint, or its weights do not fit.
     """
     loaded = []
     for path in resolve_checkpoint_paths(specs):
         try:
-            ckpt = load_checkpoint(path)
+            ckpt = load_checkpoint(path, arch=arch, data=data, allow_code=allow_code)
         except LncliError:
             raise
         except Exception as exc:  # noqa: BLE001 - a user file can fail torch.load in many ways; none is our bug
             raise CheckpointError(f"{path}: not a readable lncli checkpoint ({type(exc).__name__}: {exc})") from None
-        loaded.append(LoadedCheckpoint(path=str(path), sha256=file_sha256(path), checkpoint=ckpt))
+        report = LoadReport()
+        if not strict or "foreign" in ckpt.provenance:
+            try:
+                ckpt, report = complete_weights(ckpt, strict=strict)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{path}: {exc}") from None
+        loaded.append(LoadedCheckpoint(path=str(path), sha256=file_sha256(path), checkpoint=ckpt, load_report=report))
     return loaded

@@ -175,6 +175,7 @@ def _build_model(cfg: TrainConfig, meta: DataMeta) -> torch.nn.Module:
             num_classes=meta.num_classes,
             in_channels=meta.in_channels,
             arch_kwargs=cfg.model.kwargs,
+            allow_code=True,  # the config is the user's own instruction, like the command line
         )
     except LncliError as exc:
         raise ConfigError(f"model.arch / model.kwargs: {exc}") from None
@@ -188,7 +189,8 @@ def _get_dotted(d: dict[str, Any], key: str) -> Any:
 
 def _resume(loop: Loop, cfg_dict: dict[str, Any], last_path: Path) -> tuple[int, int]:
     """Load ``last.pt`` into ``loop`` after checking it belongs to this config; return its (epoch, step)."""
-    ckpt = load_checkpoint(last_path)
+    # The run's own arch (from the user's config) may be a package.module:function builder.
+    ckpt = load_checkpoint(last_path, arch=cfg_dict["model"]["arch"], allow_code=True)
     for key in _IDENTITY_KEYS:
         old, new = _get_dotted(ckpt.config, key), _get_dotted(cfg_dict, key)
         if old != new:
