@@ -15,6 +15,7 @@ it does not -- as root, or with CAP_DAC_OVERRIDE; the rows through a plain file
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -139,6 +140,22 @@ ROWS = [
     Row("evaluate/imagefolder-damaged-image", ev("--data", "imagefolder:tree"), "cannot read image"),
     Row("evaluate/cifar10c-empty-folder", ev("--data", "cifar10c:folder"), "labels.npy"),
     Row("evaluate/cifar10c-damaged", ev("--data", "cifar10c:c10c"), "labels.npy"),
+    # --- evaluate: CI check (--config, --junit, --markdown, --compare) ---
+    Row("evaluate/config-missing", ev("--config", "missing.yaml"), "missing.yaml"),
+    Row("evaluate/config-unknown-key", ev("--config", "evalkey.yaml"), "unknown config key 'nosie'"),
+    Row("evaluate/config-bad-value", ev("--config", "evalval.yaml"), "config key 'workers'"),
+    Row("evaluate/config-not-yaml", ev("--config", "bad.yaml"), "not valid YAML"),
+    Row("evaluate/junit-suffix", ev("--junit", "r.txt"), "--junit r.txt"),
+    Row("evaluate/markdown-is-folder", ev("--markdown", "folder"), "--markdown folder is a folder"),
+    Row("evaluate/compare-missing", ev("--compare", "missing.json"), "missing.json: no such file"),
+    Row("evaluate/compare-other-version", ev("--compare", "v2.json"), "format version 2"),
+    Row("evaluate/compare-not-json", ev("--compare", "good.yaml"), "not a JSON file"),
+    Row(
+        "evaluate/max-regression-negative", ev("--compare", "base.json", "--max-regression", "-0.1"), "--max-regression"
+    ),
+    Row("evaluate/significance-0", ev("--compare", "base.json", "--significance", "0"), "--significance"),
+    Row("evaluate/significance-1", ev("--compare", "base.json", "--significance", "1"), "--significance"),
+    Row("evaluate/max-regression-alone", ev("--max-regression", "0.1"), "needs --compare"),
     # --- convert ---
     Row("convert/in-missing", cv(src="missing.pt"), "does not exist"),
     Row("convert/in-folder", cv(src="folder"), "folder"),
@@ -274,6 +291,11 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "bad.yaml").write_text("epochs: [1, 2\n")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     (tmp_path / "unknown.yaml").write_text(GOOD_YAML + "epoch: 3\n")
+    (tmp_path / "evalkey.yaml").write_text("nosie: gaussian\n")
+    (tmp_path / "evalval.yaml").write_text("workers: many\n")
+    eval_json = {"format": "lncli-eval", "format_version": 1, "config": {}, "records": []}
+    (tmp_path / "base.json").write_text(json.dumps(eval_json))
+    (tmp_path / "v2.json").write_text(json.dumps({**eval_json, "format_version": 2}))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text(GOOD_YAML)
     (tmp_path / "done").mkdir()

@@ -72,3 +72,9 @@ class EvalConfig:
     # whole noisy test set is rescaled per channel onto the training split's range (PAPER.md, "Rescale";
     # ``EvalData.train_range``), or the clean test set's when no training split was loaded.
     rescale: bool = False
+    # --compare's gate: a cell fails when its accuracy fell by more than this (a fraction) below the
+    # baseline's AND the fall is significant. None without --compare; with it the CLI's default is 0
+    # (any significant fall fails). Checked by lncli.compare.check_regression_settings.
+    max_regression: float | None = None
+    # The one-sided level of that test (McNemar on paired per-image results, else two-proportion), per cell.
+    significance: float = 0.05
