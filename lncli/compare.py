@@ -58,7 +58,8 @@ NOT_SETTINGS: dict[str, str] = {
     "ci_low": _RESULT,
     "ci_high": _RESULT,
     "hits": _RESULT,
-    "device": "where it ran: CPU and GPU agree up to float round-off, so a CPU baseline gates a GPU run",
+    "device": "where it ran, not what is checked (float round-off on another device may flip borderline "
+    "images; the gate weighs them like any other change)",
     "world_size": "torchrun shards whole batches, so the counts do not depend on it",
     "lncli_version": "the code under test",
 }
@@ -153,19 +154,22 @@ def match_columns(
     return pairs
 
 
+def _same(mine: object, theirs: object) -> bool:
+    """Equal settings; a list read from JSON equals the tuple it was written from, floats to round-off."""
+    if isinstance(mine, (list, tuple)) and isinstance(theirs, (list, tuple)):
+        return len(mine) == len(theirs) and all(_same(a, b) for a, b in zip(mine, theirs))
+    if isinstance(mine, float) and isinstance(theirs, float):
+        return math.isclose(mine, theirs, rel_tol=1e-12)
+    return mine == theirs
+
+
 def _differences(r: EvalRecord, b: EvalRecord) -> list[str]:
     """``field X here, Y in the baseline`` for each setting of :data:`MATCH_FIELDS` that differs."""
-    out = []
-    for name in MATCH_FIELDS:
-        mine, theirs = getattr(r, name), getattr(b, name)
-        same = (
-            math.isclose(mine, theirs, rel_tol=1e-12)
-            if isinstance(mine, float) and isinstance(theirs, float)
-            else mine == theirs
-        )
-        if not same:
-            out.append(f"{name} {mine!r} here, {theirs!r} in the baseline")
-    return out
+    return [
+        f"{name} {getattr(r, name)!r} here, {getattr(b, name)!r} in the baseline"
+        for name in MATCH_FIELDS
+        if not _same(getattr(r, name), getattr(b, name))
+    ]
 
 
 def compare_records(

@@ -258,3 +258,10 @@ def test_clean_cells_compare_too() -> None:
     clean = rec(hits, noise=CLEAN, severity=0, profile="none", param=0.0)
     (c,) = gate([rec(flip(hits, 80, 0, 2), noise=CLEAN, severity=0, profile="none", param=0.0)], [clean])
     assert c.noise == CLEAN and c.regressed
+
+
+def test_a_list_read_back_from_json_equals_the_tuple_it_was_written_from() -> None:
+    from lncli.compare import _same
+
+    assert _same((1, 2), [1, 2]) and _same([0.1 + 0.2], (0.3,)) and not _same((1, 2), [1, 3])
+    assert not _same((1,), [1, 1]) and _same(None, None) and not _same(None, 0)
