@@ -11,20 +11,25 @@ them, so the formatter depends on these types only, never on the jobs that make 
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "CLEAN",
+    "COMPARISON_FIELDS",
     "HISTORY_FIELDS",
     "JSON_FIELDS",
     "RECORD_FIELDS",
+    "ComparisonRecord",
     "CorruptRecord",
     "EpochRecord",
     "EvalRecord",
     "pack_hits",
+    "record_from_json",
     "unpack_hits",
 ]
 
@@ -173,3 +178,92 @@ def unpack_hits(text: str, n: int) -> np.ndarray:
     if raw.size * 8 < n:
         raise ValueError(f"{raw.size * 8} bits packed, {n} images expected")
     return np.unpackbits(raw, bitorder="little", count=n).astype(bool)
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """One cell of a run compared with the same cell of a baseline run (``lncli evaluate --compare``).
+
+    Fields:
+        checkpoint, mode, noise, severity: the cell in this run (as in :class:`EvalRecord`).
+        sha256, baseline_sha256: the checkpoint's hash now and in the baseline (they differ when the
+            model changed, which is what a regression check is for).
+        baseline_checkpoint: the baseline column's checkpoint (matched by label, else by hash).
+        baseline_n, baseline_correct, baseline_accuracy; n, correct, accuracy: the two runs' counts.
+        delta: ``accuracy - baseline_accuracy`` (negative: it fell).
+        lost, gained: images right in the baseline and wrong now, and the reverse (the paired
+            comparison); ``None`` when either run lacks per-image results.
+        test: ``mcnemar`` (paired, exact) or ``two-proportion`` (counts only); p_value: its one-sided
+            p-value that accuracy fell (:func:`lncli.stats.drop_p_value`).
+        max_regression, significance: the gate; regressed: ``-delta > max_regression`` and
+            ``p_value < significance``.
+    """
+
+    checkpoint: str
+    mode: str
+    noise: str
+    severity: int
+    sha256: str
+    baseline_checkpoint: str
+    baseline_sha256: str
+    baseline_n: int
+    baseline_correct: int
+    baseline_accuracy: float
+    n: int
+    correct: int
+    accuracy: float
+    delta: float
+    lost: int | None
+    gained: int | None
+    test: str
+    p_value: float
+    max_regression: float
+    significance: float
+    regressed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (a JSON entry; :data:`COMPARISON_FIELDS` are its CSV columns)."""
+        return asdict(self)
+
+
+COMPARISON_FIELDS: tuple[str, ...] = (
+    "baseline_sha256",
+    "baseline_n",
+    "baseline_correct",
+    "baseline_accuracy",
+    "delta",
+    "lost",
+    "gained",
+    "test",
+    "p_value",
+    "regressed",
+)
+"""What ``--compare`` adds to each row of the long-format CSV (the rest of a comparison is already in the row)."""
+
+
+def record_from_json(entry: Mapping[str, Any]) -> EvalRecord:
+    """An :class:`~lncli.records.EvalRecord` from a JSON record; fields it lacks take their defaults.
+
+    Args:
+        entry: one record of an ``lncli evaluate`` JSON (see :func:`lncli.report.read_json`).
+
+    Returns:
+        The record.
+
+    Raises:
+        ValueError: a field this lncli does not know, a required field missing, or counts that are not counts.
+    """
+    unknown = [k for k in entry if k not in JSON_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown record field {unknown[0]!r} (written by another lncli?)")
+    required = [f.name for f in fields(EvalRecord) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [f for f in required if f not in entry]
+    if missing:
+        raise ValueError(f"record lacks the field {missing[0]!r}")
+    values = dict(entry)
+    if values.get("accuracy") is None:
+        values["accuracy"] = math.nan  # an empty cell: written as null
+    for key in ("n", "correct"):
+        if not isinstance(values[key], int) or isinstance(values[key], bool) or values[key] < 0:
+            raise ValueError(f"record field {key!r} is {values[key]!r}, not a count")
+    return EvalRecord(**values)

@@ -15,6 +15,7 @@ it does not -- as root, or with CAP_DAC_OVERRIDE; the rows through a plain file
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -167,6 +168,22 @@ ROWS = [
     Row("evaluate/arch-code-no-function", fe("--arch", "lnclitest_badin:nope", *GRAY), "has no 'nope'"),
     Row("evaluate/arch-code-not-callable", fe("--arch", "lnclitest_badin:NOT_CALLABLE", *GRAY), "not a function"),
     Row("evaluate/ckpt-records-code", ev(ckpt="evil.pt"), "never runs code named by a file"),
+    # --- evaluate: CI check (--config, --junit, --markdown, --compare) ---
+    Row("evaluate/config-missing", ev("--config", "missing.yaml"), "missing.yaml"),
+    Row("evaluate/config-unknown-key", ev("--config", "evalkey.yaml"), "unknown config key 'nosie'"),
+    Row("evaluate/config-bad-value", ev("--config", "evalval.yaml"), "config key 'workers'"),
+    Row("evaluate/config-not-yaml", ev("--config", "bad.yaml"), "not valid YAML"),
+    Row("evaluate/junit-suffix", ev("--junit", "r.txt"), "--junit r.txt"),
+    Row("evaluate/markdown-is-folder", ev("--markdown", "folder"), "--markdown folder is a folder"),
+    Row("evaluate/compare-missing", ev("--compare", "missing.json"), "missing.json: no such file"),
+    Row("evaluate/compare-other-version", ev("--compare", "v2.json"), "format version 2"),
+    Row("evaluate/compare-not-json", ev("--compare", "good.yaml"), "not a JSON file"),
+    Row(
+        "evaluate/max-regression-negative", ev("--compare", "base.json", "--max-regression", "-0.1"), "--max-regression"
+    ),
+    Row("evaluate/significance-0", ev("--compare", "base.json", "--significance", "0"), "--significance"),
+    Row("evaluate/significance-1", ev("--compare", "base.json", "--significance", "1"), "--significance"),
+    Row("evaluate/max-regression-alone", ev("--max-regression", "0.1"), "needs --compare"),
     # --- convert ---
     Row("convert/in-missing", cv(src="missing.pt"), "does not exist"),
     Row("convert/in-folder", cv(src="folder"), "folder"),
@@ -332,6 +349,11 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _foreign_files(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # lnclitest_badin.py, a user's builder module
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing it must not write __pycache__ into ws
+    (tmp_path / "evalkey.yaml").write_text("nosie: gaussian\n")
+    (tmp_path / "evalval.yaml").write_text("workers: many\n")
+    eval_json = {"format": "lncli-eval", "format_version": 1, "config": {}, "records": []}
+    (tmp_path / "base.json").write_text(json.dumps(eval_json))
+    (tmp_path / "v2.json").write_text(json.dumps({**eval_json, "format_version": 2}))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text(GOOD_YAML)
     (tmp_path / "done").mkdir()

@@ -9,10 +9,13 @@ groupings), so nothing is restated here.
 
 from __future__ import annotations
 
+import difflib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 import typer.rich_utils
@@ -20,9 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from lncli import __version__
+from lncli.config._typed import read_yaml_mapping
 from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAMES
 from lncli.config.evaluate import HEADS
-from lncli.errors import LncliError
+from lncli.errors import ConfigError, LncliError
 
 err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji
 
@@ -55,12 +59,19 @@ def _one_line_usage_error(self: Any) -> None:  # a click.ClickException (Typer v
 typer.rich_utils.rich_format_error = _one_line_usage_error
 
 
+def fail(exc: LncliError) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with the error's code (2)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=exc.exit_code) from None
+
+
 def _guarded(fn: F) -> F:
     """Turn user-facing errors into one line on stderr and exit code 2.
 
     Anything a user can cause (a missing file, a bad value, an unknown name)
     raises :class:`LncliError` in the library; here it becomes
-    ``error: <message>``, never a traceback.
+    ``error: <message>``, never a traceback. When the value at fault came from
+    ``--config``, the line says which key of which file (:func:`config_source_note`).
     """
 
     @functools.wraps(fn)
@@ -68,8 +79,10 @@ def _guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except LncliError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=exc.exit_code) from None
+            # Typer hands a command its click context (not always a typer.Context instance): found by its API.
+            ctx = next((v for v in kwargs.values() if hasattr(v, "get_parameter_source")), None)
+            note = config_source_note(ctx, str(exc)) if ctx is not None else ""
+            fail(type(exc)(f"{exc}{note}") if note else exc)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(code=130) from None
@@ -155,3 +168,183 @@ DOWNLOAD_HELP = "Let torchvision download a missing dataset (needs the network).
 def comma_list(text: str) -> tuple[str, ...]:
     """``"a, b,,c"`` -> ``("a", "b", "c")``."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+# ---------------------------------------------------------------------------
+# --config FILE: a command's options from YAML, built from the command's own parameters
+# ---------------------------------------------------------------------------
+
+CONFIG_OPTION = "config"
+"""The key of ``--config`` itself: a command's option, never a key inside the file."""
+
+_CONFIG_META = "lncli.config_file"
+"""Where the context keeps the path of the file its defaults came from."""
+
+
+def option_key(param: Any) -> str:
+    """A parameter's config-file key: its long option name with underscores (``--fail-under`` -> ``fail_under``,
+    ``--csv`` -> ``csv``), or an argument's name (``checkpoints``)."""
+    longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return (longs[0][2:] if longs else str(param.name)).replace("-", "_")
+
+
+def config_keys(command: Any) -> dict[str, Any]:
+    """Every key a config file may hold for ``command`` (a click command): ``{key: parameter}``.
+
+    Read from the command's parameters, so an option added to the command is a key with no further work.
+    """
+    return {
+        option_key(p): p
+        for p in command.params
+        if p.name and option_key(p) != CONFIG_OPTION and not getattr(p, "is_eager", False)
+    }
+
+
+def _many(param: Any) -> bool:
+    """Whether the parameter takes several values (a repeatable option, or an argument such as ``CKPT...``)."""
+    return bool(getattr(param, "multiple", False)) or param.nargs != 1
+
+
+def _command_line_value(param: Any, value: Any) -> Any:
+    """A YAML value in the form a command line gives it: text, a list of texts for a parameter that takes
+    several, ``True``/``False`` for a flag. A list for a one-value option becomes its comma string."""
+
+    def text(v: Any) -> str:
+        if isinstance(v, (Mapping, list, tuple)) or v is None:
+            raise ConfigError(f"{v!r} is not a value (expected text, a number or a list of them)")
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    if getattr(param, "is_flag", False) and not _many(param):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{value!r} is not valid; expected true or false")
+        return value
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if _many(param):
+        return [text(v) for v in items]
+    return ",".join(text(v) for v in items)
+
+
+def _file_value(ctx: typer.Context, param: Any, value: Any) -> Any:
+    """The file's ``value`` for ``param`` as a command line would give it, checked by the parameter's own parsing
+    (so that a bad one names its key now, not as an option later)."""
+    given = _command_line_value(param, value)
+    try:
+        param.process_value(ctx, given)
+    except typer.BadParameter as exc:
+        raise ConfigError(exc.message) from None
+    return given
+
+
+def _defaults_from_file(ctx: typer.Context, path: Path) -> dict[str, Any]:
+    """The file's values by parameter name, each checked by the parameter's own parsing.
+
+    Raises:
+        ConfigError: the file is unreadable or not a mapping, a key is unknown (a close one is suggested),
+            or a value does not parse.
+    """
+    raw = read_yaml_mapping(path, "config")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config {path} must be a mapping of option names to values (e.g. noise: gaussian)")
+    keys = config_keys(ctx.command)
+    defaults: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = str(k)
+        if key not in keys:
+            close = difflib.get_close_matches(key.replace("-", "_"), list(keys), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in {path}{hint}; valid keys: {', '.join(sorted(keys))}")
+        if v is None:  # `key:` with no value leaves the option at its default
+            continue
+        try:
+            defaults[keys[key].name] = _file_value(ctx, keys[key], v)
+        except ConfigError as exc:
+            raise ConfigError(f"config key '{key}' in {path}: {exc}") from None
+    return defaults
+
+
+def load_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
+    """The eager ``--config`` callback: the file's values become the command's defaults (click's ``default_map``).
+
+    Click then parses each one exactly as the flag it stands for, and a flag on the command line still
+    wins: precedence is defaults < file < flags, for every option of the command, with no code per option.
+    Errors print one ``error:`` line naming the key and exit 2.
+    """
+    if value is None or ctx.resilient_parsing:
+        return value
+    try:
+        defaults = _defaults_from_file(ctx, value)
+    except LncliError as exc:
+        fail(exc)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta[_CONFIG_META] = value
+    return value
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="YAML file of options: keys are the long option names with underscores (fail_under, max_drop, ...) "
+        "and the arguments' names; a list may be a YAML list or the option's comma string. Flags win over the file.",
+        is_eager=True,  # first, so that the file's values are the defaults when the other options are read
+        callback=load_config_file,
+        dir_okay=False,
+    ),
+]
+
+
+def _from_file(ctx: typer.Context) -> list[Any]:
+    """The parameters whose value came from the config file."""
+    return [
+        p
+        for p in ctx.command.params
+        if p.name and getattr(ctx.get_parameter_source(p.name), "name", "") == "DEFAULT_MAP"
+    ]
+
+
+def config_source_note(ctx: typer.Context, message: str) -> str:
+    """`` (config key 'severity' in check.yaml)`` when ``message`` is about a value that came from the file, else ``""``.
+
+    An error names its option (``--severity``) or, failing that, the option's key as a word (``unknown noise``).
+    """
+    path = ctx.meta.get(_CONFIG_META)
+    if path is None:
+        return ""
+    params = _from_file(ctx)
+    for pattern in (lambda k: f"--{k.replace('_', '-')}", lambda k: k.replace("_", " ")):
+        for p in params:
+            key = option_key(p)
+            if re.search(rf"(?<![\w-]){re.escape(pattern(key))}(?![\w-])", message):
+                return f" (config key '{key}' in {path})"
+    return ""
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value in JSON/YAML types (choices by their value, paths as text, tuples as lists)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resolved_options(ctx: typer.Context) -> dict[str, Any]:
+    """Every option of the command as it was resolved (defaults < file < flags), by config key.
+
+    Returns:
+        ``{"config_file": path or None, "options": {key: value}, "from_file": [keys], "from_command_line": [keys]}``;
+        ``options`` is itself a config file that reproduces the run.
+    """
+    keys = config_keys(ctx.command)
+    source = {k: getattr(ctx.get_parameter_source(p.name), "name", "") for k, p in keys.items()}
+    path = ctx.meta.get(_CONFIG_META)
+    return {
+        "config_file": None if path is None else str(path),
+        "options": {k: _plain(ctx.params.get(p.name)) for k, p in keys.items()},
+        "from_file": [k for k, s in source.items() if s == "DEFAULT_MAP"],
+        "from_command_line": [k for k, s in source.items() if s in ("COMMANDLINE", "ENVIRONMENT")],
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,57 +14,156 @@ from lncli import report
 from lncli.cli.app import (
     DATA_DIR_HELP,
     DOWNLOAD_HELP,
+    ConfigFile,
     DeviceChoice,
     HeadsChoice,
     ProfileChoice,
     comma_list,
     command,
     err_console,
+    resolved_options,
     severity_text,
 )
 from lncli.cli.progress import eval_progress
 from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
 from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig
+from lncli.errors import LncliError
 from lncli.io import check_distinct, check_output_file
-from lncli.records import EvalRecord
+from lncli.records import ComparisonRecord, EvalRecord
+
+if TYPE_CHECKING:
+    from lncli.jobs.evaluate import LoadedCheckpoint
 
 if TYPE_CHECKING:  # the jobs import torch: not at `lncli --help` time
     from lncli.jobs.evaluate import LoadedCheckpoint
 
 
-def _check_eval_outputs(
-    csv_path: Path | None, json_path: Path | None, plot: Path | None, max_drop: float | None
-) -> None:
-    """Refuse bad output paths and bounds before any compute: a typo must not cost the whole grid."""
-    if csv_path:
-        check_output_file(csv_path, "--csv", (".csv",))
-    if json_path:
-        check_output_file(json_path, "--json", (".json",))
-    if plot:
-        report.check_plot_path(plot)
-    check_distinct({"--csv": csv_path, "--json": json_path, "--plot": plot})
+@dataclass(frozen=True)
+class _Outputs:
+    """The files a run writes (None: not asked for)."""
+
+    csv: Path | None = None
+    json: Path | None = None
+    plot: Path | None = None
+    junit: Path | None = None
+    markdown: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """What decides the exit code: the bounds, and the baseline of ``--compare`` with its gate."""
+
+    thresholds: list[report.Threshold]
+    max_drop: float | None
+    compare: Path | None = None
+    baseline: report.EvalRun | None = None
+    max_regression: float = 0.0
+    significance: float = EvalConfig.significance
+
+
+def _check_eval_outputs(outputs: _Outputs, max_drop: float | None, compare: Path | None) -> None:
+    """Refuse bad output paths and bounds before any compute: a typo must not cost the whole grid.
+
+    No output may replace the ``--compare`` baseline: accepting a run as the new baseline is a
+    deliberate copy, not a side effect of a check.
+    """
+    if outputs.csv:
+        check_output_file(outputs.csv, "--csv", (".csv",))
+    if outputs.json:
+        check_output_file(outputs.json, "--json", (".json",))
+    if outputs.plot:
+        report.check_plot_path(outputs.plot)
+    if outputs.junit:
+        check_output_file(outputs.junit, "--junit", (".xml",))
+    if outputs.markdown:
+        check_output_file(outputs.markdown, "--markdown")  # any name: $GITHUB_STEP_SUMMARY has no suffix
+    check_distinct(
+        {
+            "--csv": outputs.csv,
+            "--json": outputs.json,
+            "--plot": outputs.plot,
+            "--junit": outputs.junit,
+            "--markdown": outputs.markdown,
+        },
+        {"--compare": compare},
+    )
     report.check_max_drop(max_drop)
 
 
-def _report_evaluation(
-    records: list[EvalRecord],
-    run: dict[str, Any],
-    files: tuple[Path | None, Path | None, Path | None],
-    baseline: str | None,
+def _check_gate(
     thresholds: list[report.Threshold],
     max_drop: float | None,
+    compare: Path | None,
+    max_regression: float | None,
+    significance: float,
+) -> _Gate:
+    """The gate, with the baseline read and checked, before any compute (a bad one costs nothing)."""
+    from lncli.compare import check_regression_settings
+
+    check_regression_settings(max_regression, significance)
+    if compare is None:
+        if max_regression is not None:
+            raise LncliError("--max-regression needs --compare BASELINE.json (the run to compare with)")
+        return _Gate(thresholds, max_drop, significance=significance)
+    baseline = report.read_json(compare, "--compare")
+    return _Gate(thresholds, max_drop, compare, baseline, max_regression or 0.0, significance)
+
+
+def _check_columns(gate: _Gate, models: list[LoadedCheckpoint], config: EvalConfig) -> None:
+    """Refuse, before any compute, a baseline whose columns (checkpoint x mode) are not this run's."""
+    if gate.baseline is None:
+        return
+    from lncli.compare import match_columns
+    from lncli.jobs.evaluate import column_keys
+
+    match_columns(column_keys(models, config), {m.path: m.sha256 for m in models}, gate.baseline.records)
+
+
+def _compare(records: list[EvalRecord], gate: _Gate) -> list[ComparisonRecord] | None:
+    """This run against the baseline (None without ``--compare``)."""
+    if gate.baseline is None:
+        return None
+    from lncli.compare import compare_records
+
+    return compare_records(
+        records, gate.baseline.records, max_regression=gate.max_regression, significance=gate.significance
+    )
+
+
+def _report_evaluation(
+    records: list[EvalRecord], run: dict[str, Any], outputs: _Outputs, baseline: str | None, gate: _Gate
 ) -> None:
-    """Write the files, print the table, and exit 1 when a threshold fails."""
-    csv_path, json_path, plot = files
-    if csv_path:
-        report.write_csv(records, csv_path)
-    if json_path:
-        report.write_json(records, json_path, config=run)
-    if plot:
-        report.plot_accuracy(records, plot)
+    """Write the files, print the tables, and exit 1 when a bound or the regression gate fails.
+
+    A comparison that is refused (settings differ) still writes this run's CSV/JSON/plot first,
+    without the comparison, so that the results are not lost; then the one-line error.
+    """
+    refused: LncliError | None = None
+    try:
+        comparisons = _compare(records, gate)
+    except LncliError as exc:
+        comparisons, refused = None, exc
+    compare_info = {
+        "baseline": str(gate.compare),
+        "max_regression": gate.max_regression,
+        "significance": gate.significance,
+    }
+    if outputs.csv:
+        report.write_csv(records, outputs.csv, comparisons=comparisons)
+    if outputs.json:
+        report.write_json(records, outputs.json, config=run, comparison=compare_info, comparisons=comparisons)
+    if outputs.plot:
+        report.plot_accuracy(records, outputs.plot)
+    if refused is not None:
+        raise refused
     out = Console()  # after the files, so that a bad --baseline never costs the results
     out.print(report.render_table(records, baseline=baseline, width=out.width))
-    failures = report.check_thresholds(records, thresholds, max_drop)
+    if comparisons is not None:
+        out.print(report.render_comparison(comparisons, baseline=str(gate.compare)))
+    checks = report.threshold_checks(records, gate.thresholds, gate.max_drop)
+    checks += report.regression_checks(comparisons or [])
+    _write_gate_reports(records, checks, outputs, run, gate)
+    failures = [c.message for c in checks if not c.passed]
     for line in failures:
         err_console.print(f"[bold red]FAIL[/] {line}", highlight=False, soft_wrap=True)
     if failures:
@@ -93,6 +192,30 @@ def _load_models(
                 soft_wrap=True,
             )
     return models
+
+
+def _write_gate_reports(
+    records: list[EvalRecord], checks: list[report.Check], outputs: _Outputs, run: dict[str, Any], gate: _Gate
+) -> None:
+    """The JUnit XML and the Markdown summary of the checks."""
+    baseline = None if gate.compare is None else str(gate.compare)
+    if outputs.junit:
+        first = records[0] if records else None
+        properties = {
+            "checkpoints": ", ".join(run.get("checkpoints", [])),
+            "data": first.data if first else None,
+            "n": first.n if first else None,
+            "batch_size": run.get("batch_size"),
+            "noise_seed": run.get("seed"),
+            "order_seed": run.get("order_seed"),
+            "profile": run.get("profile"),
+            "baseline": baseline,
+            "config_file": run.get("config_file"),
+            "lncli_version": first.lncli_version if first else None,
+        }
+        report.write_junit(checks, outputs.junit, properties=properties)
+    if outputs.markdown:
+        report.write_markdown(report.render_markdown(records, checks, baseline=baseline), outputs.markdown)
 
 
 _NO_ORDER_SEED = -1
@@ -158,6 +281,37 @@ MaxDrop = Annotated[
 Baseline = Annotated[
     str | None, typer.Option(help="Baseline column for mCE: 1-based index or (part of) its label; default the first.")
 ]
+JunitPath = Annotated[
+    Path | None,
+    typer.Option("--junit", help="Write JUnit XML here: a test case per checked cell (bounds and --compare)."),
+]
+MarkdownPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown", help="Write a Markdown summary here, failed and worst cells first ($GITHUB_STEP_SUMMARY)."
+    ),
+]
+Compare = Annotated[
+    Path | None,
+    typer.Option(
+        "--compare",
+        help="The JSON of an earlier run (--json): compare every cell with it; settings that change accuracy must "
+        "match. Exit 1 when a cell fell more than --max-regression, significantly.",
+    ),
+]
+MaxRegression = Annotated[
+    float | None,
+    typer.Option(
+        help="With --compare: largest tolerated fall in accuracy (0.02 = 2 points; default 0: any significant fall)."
+    ),
+]
+Significance = Annotated[
+    float,
+    typer.Option(
+        help="With --compare: one-sided test level per cell. Exact McNemar on the images lost/gained when both runs "
+        "kept per-image results (same images, same noise), else the pooled two-proportion z-test on the counts."
+    ),
+]
 Workers = Annotated[int, typer.Option(help="Threads generating noisy batches ahead of the models (0 = inline).")]
 Amp = Annotated[bool, typer.Option("--amp", help="float16 autocast on CUDA (ignored on CPU; recorded).")]
 Rescale = Annotated[
@@ -180,6 +334,7 @@ _ORDER_SEED = _NO_ORDER_SEED if EvalConfig.order_seed is None else EvalConfig.or
 
 @command("evaluate", no_args_is_help=True)
 def evaluate_command(
+    ctx: typer.Context,
     checkpoints: Checkpoints,
     noise: Noise = _NOISES,
     severity: Severity = _SEVERITIES,
@@ -206,6 +361,12 @@ def evaluate_command(
     rescale: Rescale = EvalConfig.rescale,
     arch: Arch = EvalConfig.arch,
     non_strict: NonStrict = not EvalConfig.strict,
+    junit: JunitPath = None,
+    markdown: MarkdownPath = None,
+    compare: Compare = None,
+    max_regression: MaxRegression = EvalConfig.max_regression,
+    significance: Significance = EvalConfig.significance,
+    config_file: ConfigFile = None,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from lncli.jobs.evaluate import (  # models: slow import
@@ -216,7 +377,9 @@ def evaluate_command(
     )
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
-    _check_eval_outputs(csv_path, json_path, plot, max_drop)
+    outputs = _Outputs(csv_path, json_path, plot, junit, markdown)
+    _check_eval_outputs(outputs, max_drop, compare)
+    gate = _check_gate(thresholds, max_drop, compare, max_regression, significance)
     config = EvalConfig(
         noises=NOISE_FAMILY if noise.strip().lower() == "all" else comma_list(noise),
         severities=parse_severities(severity),
@@ -233,6 +396,8 @@ def evaluate_command(
         rescale=rescale,
         arch=arch,
         strict=not non_strict,
+        max_regression=gate.max_regression if gate.baseline is not None else None,
+        significance=significance,
     )
     from lncli import distributed  # imports torch: not at `lncli --help` time
 
@@ -241,6 +406,7 @@ def evaluate_command(
         models = _load_models(checkpoints, config, data, data_dir, download)
         if baseline:  # against the columns the sweep will have, before any compute
             report.resolve_baseline(report.columns(column_keys(models, config)), baseline)
+        _check_columns(gate, models, config)
         test_set = resolve_data(
             data, models, limit=limit, data_dir=data_dir, download=download, with_train_range=rescale
         )
@@ -252,4 +418,5 @@ def evaluate_command(
         for line in mode_notes(models, config):  # after the sweep: a failed run prints its error alone
             err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
         run = {**asdict(config), "checkpoints": [m.path for m in models], "data": data, "limit": limit}
-        _report_evaluation(records, run, (csv_path, json_path, plot), baseline, thresholds, max_drop)
+        run |= resolved_options(ctx)  # every option as resolved (defaults < --config < flags), by config key
+        _report_evaluation(records, run, outputs, baseline, gate)

@@ -82,3 +82,9 @@ class EvalConfig:
     arch: str | None = None
     # Refuse weights with missing or unexpected keys: a wrong --arch must not pass as a bad model.
     strict: bool = True
+    # --compare's gate: a cell fails when its accuracy fell by more than this (a fraction) below the
+    # baseline's AND the fall is significant. None without --compare; with it the CLI's default is 0
+    # (any significant fall fails). Checked by lncli.compare.check_regression_settings.
+    max_regression: float | None = None
+    # The one-sided level of that test (McNemar on paired per-image results, else two-proportion), per cell.
+    significance: float = 0.05

@@ -1,4 +1,5 @@
-"""The files ``lncli evaluate`` writes from its records: the long-format CSV, the JSON, the accuracy plot.
+"""The files ``lncli evaluate`` writes from its records: the long-format CSV, the JSON, the accuracy plot;
+and :func:`read_json`, which reads such a JSON back (the baseline of ``--compare``).
 
 Every file goes through :mod:`lncli.io`'s atomic writers (nothing half-written), and its
 path is checked up front (:func:`check_plot_path`, :func:`lncli.io.check_output_file`).
@@ -10,47 +11,147 @@ import csv
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lncli.errors import LncliError
 from lncli.io import atomic_path, atomic_write, check_output_file, image_suffixes
-from lncli.records import CLEAN, RECORD_FIELDS, EvalRecord
+from lncli.records import CLEAN, COMPARISON_FIELDS, RECORD_FIELDS, ComparisonRecord, EvalRecord, record_from_json
 from lncli.report.pivot import columns, noises, record_index
 
-__all__ = ["check_plot_path", "plot_accuracy", "write_csv", "write_json"]
+__all__ = [
+    "EVAL_FORMAT",
+    "EVAL_FORMAT_VERSION",
+    "EvalRun",
+    "check_plot_path",
+    "plot_accuracy",
+    "read_json",
+    "write_csv",
+    "write_json",
+]
+
+EVAL_FORMAT = "lncli-eval"
+"""The ``format`` of the JSON :func:`write_json` writes."""
+
+EVAL_FORMAT_VERSION = 1
+"""Its ``format_version``: raised when a reader of the old version would misread the new one."""
 
 
 def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
 
-def write_csv(records: Sequence[EvalRecord], path: str | Path) -> None:
-    """Write the long-format CSV: one row per record, columns :data:`lncli.records.RECORD_FIELDS`."""
+def _comparison_of(comparisons: Sequence[ComparisonRecord]) -> dict[tuple[str, str, str, int], ComparisonRecord]:
+    return {(c.checkpoint, c.mode, c.noise, c.severity): c for c in comparisons}
+
+
+def write_csv(
+    records: Sequence[EvalRecord], path: str | Path, *, comparisons: Sequence[ComparisonRecord] | None = None
+) -> None:
+    """Write the long-format CSV: one row per record, columns :data:`lncli.records.RECORD_FIELDS`.
+
+    With ``comparisons`` (``--compare``) each row also has :data:`lncli.records.COMPARISON_FIELDS`:
+    the baseline's counts and accuracy, the delta, the test and whether the cell regressed.
+    """
+    by_cell = _comparison_of(comparisons or [])
+    names = list(RECORD_FIELDS) + (list(COMPARISON_FIELDS) if comparisons is not None else [])
     with atomic_write(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(RECORD_FIELDS), extrasaction="ignore")  # hits: JSON only
+        writer = csv.DictWriter(fh, fieldnames=names, extrasaction="ignore")  # hits: JSON only
         writer.writeheader()
         for r in records:
-            writer.writerow({k: _csv_value(v) for k, v in r.to_dict().items()})
+            row = r.to_dict()
+            match = by_cell.get((r.checkpoint, r.mode, r.noise, r.severity))
+            if match is not None:
+                row.update({k: getattr(match, k) for k in COMPARISON_FIELDS})
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
 
 
 def _json_value(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def write_json(records: Sequence[EvalRecord], path: str | Path, *, config: dict[str, Any] | None = None) -> None:
+def write_json(
+    records: Sequence[EvalRecord],
+    path: str | Path,
+    *,
+    config: dict[str, Any] | None = None,
+    comparison: dict[str, Any] | None = None,
+    comparisons: Sequence[ComparisonRecord] | None = None,
+) -> None:
     """Write ``{"format": "lncli-eval", "format_version": 1, "config": .., "records": [..]}``.
 
-    NaN accuracies (empty cells) become ``null`` so the file is strict JSON.
+    NaN accuracies (empty cells) become ``null`` so the file is strict JSON. With ``comparisons``
+    (``--compare``) a ``"comparison"`` block follows: ``comparison`` (the baseline's path, the gate)
+    and ``"cells"``, one entry per cell with baseline, current and delta. The file stays a valid
+    baseline for a later ``--compare``.
     """
-    doc = {
-        "format": "lncli-eval",
-        "format_version": 1,
+    doc: dict[str, Any] = {
+        "format": EVAL_FORMAT,
+        "format_version": EVAL_FORMAT_VERSION,
         "config": config or {},
         "records": [{k: _json_value(v) for k, v in r.to_dict().items()} for r in records],
     }
+    if comparisons is not None:
+        cells = [{k: _json_value(v) for k, v in c.to_dict().items()} for c in comparisons]
+        doc["comparison"] = {**(comparison or {}), "cells": cells}
     with atomic_write(path, "w") as fh:
         json.dump(doc, fh, indent=2, allow_nan=False)
         fh.write("\n")
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """What :func:`read_json` reads: the run's ``config`` block and its records."""
+
+    config: dict[str, Any]
+    records: list[EvalRecord] = field(default_factory=list)
+
+
+def read_json(path: str | Path, option: str = "--compare") -> EvalRun:
+    """Read the JSON of an earlier ``lncli evaluate --json`` (e.g. a ``--compare`` baseline).
+
+    Args:
+        path: the file.
+        option: how the user gave it, for messages.
+
+    Returns:
+        The run's config block and records (fields the file lacks take their defaults).
+
+    Raises:
+        LncliError: one line: the file is missing or unreadable, not JSON, not an lncli evaluate
+            JSON, of another format version, or a record is malformed.
+    """
+    where = f"{option} {path}"
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LncliError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise LncliError(f"{where} is a folder; give the JSON of an earlier lncli evaluate --json") from None
+    except OSError as exc:
+        raise LncliError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LncliError(f"{where} is not a JSON file (write one with lncli evaluate --json)") from None
+    if not isinstance(doc, dict) or doc.get("format") != EVAL_FORMAT:
+        raise LncliError(f'{where} is not the JSON of lncli evaluate (no "format": "{EVAL_FORMAT}")')
+    version = doc.get("format_version")
+    if version != EVAL_FORMAT_VERSION:
+        raise LncliError(
+            f"{where} has {EVAL_FORMAT} format version {version!r}; this lncli reads version {EVAL_FORMAT_VERSION} "
+            "(rerun the baseline with this lncli)"
+        )
+    entries = doc.get("records")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise LncliError(f'{where}: "records" is not a list of records')
+    records = []
+    for i, entry in enumerate(entries, start=1):
+        try:
+            records.append(record_from_json(entry))
+        except (TypeError, ValueError) as exc:
+            raise LncliError(f"{where}: record {i}: {exc}") from None
+    config = doc.get("config")
+    return EvalRun(config if isinstance(config, dict) else {}, records)
 
 
 def check_plot_path(path: str | Path) -> None:

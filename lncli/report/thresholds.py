@@ -1,8 +1,10 @@
 """CI gating for ``lncli evaluate``: ``--fail-under`` bounds parsed and checked, and ``--max-drop``.
 
 :func:`parse_threshold` turns one ``--fail-under`` value into a :class:`Threshold` (before
-any compute, so that a typo fails fast); :func:`check_thresholds` returns one line per
-failing cell of every column, which the CLI prints before exiting 1.
+any compute, so that a typo fails fast); :func:`threshold_checks` applies the bounds to every
+cell they cover (:class:`~lncli.report.checks.Check`, for JUnit and Markdown), and
+:func:`check_thresholds` returns one line per failing cell of every column, which the CLI
+prints before exiting 1.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 
 from lncli.errors import LncliError
 from lncli.records import CLEAN, EvalRecord
+from lncli.report.checks import ALL_NOISES, MEAN_SEVERITY, Check, pct
 from lncli.report.pivot import MEAN, Column, RecordIndex, columns, noise_mean, noises, record_index
 
-__all__ = ["Threshold", "check_max_drop", "check_thresholds", "parse_threshold"]
+__all__ = ["Threshold", "check_max_drop", "check_thresholds", "parse_threshold", "threshold_checks"]
 
 _NAME = r"[a-z0-9_\-]+"
 """A noise name in a bound (lower case)."""
@@ -98,22 +101,43 @@ def check_thresholds(
         LncliError: a bound names a noise/severity that was not evaluated, or
             ``max_drop`` is given without a clean row.
     """
+    return [c.message for c in threshold_checks(records, fail_under, max_drop) if not c.passed]
+
+
+def threshold_checks(
+    records: Sequence[EvalRecord],
+    fail_under: Sequence[Threshold] = (),
+    max_drop: float | None = None,
+) -> list[Check]:
+    """Apply ``--fail-under`` bounds and ``--max-drop`` to every cell of every column they cover.
+
+    Args:
+        records: evaluation records.
+        fail_under: parsed thresholds (see :func:`parse_threshold`).
+        max_drop: largest allowed clean minus corrupted accuracy, per cell.
+
+    Returns:
+        One :class:`~lncli.report.checks.Check` per bound and covered cell (or mean), passed or not.
+
+    Raises:
+        LncliError: as :func:`check_thresholds`.
+    """
     cols = columns(records)
     idx = record_index(records)
     found = noises(records)
-    failures: list[str] = []
+    checks: list[Check] = []
     for th in fail_under:
         if th.noise is not None and th.noise not in found:
             raise LncliError(
                 f"--fail-under {th.text!r}: noise {th.noise!r} was not evaluated (have: {', '.join(found) or 'none'})"
             )
         for col in cols:
-            failures += _below(th, col, records, idx)
+            checks += _below(th, col, records, idx)
     if max_drop is not None:
         check_max_drop(max_drop)
         for col in cols:
-            failures += _drops(col, records, idx, max_drop)
-    return failures
+            checks += _drops(col, records, idx, max_drop)
+    return checks
 
 
 def check_max_drop(max_drop: float | None) -> None:
@@ -130,13 +154,36 @@ def _line(col: Column, what: str, got: float, bound: float) -> str:
     return f"{col.label} {what}: {100 * got:.1f}% < {100 * bound:.1f}%"
 
 
-def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: RecordIndex) -> list[str]:
-    """The failure lines of one column under one bound."""
+def _bound(
+    th: Threshold, col: Column, noise: str, severity: str, what: str, rec: EvalRecord | None, got: float
+) -> Check:
+    """The check of one ``--fail-under`` bound on one cell (``rec``) or mean (``rec`` None, value ``got``)."""
+    return Check(
+        column=col,
+        noise=noise,
+        severity=severity,
+        rule=f"--fail-under {th.text}",
+        passed=not got < th.value,
+        value=got,
+        low=rec.ci_low if rec else None,
+        high=rec.ci_high if rec else None,
+        expected=f">= {pct(th.value)}",
+        margin=got - th.value,
+        message=_line(col, what, got, th.value),
+    )
+
+
+def _cell_name(r: EvalRecord) -> str:
+    return CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}"
+
+
+def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: RecordIndex) -> list[Check]:
+    """The checks of one column under one bound."""
     if th.scope == "cells":
         return [
-            _line(col, CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}", r.accuracy, th.value)
+            _bound(th, col, r.noise, str(r.severity), _cell_name(r), r, r.accuracy)
             for r in records
-            if (r.checkpoint, r.mode) == col.key and r.accuracy < th.value
+            if (r.checkpoint, r.mode) == col.key
         ]
     if th.scope in ("cell", "clean"):
         one_cell = th.scope == "cell"
@@ -148,25 +195,40 @@ def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: Recor
                 else "no clean row (include severity 0)"
             )
             raise LncliError(f"--fail-under {th.text!r}: {missing}")
-        what = f"{th.noise} {th.severity}" if one_cell else CLEAN
-        return [_line(col, what, rec.accuracy, th.value)] if rec.accuracy < th.value else []
+        return [_bound(th, col, rec.noise, str(rec.severity), _cell_name(rec), rec, rec.accuracy)]
     m = noise_mean(records, col.key, th.noise if th.scope == "noise" else None)  # a noise's mean or the overall one
     if math.isnan(m):
         raise LncliError(f"--fail-under {th.text!r}: no corrupted cell to average")
-    return [_line(col, f"{th.noise} mean" if th.scope == "noise" else MEAN, m, th.value)] if m < th.value else []
+    if th.scope == "noise":
+        return [_bound(th, col, th.noise or "", MEAN_SEVERITY, f"{th.noise} mean", None, m)]
+    return [_bound(th, col, ALL_NOISES, MEAN_SEVERITY, MEAN, None, m)]
 
 
-def _drops(col: Column, records: Sequence[EvalRecord], idx: RecordIndex, max_drop: float) -> list[str]:
-    """The cells of one column whose accuracy drops more than ``max_drop`` below its clean accuracy."""
+def _drops(col: Column, records: Sequence[EvalRecord], idx: RecordIndex, max_drop: float) -> list[Check]:
+    """The checks of one column's corrupted cells: at most ``max_drop`` below its clean accuracy."""
     clean = idx.get((col.key, CLEAN, 0))
     if clean is None:
         raise LncliError("--max-drop needs the clean row (include severity 0)")
-    lines = []
+    checks = []
     for r in records:
+        if (r.checkpoint, r.mode) != col.key or r.noise == CLEAN:
+            continue
         drop = clean.accuracy - r.accuracy
-        if (r.checkpoint, r.mode) == col.key and r.noise != CLEAN and drop > max_drop:
-            lines.append(
-                f"{col.label} {r.noise} {r.severity}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
-                f"(clean {100 * clean.accuracy:.1f}%, corrupted {100 * r.accuracy:.1f}%)"
+        checks.append(
+            Check(
+                column=col,
+                noise=r.noise,
+                severity=str(r.severity),
+                rule=f"--max-drop {max_drop:g}",
+                passed=not drop > max_drop,
+                value=r.accuracy,
+                low=r.ci_low,
+                high=r.ci_high,
+                expected=f"at most {100 * max_drop:.1f} points below clean {pct(clean.accuracy)} "
+                f"[{pct(clean.ci_low)}, {pct(clean.ci_high)}]",
+                margin=max_drop - drop,
+                message=f"{col.label} {r.noise} {r.severity}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
+                f"(clean {100 * clean.accuracy:.1f}%, corrupted {100 * r.accuracy:.1f}%)",
             )
-    return lines
+        )
+    return checks
