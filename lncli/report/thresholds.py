@@ -2,7 +2,8 @@
 
 :func:`parse_threshold` turns one ``--fail-under`` value into a :class:`Threshold` (before
 any compute, so that a typo fails fast); :func:`check_thresholds` returns one line per
-failing cell of every column, which the CLI prints before exiting 1.
+failing cell of every column, which the CLI prints before exiting 1. Every bound applies to
+each batch size of the sweep on its own; with several, each line starts with ``batch <size>:``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from dataclasses import dataclass
 
 from lncli.errors import LncliError
 from lncli.records import CLEAN, EvalRecord
-from lncli.report.pivot import MEAN, Column, RecordIndex, columns, noise_mean, noises, record_index
+from lncli.report.pivot import (
+    MEAN,
+    Column,
+    RecordIndex,
+    by_batch_size,
+    cell_label,
+    columns,
+    noise_mean,
+    noises,
+    record_index,
+)
 
 __all__ = ["Threshold", "check_max_drop", "check_thresholds", "parse_threshold"]
 
@@ -92,12 +103,27 @@ def check_thresholds(
         max_drop: largest allowed clean minus corrupted accuracy, per cell.
 
     Returns:
-        One line per failing cell, e.g. ``bn:running gaussian 5: 21.2% < 30.0%``; empty when all pass.
+        One line per failing cell, e.g. ``bn:running gaussian 5: 21.2% < 30.0%`` (``batch 16:
+        bn:running ...`` when the sweep has several batch sizes); empty when all pass.
 
     Raises:
         LncliError: a bound names a noise/severity that was not evaluated, or
             ``max_drop`` is given without a clean row.
     """
+    if max_drop is not None:
+        check_max_drop(max_drop)
+    parts = by_batch_size(records)
+    failures: list[str] = []
+    for size, recs in parts:
+        prefix = f"batch {size}: " if len(parts) > 1 else ""
+        failures += [prefix + line for line in _check_one_size(recs, fail_under, max_drop)]
+    return failures
+
+
+def _check_one_size(
+    records: Sequence[EvalRecord], fail_under: Sequence[Threshold], max_drop: float | None
+) -> list[str]:
+    """:func:`check_thresholds` on the records of one batch size."""
     cols = columns(records)
     idx = record_index(records)
     found = noises(records)
@@ -110,7 +136,6 @@ def check_thresholds(
         for col in cols:
             failures += _below(th, col, records, idx)
     if max_drop is not None:
-        check_max_drop(max_drop)
         for col in cols:
             failures += _drops(col, records, idx, max_drop)
     return failures
@@ -134,7 +159,7 @@ def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: Recor
     """The failure lines of one column under one bound."""
     if th.scope == "cells":
         return [
-            _line(col, CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}", r.accuracy, th.value)
+            _line(col, cell_label(r.noise, r.severity), r.accuracy, th.value)
             for r in records
             if (r.checkpoint, r.mode) == col.key and r.accuracy < th.value
         ]
@@ -166,7 +191,7 @@ def _drops(col: Column, records: Sequence[EvalRecord], idx: RecordIndex, max_dro
         drop = clean.accuracy - r.accuracy
         if (r.checkpoint, r.mode) == col.key and r.noise != CLEAN and drop > max_drop:
             lines.append(
-                f"{col.label} {r.noise} {r.severity}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
+                f"{col.label} {cell_label(r.noise, r.severity)}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
                 f"(clean {100 * clean.accuracy:.1f}%, corrupted {100 * r.accuracy:.1f}%)"
             )
     return lines
