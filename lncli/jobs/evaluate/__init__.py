@@ -5,6 +5,7 @@
 * :mod:`.sources`: the image sources the sweep reads batches from (generated noise,
   released CIFAR-10-C files, the paper's rescale).
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
+* :mod:`.mix`: mixed streams, each image with its own noise and severity.
 * :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
 """
 
@@ -16,8 +17,10 @@ from lncli.jobs.evaluate.checkpoints import (
     natural_key,
     resolve_checkpoint_paths,
 )
-from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid
+from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, check_group_sizes, column_keys, evaluate_grid
+from lncli.jobs.evaluate.mix import MixedCell, draw_cells, mixed_batch, mixed_cell
 from lncli.jobs.evaluate.modes import (
+    DEFAULT_STATS,
     MODE_TABLE,
     LocalNormCopies,
     Mode,
@@ -27,6 +30,7 @@ from lncli.jobs.evaluate.modes import (
     make_runner,
     mode_spec,
     predict,
+    resolve_mode,
     scores,
 )
 from lncli.jobs.evaluate.sources import (
@@ -47,6 +51,7 @@ __all__ = [
     "CLEAN_CELL",
     "DEFAULT_BN_MODES",
     "DEFAULT_LN_MODES",
+    "DEFAULT_STATS",
     "HEADS",
     "MODES",
     "MODE_TABLE",
@@ -62,23 +67,29 @@ __all__ = [
     "LoadedCheckpoint",
     "LocalNormCopies",
     "MinMaxRescaled",
+    "MixedCell",
     "Mode",
     "ModeRunner",
     "check_config",
     "check_data_matches",
+    "check_group_sizes",
     "column_keys",
     "default_modes",
+    "draw_cells",
     "evaluate_grid",
     "has_localnorm",
     "image_range",
     "load_checkpoints",
     "load_train_range",
     "make_runner",
+    "mixed_batch",
+    "mixed_cell",
     "mode_spec",
     "natural_key",
     "open_source",
     "predict",
     "resolve_checkpoint_paths",
     "resolve_data",
+    "resolve_mode",
     "scores",
 ]
