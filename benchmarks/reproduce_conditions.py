@@ -23,8 +23,10 @@ Outputs: ``benchmarks/results/conditions.{md,csv,png}`` (mean +- std over seeds,
 95% interval of the counts pooled over seeds, per cell) and ``conditions_records.csv`` (every
 per-seed record), with hardware, versions and runs in the header.
 
-Cost: about an hour on 2 CPU cores at the default 2,000 test images per cell (batch size 1
-dominates: one forward per image and column). ``--quick`` is a one-minute smoke run (one seed,
+Cost: estimated at about an hour on this 2-core machine at the default 2,000 test images per cell
+(batch size 1 dominates: one forward per image and column), from the smoke run's 0.6 s per test image
+and seed for BN + LN; training the 9 models where they are missing adds a few minutes each. The
+results header records the real wall time. ``--quick`` is a one-minute smoke run (one seed,
 one epoch on 2,048 training images, 96 test images, into a temporary folder unless ``--out``
 says otherwise): it checks the pipeline, its numbers mean nothing.
 
