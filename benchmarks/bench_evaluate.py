@@ -226,8 +226,8 @@ def conditions_markdown(result: dict) -> str:
     """The evidence page of :func:`bench_conditions`."""
     r, spi, sec, hw = result["ratios"], result["seconds_per_image"], result["seconds"], result["hardware"]
 
-    def load(v: object) -> str:
-        return str(tuple(round(x, 2) for x in v)) if v else "n/a"  # type: ignore[union-attr]
+    def load(v: tuple[float, ...] | None) -> str:
+        return str(tuple(round(x, 2) for x in v)) if v else "n/a"
 
     rows = "\n".join(
         f"| {k} | {1e3 * v['median']:.3f} | {1e3 * v['mean']:.3f} +- {1e3 * v['std']:.3f} |" for k, v in spi.items()
@@ -261,6 +261,34 @@ Hardware: {hw["cpu"]} ({hw["logical_cpus"]} logical CPUs); load average before {
 (the machine is shared: other jobs ran during these timings when the load average is above the thread count).
 Versions: lncli {result["versions"]["lncli"]}, torch {result["versions"]["torch"]}, Python {result["versions"]["python"]}.
 {("Note: " + result["note"]) if result["note"] else ""}
+"""
+
+
+def sweep_markdown(
+    result: dict, args: argparse.Namespace, severities: tuple[int, ...], load: tuple[float, ...] | None
+) -> str:
+    """The evidence page of the sweep-vs-forward benchmark."""
+    runs, images, n_cells = result["runs"], result["images"], result["cells"]
+    return f"""# bench_evaluate: whole sweep vs pure forward passes
+
+Evidence: sweep/forward = **{result["ratio"]["median"]:.3f}** (median of {runs} interleaved runs; mean {result["ratio"]["mean"]:.3f} +- {result["ratio"]["std"]:.3f}); target <= 1.25 -> {"met" if result["meets_target"] else "NOT met"}.
+
+| | mean s | std s |
+|---|---|---|
+| whole sweep (`evaluate_grid`) | {result["sweep_s"]["mean"]:.2f} | {result["sweep_s"]["std"]:.2f} |
+| forward passes only | {result["forward_s"]["mean"]:.2f} | {result["forward_s"]["std"]:.2f} |
+| data only (gather + noise + normalise, once per cell) | {result["data_s"]["mean"]:.2f} | {result["data_s"]["std"]:.2f} |
+
+Second view, less sensitive to load: (forward + data) / forward = {result["component_ratio"]:.3f} (medians).
+
+Setup: {args.arch} on {args.data} ({images} test images), BN (running, batch) + LocalNorm (local, G=16, 8 heads) = 3 columns;
+gaussian/shot/impulse at severities {",".join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
+{result["forward_images"]} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
+The forward baseline runs the same prepared modules on pre-normalised batches.
+
+Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
+Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
+{("Note: " + args.note) if args.note else ""}
 """
 
 
@@ -346,28 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"lncli": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "note": args.note,
     }
-    md = f"""# bench_evaluate: whole sweep vs pure forward passes
-
-Evidence: sweep/forward = **{result["ratio"]["median"]:.3f}** (median of {runs} interleaved runs; mean {result["ratio"]["mean"]:.3f} +- {result["ratio"]["std"]:.3f}); target <= 1.25 -> {"met" if result["meets_target"] else "NOT met"}.
-
-| | mean s | std s |
-|---|---|---|
-| whole sweep (`evaluate_grid`) | {result["sweep_s"]["mean"]:.2f} | {result["sweep_s"]["std"]:.2f} |
-| forward passes only | {result["forward_s"]["mean"]:.2f} | {result["forward_s"]["std"]:.2f} |
-| data only (gather + noise + normalise, once per cell) | {result["data_s"]["mean"]:.2f} | {result["data_s"]["std"]:.2f} |
-
-Second view, less sensitive to load: (forward + data) / forward = {result["component_ratio"]:.3f} (medians).
-
-Setup: {args.arch} on {args.data} ({images} test images), BN (running, batch) + LocalNorm (local, G=16, 8 heads) = 3 columns;
-gaussian/shot/impulse at severities {",".join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
-{result["forward_images"]} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
-The forward baseline runs the same prepared modules on pre-normalised batches.
-
-Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
-Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
-{("Note: " + args.note) if args.note else ""}
-"""
-    write_results(result, md, args.out)
+    write_results(result, sweep_markdown(result, args, severities, load), args.out)
     return 0
 
 
