@@ -16,16 +16,28 @@ in every run, in rotating order, so that load drifts hit all three; we report th
 median of per-run sweep/forward ratios, mean +- std, and (forward + data) / forward
 as a second view that is less sensitive to load.
 
+``--conditions`` times the deployment conditions of issue 14 instead (results in
+``bench_evaluate_conditions.{json,md}``), on the study's small_cnn at 28x28 (random init):
+
+* TENT's cost: seconds per image of ``tent`` against ``batch`` (BN) and against ``local``
+  (LocalNorm), same images, cells and batch size; the ratio is the price of its forward +
+  backward + Adam step per batch.
+* the batch-size sweep's cost: one ``evaluate_grid`` with ``--batch-size 1,16,128`` against a
+  single-size run at 128, and against the three single-size runs added up (the sweep should cost
+  what its parts cost: it adds nothing of its own).
+
 Usage::
 
     python benchmarks/bench_evaluate.py                  # resnet20, 512 images, 3 runs -> benchmarks/results/
     python benchmarks/bench_evaluate.py --quick          # 256 images, severities 0,3,5, 3 runs
     python benchmarks/bench_evaluate.py --arch small_cnn --data synthetic-gray --note "quiet machine"
+    python benchmarks/bench_evaluate.py --conditions     # TENT and batch-size sweep cost (small_cnn, 28x28)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -111,6 +123,175 @@ def time_data(data: EvalData, config: EvalConfig, severities: tuple[int, ...]) -
     return time.perf_counter() - t0
 
 
+def ms(v: list[float]) -> dict[str, float]:
+    """Mean, std and median of a list of timings."""
+    return {
+        "mean": statistics.mean(v),
+        "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+        "median": statistics.median(v),
+    }
+
+
+def hardware(threads: int) -> dict:
+    """The evidence header's machine: CPU, threads and the load average when it is taken."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": threads, "loadavg": load}
+
+
+def versions() -> dict:
+    return {"lncli": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def write_results(result: dict, md: str, out: Path) -> None:
+    """``out``.json and ``out``.md, atomically."""
+    with atomic_write(out.with_suffix(".json")) as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    with atomic_write(out.with_suffix(".md")) as fh:
+        fh.write(md)
+    print(md)
+
+
+def synthetic_data(data: str, images: int) -> EvalData:
+    """``images`` test images of a synthetic set, tiled when its test split is smaller (noise is keyed by index)."""
+    d = EvalData.from_imageset(load_dataset(data, "test", limit=images))
+    if len(d.clean) < images:
+        reps = -(-images // len(d.clean))
+        imgs = d.clean.images.repeat(reps, 1, 1, 1)[:images]
+        labels = d.clean.labels.repeat(reps)[:images]
+        d = EvalData.from_imageset(type(d.clean)(imgs, labels, d.clean.meta))
+    return d
+
+
+def bench_conditions(args: argparse.Namespace) -> int:
+    """TENT's time per image against its model's default statistics, and the batch-size sweep's cost."""
+    images = args.images or (256 if args.quick else 1024)
+    runs = args.runs or 3
+    bn, ln = make_checkpoints("small_cnn", "synthetic-gray", 16)
+    data = synthetic_data("synthetic-gray", images)
+    base = EvalConfig(noises=("gaussian",), severities=(0, 3), batch_size=128, device="cpu", workers=args.workers)
+    sweep = dataclasses.replace(base, modes=("batch", "single"))  # no G to divide the sizes: any size runs
+    cases = {  # name: (models, config)
+        "bn batch": ([bn], dataclasses.replace(base, modes=("batch",))),
+        "bn tent": ([bn], dataclasses.replace(base, modes=("tent",))),
+        "ln local": ([ln], dataclasses.replace(base, modes=("local",))),
+        "ln tent": ([ln], dataclasses.replace(base, modes=("tent",))),
+        "sweep 1,16,128": ([bn, ln], dataclasses.replace(sweep, batch_sizes=(1, 16, 128))),
+        "single 128": ([bn, ln], sweep),
+        "single 16": ([bn, ln], dataclasses.replace(sweep, batch_size=16)),
+        "single 1": ([bn, ln], dataclasses.replace(sweep, batch_size=1)),
+    }
+    load_before = hardware(args.threads)["loadavg"]
+    for models, config in cases.values():  # warm-up: lazy imports, allocator, noise tables
+        time_sweep(models, synthetic_data("synthetic-gray", 32), config)
+    got: dict[str, list[float]] = {k: [] for k in cases}
+    for r in range(runs):
+        names = list(cases)[r % len(cases) :] + list(cases)[: r % len(cases)]  # rotate against load drifts
+        for name in names:
+            models, config = cases[name]
+            got[name].append(time_sweep(models, data, config))
+        print(f"run {r + 1}/{runs}: " + "  ".join(f"{k} {got[k][-1]:.2f}s" for k in cases), file=sys.stderr)
+    per_image = {k: ms([t / (images * 2) for t in v]) for k, v in got.items() if k.startswith(("bn", "ln"))}
+    ratio = {
+        "bn tent / batch": ms([t / b for t, b in zip(got["bn tent"], got["bn batch"])]),
+        "ln tent / local": ms([t / b for t, b in zip(got["ln tent"], got["ln local"])]),
+        "sweep / single 128": ms([s / b for s, b in zip(got["sweep 1,16,128"], got["single 128"])]),
+        "sweep / (1 + 16 + 128 singles)": ms(
+            [
+                s / (a + b + c)
+                for s, a, b, c in zip(got["sweep 1,16,128"], got["single 1"], got["single 16"], got["single 128"])
+            ]
+        ),
+    }
+    result = {
+        "benchmark": "evaluate: TENT's cost and the batch-size sweep's cost",
+        "arch": "small_cnn",
+        "data": "synthetic-gray (28x28, 1 channel)",
+        "images": images,
+        "cells": 2,
+        "runs": runs,
+        "quick": args.quick,
+        "seconds": {k: ms(v) for k, v in got.items()},
+        "seconds_per_image": per_image,
+        "ratios": ratio,
+        "hardware": {**hardware(args.threads), "loadavg_before": load_before},
+        "versions": versions(),
+        "note": args.note,
+    }
+    write_results(result, conditions_markdown(result), args.out.with_name(args.out.name + "_conditions"))
+    return 0
+
+
+def conditions_markdown(result: dict) -> str:
+    """The evidence page of :func:`bench_conditions`."""
+    r, spi, sec, hw = result["ratios"], result["seconds_per_image"], result["seconds"], result["hardware"]
+
+    def load(v: tuple[float, ...] | None) -> str:
+        return str(tuple(round(x, 2) for x in v)) if v else "n/a"
+
+    rows = "\n".join(
+        f"| {k} | {1e3 * v['median']:.3f} | {1e3 * v['mean']:.3f} +- {1e3 * v['std']:.3f} |" for k, v in spi.items()
+    )
+    sweep = "\n".join(
+        f"| {k} | {v['median']:.2f} | {v['mean']:.2f} +- {v['std']:.2f} |"
+        for k, v in sec.items()
+        if not k.startswith(("bn", "ln"))
+    )
+    return f"""# bench_evaluate --conditions: TENT's cost and the batch-size sweep's cost
+
+Evidence ({result["runs"]} interleaved runs, medians): **TENT costs {r["bn tent / batch"]["median"]:.2f}x `batch` per image on BN**
+and **{r["ln tent / local"]["median"]:.2f}x `local` on LocalNorm** (batch 128); a `--batch-size 1,16,128` sweep costs
+**{r["sweep / single 128"]["median"]:.1f}x** a single run at 128 and **{r["sweep / (1 + 16 + 128 singles)"]["median"]:.2f}x** the three
+single-size runs added up.
+
+| mode (batch 128) | ms / image, median | mean +- std |
+|---|---|---|
+{rows}
+
+| run (BN and LocalNorm, each in batch + single: 4 columns) | s, median | mean +- std |
+|---|---|---|
+{sweep}
+
+Setup: {result["arch"]} on {result["data"]}, random init, {result["images"]} test images x {result["cells"]} cells (clean, gaussian 3);
+BN: `batch` vs `tent`; LocalNorm (G = 16, 8 heads): `local` vs `tent`; TENT: Adam lr 1e-3, 1 step per batch.
+Time per image = wall time of `evaluate_grid` / (images x cells), so the sweep's own work (noise, normalisation) is in both.
+CPU, {hw["torch_threads"]} torch thread(s).
+
+Hardware: {hw["cpu"]} ({hw["logical_cpus"]} logical CPUs); load average before {load(hw["loadavg_before"])}, after {load(hw["loadavg"])}
+(the machine is shared: other jobs ran during these timings when the load average is above the thread count).
+Versions: lncli {result["versions"]["lncli"]}, torch {result["versions"]["torch"]}, Python {result["versions"]["python"]}.
+{("Note: " + result["note"]) if result["note"] else ""}
+"""
+
+
+def sweep_markdown(
+    result: dict, args: argparse.Namespace, severities: tuple[int, ...], load: tuple[float, ...] | None
+) -> str:
+    """The evidence page of the sweep-vs-forward benchmark."""
+    runs, images, n_cells = result["runs"], result["images"], result["cells"]
+    return f"""# bench_evaluate: whole sweep vs pure forward passes
+
+Evidence: sweep/forward = **{result["ratio"]["median"]:.3f}** (median of {runs} interleaved runs; mean {result["ratio"]["mean"]:.3f} +- {result["ratio"]["std"]:.3f}); target <= 1.25 -> {"met" if result["meets_target"] else "NOT met"}.
+
+| | mean s | std s |
+|---|---|---|
+| whole sweep (`evaluate_grid`) | {result["sweep_s"]["mean"]:.2f} | {result["sweep_s"]["std"]:.2f} |
+| forward passes only | {result["forward_s"]["mean"]:.2f} | {result["forward_s"]["std"]:.2f} |
+| data only (gather + noise + normalise, once per cell) | {result["data_s"]["mean"]:.2f} | {result["data_s"]["std"]:.2f} |
+
+Second view, less sensitive to load: (forward + data) / forward = {result["component_ratio"]:.3f} (medians).
+
+Setup: {args.arch} on {args.data} ({images} test images), BN (running, batch) + LocalNorm (local, G=16, 8 heads) = 3 columns;
+gaussian/shot/impulse at severities {",".join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
+{result["forward_images"]} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
+The forward baseline runs the same prepared modules on pre-normalised batches.
+
+Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
+Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
+{("Note: " + args.note) if args.note else ""}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet20")
@@ -122,19 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small smoke run (256 images, severities 0,3,5)")
     p.add_argument("--note", default="", help="free text saved with the results (e.g. machine load)")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_evaluate")
+    p.add_argument("--conditions", action="store_true", help="TENT and batch-size sweep cost instead (issue 14)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.conditions:
+        return bench_conditions(args)
     images = args.images or (256 if args.quick else 512)
     runs = args.runs or 3
     severities = (0, 3, 5) if args.quick else (0, 1, 2, 3, 4, 5)
 
     models = make_checkpoints(args.arch, args.data, 16)
-    data = EvalData.from_imageset(load_dataset(args.data, "test", limit=images))
-    if len(data.clean) < images:  # the synthetic test split is small: tile it (noise is keyed by index)
-        reps = -(-images // len(data.clean))
-        imgs = data.clean.images.repeat(reps, 1, 1, 1)[:images]
-        labels = data.clean.labels.repeat(reps)[:images]
-        data = EvalData.from_imageset(type(data.clean)(imgs, labels, data.clean.meta))
+    data = synthetic_data(args.data, images)
     config = EvalConfig(
         noises=("gaussian", "shot", "impulse"),
         severities=severities,
@@ -164,13 +343,6 @@ def main(argv: list[str] | None = None) -> int:
             f"data {got['data']:.2f}s  ratio {ratios[-1]:.3f}",
             file=sys.stderr,
         )
-
-    def ms(v: list[float]) -> dict[str, float]:
-        return {
-            "mean": statistics.mean(v),
-            "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "median": statistics.median(v),
-        }
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {
@@ -202,33 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"lncli": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "note": args.note,
     }
-    with atomic_write(args.out.with_suffix(".json")) as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    md = f"""# bench_evaluate: whole sweep vs pure forward passes
-
-Evidence: sweep/forward = **{result["ratio"]["median"]:.3f}** (median of {runs} interleaved runs; mean {result["ratio"]["mean"]:.3f} +- {result["ratio"]["std"]:.3f}); target <= 1.25 -> {"met" if result["meets_target"] else "NOT met"}.
-
-| | mean s | std s |
-|---|---|---|
-| whole sweep (`evaluate_grid`) | {result["sweep_s"]["mean"]:.2f} | {result["sweep_s"]["std"]:.2f} |
-| forward passes only | {result["forward_s"]["mean"]:.2f} | {result["forward_s"]["std"]:.2f} |
-| data only (gather + noise + normalise, once per cell) | {result["data_s"]["mean"]:.2f} | {result["data_s"]["std"]:.2f} |
-
-Second view, less sensitive to load: (forward + data) / forward = {result["component_ratio"]:.3f} (medians).
-
-Setup: {args.arch} on {args.data} ({images} test images), BN (running, batch) + LocalNorm (local, G=16, 8 heads) = 3 columns;
-gaussian/shot/impulse at severities {",".join(map(str, severities))} ({n_cells} cells, clean included); batch 128;
-{result["forward_images"]} image-forwards per sweep; CPU, {args.threads} torch thread(s), noise prefetch workers {args.workers}.
-The forward baseline runs the same prepared modules on pre-normalised batches.
-
-Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
-Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
-{("Note: " + args.note) if args.note else ""}
-"""
-    with atomic_write(args.out.with_suffix(".md")) as fh:
-        fh.write(md)
-    print(md)
+    write_results(result, sweep_markdown(result, args, severities, load), args.out)
     return 0
 
 

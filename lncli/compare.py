@@ -197,12 +197,12 @@ def compare_records(
     check_regression_settings(max_regression, significance)
     pairs = match_columns(records, _shas(records), baseline)
     labels = {c.key: c.label for c in columns(records)}
-    base_idx = {((b.checkpoint, b.mode), b.noise, b.severity): b for b in baseline}
+    base_idx = {((b.checkpoint, b.mode), b.noise, b.severity, b.batch_size): b for b in baseline}
     used: set[int] = set()
     out = []
     for r in records:
         key = (r.checkpoint, r.mode)
-        b = base_idx.get((pairs[key].key, r.noise, r.severity))
+        b = base_idx.get((pairs[key].key, r.noise, r.severity, r.batch_size))
         if b is None:
             raise LncliError(f"--compare: {labels[key]} {_cell(r)} is not in the baseline; compare the same cells")
         diffs = _differences(r, b)
@@ -236,6 +236,7 @@ def _compare_cell(
         mode=r.mode,
         noise=r.noise,
         severity=r.severity,
+        batch_size=r.batch_size,
         sha256=r.sha256,
         baseline_checkpoint=b.checkpoint,
         baseline_sha256=b.sha256,

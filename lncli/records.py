@@ -23,6 +23,7 @@ __all__ = [
     "COMPARISON_FIELDS",
     "HISTORY_FIELDS",
     "JSON_FIELDS",
+    "MIXED",
     "RECORD_FIELDS",
     "ComparisonRecord",
     "CorruptRecord",
@@ -35,6 +36,9 @@ __all__ = [
 
 CLEAN = "clean"
 """The ``noise`` value of the uncorrupted row (severity 0)."""
+
+MIXED = "mixed"
+"""The ``noise`` and ``severity`` values of a mixed stream's row (``lncli evaluate --mix``)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,11 @@ class EvalRecord:
             may be smaller (module docstring).
             LocalNorm head positions follow G (the checkpoint's, or ``--group-size``) in every mode.
         batch_size: test batch size.
-        noise: noise name (``clean`` for severity 0); profile: noise constants
-            (``none`` for clean, ``cifar10c-files`` for released CIFAR-10-C data);
-            severity; param: the noise constant (sigma, lambda, amount; ``None`` if unknown).
+        noise: noise name (``clean`` for severity 0, ``mixed`` for a mixed stream); profile: noise
+            constants (``none`` for clean, ``cifar10c-files`` for released CIFAR-10-C data);
+            severity: an int (0 = clean), or the text ``mixed`` for a mixed stream, whose images each
+            drew their own noise and severity (see ``mix``); param: the noise constant (sigma, lambda,
+            amount; ``None`` if unknown or mixed).
         n, correct, accuracy, ci_low, ci_high: counts, accuracy and its Wilson 95% interval.
         noise_seed, order_seed: the seeds (``order_seed`` ``None`` = dataset order).
         device, amp, world_size: where it ran (``world_size`` > 1 under torchrun).
@@ -66,6 +72,11 @@ class EvalRecord:
             could be loaded) or ``None`` (no rescale).
         hits: which images were predicted right, in global index order (:func:`pack_hits`);
             ``None`` when unknown. In the JSON, not in the CSV (it is one value per image).
+        order: the test stream's order: ``shuffled`` (with ``order_seed``), ``sorted`` (by label,
+            stable within a class; ``order_seed`` is then ``None``) or ``dataset``.
+        mix: whether the row is a mixed stream (noise and severity ``mixed``).
+        prior_n: ``prior`` mode's N (the training statistics' weight in images); ``None`` in other modes.
+        tent_lr, tent_steps: ``tent`` mode's Adam learning rate and steps per batch; ``None`` in other modes.
     """
 
     checkpoint: str
@@ -78,7 +89,7 @@ class EvalRecord:
     batch_size: int
     noise: str
     profile: str
-    severity: int
+    severity: int | str
     param: float | None
     n: int
     correct: int
@@ -96,6 +107,11 @@ class EvalRecord:
     rescale: bool = False
     rescale_range: str | None = None
     hits: str | None = field(default=None, repr=False)
+    order: str = "shuffled"
+    mix: bool = False
+    prior_n: float | None = None
+    tent_lr: float | None = None
+    tent_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (a JSON record; the CSV row is its :data:`RECORD_FIELDS`)."""
@@ -185,7 +201,7 @@ class ComparisonRecord:
     """One cell of a run compared with the same cell of a baseline run (``lncli evaluate --compare``).
 
     Fields:
-        checkpoint, mode, noise, severity: the cell in this run (as in :class:`EvalRecord`).
+        checkpoint, mode, noise, severity, batch_size: the cell in this run (as in :class:`EvalRecord`).
         sha256, baseline_sha256: the checkpoint's hash now and in the baseline (they differ when the
             model changed, which is what a regression check is for).
         baseline_checkpoint: the baseline column's checkpoint (matched by label, else by hash).
@@ -202,7 +218,8 @@ class ComparisonRecord:
     checkpoint: str
     mode: str
     noise: str
-    severity: int
+    severity: int | str
+    batch_size: int
     sha256: str
     baseline_checkpoint: str
     baseline_sha256: str

@@ -71,3 +71,29 @@ def header_cells(text: str) -> list[list[str]]:
     top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
     rule = next(i for i, line in enumerate(lines) if line.startswith("┡"))
     return [[cell.strip() for cell in line.strip("┃").split("┃")] for line in lines[top + 1 : rule]]
+
+
+def sized_sweep(sizes: tuple[int, ...] = (1, 16, 128)) -> list[EvalRecord]:
+    """:func:`sweep` at several batch sizes (``--batch-size 1,16,128``): batch mode gains with the size."""
+    import dataclasses
+
+    out = []
+    for k, size in enumerate(sizes):
+        for r in sweep():
+            shift = 0 if r.mode == "running" else 10 * (k - 1)  # batch: worse at size 1, better at 128
+            c = max(0, min(r.n, r.correct + shift))
+            lo, hi = wilson_interval(c, r.n)
+            out.append(dataclasses.replace(r, batch_size=size, correct=c, accuracy=c / r.n, ci_low=lo, ci_high=hi))
+    return out
+
+
+def mixed_sweep() -> list[EvalRecord]:
+    """A ``--mix`` run: one mixed row per column."""
+    import dataclasses
+
+    from lncli.records import MIXED
+
+    return [
+        dataclasses.replace(rec("runs/bn.pt", mode, MIXED, 0, c), severity=MIXED, param=None, mix=True)
+        for mode, c in (("running", 100), ("batch", 130))
+    ]

@@ -212,3 +212,63 @@ def test_groupnorm_ignores_mode_with_exactly_one_note(
     res = invoke(ckpts["bn"], *FAST, "--mode", "groupnorm")
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "bn.pt uses batchnorm" in lines[0], res.output
+
+
+def test_batch_size_list_order_and_new_modes(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """``--batch-size 8,16``: a table per size, each size recorded; ``--order`` and the mode settings recorded."""
+    out = tmp_path / "r.csv"
+    args = ["--data", "synthetic", "--limit", "32", "--noise", "gaussian", "--severity", "0,3", "--device", "cpu"]
+    res = invoke(
+        ckpts["bn"],
+        *args,
+        "--batch-size",
+        "8,16",
+        "--order",
+        "sorted",
+        "--mode",
+        "batch,prior,tent",
+        "--prior-n",
+        "4",
+        "--tent-lr",
+        "0.01",
+        "--csv",
+        out,
+        width=80,
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "lncli evaluate, batch 8" in res.stdout and "lncli evaluate, batch 16" in res.stdout
+    assert "sorted by class" in " ".join(res.stdout.split())
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["batch_size"] for r in rows] == ["8"] * 6 + ["16"] * 6
+    assert {(r["order"], r["order_seed"], r["mix"]) for r in rows} == {("sorted", "", "False")}
+    assert {(r["mode"], r["prior_n"], r["tent_lr"], r["tent_steps"]) for r in rows} == {
+        ("batch", "", "", ""),
+        ("prior", "4.0", "", ""),
+        ("tent", "", "0.01", "1"),
+    }
+
+
+def test_mix_records_one_mixed_row_and_notes_a_trivial_mix(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["--data", "synthetic", "--limit", "32", "--batch-size", "16", "--device", "cpu", "--mix"]
+    res = invoke(ckpts["bn"], *args, "--noise", "gaussian,impulse", "--severity", "0,5", "--json", out)
+    assert res.exit_code == 0, res.stderr
+    assert "note:" not in res.stderr
+    recs = json.loads(out.read_text())["records"]
+    assert {(r["noise"], r["severity"], r["mix"], r["param"]) for r in recs} == {("mixed", "mixed", True, None)}
+    assert len(recs) == 2  # running, batch
+    assert "mixed" in res.stdout and "gaussian" not in res.stdout.split("mixed")[0]
+    one = invoke(ckpts["bn"], *args, "--noise", "gaussian", "--severity", "3")
+    assert one.exit_code == 0, one.stderr
+    notes = [line for line in one.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("note: --mix with one noise and one severity")
+    assert "identical to not mixing" in notes[0]
+
+
+def test_order_seed_minus_one_is_the_dataset_order(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert invoke(ckpts["bn"], *FAST, "--order-seed", "-1", "--csv", a).exit_code == 0
+    assert invoke(ckpts["bn"], *FAST, "--order", "dataset", "--csv", b).exit_code == 0
+    assert a.read_text() == b.read_text() and ",dataset," in a.read_text()

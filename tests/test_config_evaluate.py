@@ -51,3 +51,22 @@ def test_the_old_module_keeps_the_readme_names() -> None:
     assert old.EvalConfig is EvalConfig and old.MODES is MODES and old.HEADS is HEADS
     for name in ("EvalRecord", "RECORD_FIELDS", "CLEAN", "wilson_interval", "NOISE_FAMILY", "CHECKPOINT_SUFFIXES"):
         assert hasattr(old, name), name
+
+
+def test_batch_sizes_and_stream_order() -> None:
+    from lncli.config.evaluate import DEFAULT_PRIOR_N, DEFAULT_TENT_LR, ORDERS, parse_batch_sizes
+
+    assert parse_batch_sizes("128") == (128,) and parse_batch_sizes(" 1, 16,128,16 ") == (1, 16, 128)
+    assert parse_batch_sizes("0,16") == (0, 16)  # the range is the sweep's check (one place for API and CLI)
+    for bad in ("", ",", "a", "1.5", "16,x"):
+        with pytest.raises(LncliError, match="--batch-size"):
+            parse_batch_sizes(bad)
+    assert EvalConfig().all_batch_sizes == (128,) and EvalConfig(batch_sizes=(1, 4)).all_batch_sizes == (1, 4)
+    assert EvalConfig().stream_order == "shuffled" and EvalConfig(order_seed=None).stream_order == "dataset"
+    assert EvalConfig(order="sorted", order_seed=None).stream_order == "sorted"
+    assert EvalConfig().order in ORDERS and "prior" in MODES and "tent" in MODES
+    assert (EvalConfig().prior_n, EvalConfig().tent_lr, EvalConfig().tent_steps) == (
+        DEFAULT_PRIOR_N,
+        DEFAULT_TENT_LR,
+        1,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -57,11 +58,14 @@ def test_column_keys_name_the_records_columns_in_order(eval_ckpts: dict[str, Pat
 
 
 def test_batch_order_is_a_seeded_permutation() -> None:
-    assert torch.equal(batch_order(7, None), torch.arange(7))
+    labels = torch.arange(50) % 10
+    assert torch.equal(batch_order(labels[:7], "shuffled", None), torch.arange(7))  # no seed: the dataset order
+    assert torch.equal(batch_order(labels[:7], "dataset", 3), torch.arange(7))
     for seed in range(3):
-        order = batch_order(50, seed)
-        assert torch.equal(order.sort().values, torch.arange(50)) and torch.equal(order, batch_order(50, seed))
-    assert not torch.equal(batch_order(50, 0), batch_order(50, 1))
+        order = batch_order(labels, "shuffled", seed)
+        assert torch.equal(order.sort().values, torch.arange(50))
+        assert torch.equal(order, batch_order(labels, "shuffled", seed))
+    assert not torch.equal(batch_order(labels, "shuffled", 0), batch_order(labels, "shuffled", 1))
 
 
 def test_deterministic_and_prefetch_invariant(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
@@ -164,11 +168,18 @@ def test_progress_reports_every_image(eval_ckpts: dict[str, Path], eval_data: Ev
         ({"noises": ("nope",)}, "unknown noise 'nope'"),
         ({"severities": (0, 6)}, "severity"),
         ({"profile": "nope"}, "unknown profile"),
+        ({"batch_sizes": (0, 16)}, "--batch-size must be >= 1, got 0"),
+        ({"modes": ("local",), "group_size": 8, "batch_sizes": (16, 12, 6)}, "--batch-size 12,6 is not a multiple of"),
+        ({"prior_n": -1.0}, "--prior-n must be a finite number >= 0, got -1.0"),
+        ({"prior_n": float("nan")}, "--prior-n"),
+        ({"tent_lr": 0.0}, "--tent-lr must be > 0, got 0.0"),
+        ({"tent_steps": 0}, "--tent-steps must be >= 1"),
+        ({"order": "bogus"}, "unknown --order 'bogus'; valid: shuffled, sorted, dataset"),
     ],
 )
 def test_bad_settings_raise_one_line(eval_ckpts: dict[str, Path], eval_data: EvalData, kw: dict, msg: str) -> None:
-    with pytest.raises(LncliError, match=msg) as info:
-        evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, cfg(**kw))
+    with pytest.raises(LncliError, match=re.escape(msg) if "--" in msg else msg) as info:
+        evaluate_grid(load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]]), eval_data, cfg(**kw))
     assert "\n" not in str(info.value)
 
 
@@ -338,3 +349,88 @@ def test_paper_rescale_maps_onto_the_training_range(
     onto_test = _minmax_reference(eval_data.clean.images, noise, severity, seed, np.zeros(3), np.ones(3))
     assert (got - onto_test).abs().max().item() > 0.05  # the reference range really changed the input
     assert rec.rescale and rec.rescale_range == "train" and rec.n == LIMIT
+
+
+# ---------------------------------------------------------------------------
+# deployment conditions: stream order, batch sizes as an axis (issue 14)
+# ---------------------------------------------------------------------------
+
+
+def test_sorted_order_yields_batches_of_few_classes(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lncli.jobs.evaluate.sources import GeneratedNoise
+
+    assert eval_data.clean is not None
+    labels = eval_data.clean.labels
+    seen: dict[str, list[torch.Tensor]] = {"sorted": [], "shuffled": []}
+    batch = GeneratedNoise.batch
+    current = {"order": ""}
+
+    def watching(self, cell, indices, clean=None):  # type: ignore[no-untyped-def]
+        if cell.noise == CLEAN:
+            seen[current["order"]].append(indices.clone())
+        return batch(self, cell, indices, clean)
+
+    monkeypatch.setattr(GeneratedNoise, "batch", watching)
+    models = load_checkpoints([eval_ckpts["bn"]])
+    recs = {}
+    for order in ("sorted", "shuffled"):
+        current["order"] = order
+        recs[order] = evaluate_grid(models, eval_data, cfg(modes=("batch",), order=order, batch_size=8))
+    sorted_batches = seen["sorted"]
+    # Stable sort by label: consecutive batches walk the classes in turn, dataset order within a class.
+    assert torch.equal(torch.cat(sorted_batches), torch.sort(labels, stable=True).indices)
+    per_batch = [len(set(labels[b].tolist())) for b in sorted_batches]
+    counts_per_class = torch.bincount(labels)
+    assert max(per_batch) <= 1 + -(-8 // int(counts_per_class[counts_per_class > 0].min()))  # few classes
+    assert sum(per_batch) / len(per_batch) < 2.5
+    assert sum(len(set(labels[b].tolist())) for b in seen["shuffled"]) / len(seen["shuffled"]) > 4  # mixed classes
+    for order, rs in recs.items():
+        assert {(r.order, r.order_seed) for r in rs} == {(order, 0 if order == "shuffled" else None)}
+
+
+def test_order_seed_none_is_the_dataset_order(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["bn"]])
+    alias = evaluate_grid(models, eval_data, cfg(modes=("batch",), order_seed=None))
+    named = evaluate_grid(models, eval_data, cfg(modes=("batch",), order="dataset", order_seed=7))
+    assert [(r.order, r.order_seed, r.hits) for r in alias] == [("dataset", None, r.hits) for r in named]
+
+
+def test_batch_sizes_are_an_axis(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    """Each size's records equal a single-size run's, in the order given; every size sees the same order."""
+    models = load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]])
+    modes = ("batch", "local", "prior")
+    sweep = evaluate_grid(models, eval_data, cfg(modes=modes, group_size=8, batch_sizes=(16, 8, 24)))
+    assert [r.batch_size for r in sweep] == [16] * 12 + [8] * 12 + [24] * 12  # 2 ckpts x 3 modes x 2 cells each
+    for b in (16, 8, 24):
+        single = evaluate_grid(models, eval_data, cfg(modes=modes, group_size=8, batch_size=b))
+        assert [r for r in sweep if r.batch_size == b] == single
+    batch_rows = {(r.batch_size, r.noise): r.group_size for r in sweep if r.mode == "batch"}
+    assert batch_rows[(8, CLEAN)] == 8 and batch_rows[(24, CLEAN)] == 24
+
+
+def test_batch_size_sweep_progress_counts_every_size(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    seen: list[tuple[int, int]] = []
+    conf = cfg(modes=("running",), batch_sizes=(1, 16))
+    evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, conf, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (LIMIT * 2 * 2, LIMIT * 2 * 2)  # images x cells x sizes (one column)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and {t for _, t in seen} == {LIMIT * 4}
+
+
+def test_bn_batch_equals_single_at_batch_size_1(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    """One image per batch: the batch's statistics are the image's own, so batch and single agree image by image."""
+    conf = cfg(modes=("batch", "single"), batch_size=1, noises=("gaussian", "impulse"), severities=(0, 4))
+    recs = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, conf)
+    batch = [r.hits for r in recs if r.mode == "batch"]
+    single = [r.hits for r in recs if r.mode == "single"]
+    assert batch == single and len(batch) == 3
+    # The same statistics: the very same logits, image by image (and they differ between images).
+    from lncli.jobs.evaluate import scores
+
+    assert eval_data.clean is not None
+    model = build_model(load_checkpoint(eval_ckpts["bn"]))
+    x = normalize(eval_data.clean.images[:6], META)
+    outs = [(scores(model, x[i : i + 1], "batch"), scores(model, x[i : i + 1], "single")) for i in range(6)]
+    assert all(torch.equal(b, s) for b, s in outs)
+    assert not torch.allclose(outs[0][0], outs[1][0])

@@ -16,6 +16,7 @@ from lncli.data import load_dataset, normalize
 from lncli.errors import LncliError
 from lncli.jobs.evaluate import (
     MODE_TABLE,
+    EvalConfig,
     EvalData,
     LocalNormCopies,
     default_modes,
@@ -50,6 +51,8 @@ def test_default_modes_follow_the_norm_kind(eval_ckpts: dict[str, Path]) -> None
         ("single", "position", 1, True),
         ("vote", "vote", 1, True),
         ("majority", "majority", 1, True),
+        ("prior", "position", 32, True),
+        ("tent", "position", 32, True),
     ],
 )
 def test_runners_record_what_shares_statistics(
@@ -202,3 +205,103 @@ def test_groupnorm_counts_do_not_depend_on_batch_size_or_order(gn_checkpoint: Pa
         None,
         128,
     )
+
+
+# ---------------------------------------------------------------------------
+# prior (Schneider et al. 2020) and tent (Wang et al. 2021)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ["bn", "ln"])
+def test_prior_limits_are_batch_and_running(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, kind: str, seed: int
+) -> None:
+    """N = 0 weighs the running statistics not at all (``batch``); N = 1e12 all but fully (``running``)."""
+    assert eval_data.clean is not None
+    model = build_model(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(eval_data.clean), generator=gen)[: (4, 16, 32)[seed]]
+    x = normalize(eval_data.clean.images[idx], META)
+    for n_prior, same_as in ((0.0, "batch"), (1e12, "running")):
+        got = scores(model, x, "prior", group_size=8, prior_n=n_prior)
+        want = scores(model, x, same_as, group_size=8)
+        err = (got - want).abs().max().item()
+        assert err < 1e-4, f"prior N={n_prior:g} vs {same_as}: max |diff| = {err:.3g}"
+        assert torch.equal(got.argmax(1), want.argmax(1))
+    middle = scores(model, x, "prior", group_size=8, prior_n=16.0)
+    assert not torch.allclose(middle, scores(model, x, "batch", group_size=8), atol=1e-3)
+    assert not torch.allclose(middle, scores(model, x, "running", group_size=8), atol=1e-3)
+
+
+def test_prior_and_tent_records_carry_their_settings(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    models = load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]])
+    conf = cfg(modes=("batch", "prior", "tent"), prior_n=4.0, tent_lr=2e-3, tent_steps=2)
+    recs = evaluate_grid(models, eval_data, conf)
+    for r in recs:
+        assert r.prior_n == (4.0 if r.mode == "prior" else None)
+        assert (r.tent_lr, r.tent_steps) == ((2e-3, 2) if r.mode == "tent" else (None, None))
+    tent_g = {Path(r.checkpoint).stem: r.group_size for r in recs if r.mode == "tent"}
+    assert tent_g == {"bn": 16, "ln": 8}  # BN adapts with batch statistics, LocalNorm with its local groups
+
+
+def _tent_conf(**kw: object) -> EvalConfig:
+    base = {"modes": ("batch", "tent"), "noises": ("gaussian", "impulse"), "severities": (0, 5), "tent_lr": 5e-2}
+    base.update(kw)
+    return cfg(**base)
+
+
+@pytest.mark.parametrize("kind", ["bn", "ln"])
+def test_tent_cells_do_not_leak_and_runs_repeat(eval_ckpts: dict[str, Path], eval_data: EvalData, kind: str) -> None:
+    """Each cell adapts from the checkpoint's weights: a cell run with others equals that cell run alone
+    (so the state is reset between cells and kept per cell while the grid interleaves them), and two runs agree."""
+    models = load_checkpoints([eval_ckpts[kind]])
+    together = evaluate_grid(models, eval_data, _tent_conf())
+    assert together == evaluate_grid(models, eval_data, _tent_conf())  # reproducible
+    for noise, sev in (("gaussian", 5), ("impulse", 5)):
+        alone = evaluate_grid(models, eval_data, _tent_conf(noises=(noise,), severities=(sev,)))
+        want = [r for r in together if (r.noise, r.severity) == (noise, sev)]
+        assert [(r.mode, r.hits) for r in alone] == [(r.mode, r.hits) for r in want]
+    # TENT really adapted somewhere (else the test above would be vacuous), and the batch column did not.
+    tent, batch = ([r for r in together if r.mode == m] for m in ("tent", "batch"))
+    assert any(t.hits != b.hits for t, b in zip(tent, batch))
+    plain = evaluate_grid(models, eval_data, _tent_conf(modes=("batch",)))
+    assert [r.hits for r in batch] == [r.hits for r in plain]
+
+
+def test_tent_first_batch_is_the_unadapted_prediction(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    """One batch per cell: nothing to adapt before the prediction, so tent equals its model's default statistics."""
+    models = load_checkpoints([eval_ckpts["bn"], eval_ckpts["ln"]])
+    conf = _tent_conf(modes=("batch", "local", "tent"), noises=("gaussian",), group_size=4, batch_size=60)
+    recs = evaluate_grid(models, eval_data, conf)
+    for ck, own in (("bn", "batch"), ("ln", "local")):
+        by_mode = {(r.mode, r.noise, r.severity): r.hits for r in recs if Path(r.checkpoint).stem == ck}
+        for (mode, noise, sev), hits in by_mode.items():
+            if mode == "tent":
+                assert hits == by_mode[(own, noise, sev)]
+
+
+def test_tent_is_refused_under_torchrun(
+    eval_ckpts: dict[str, Path], eval_data: EvalData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lncli.jobs.evaluate import grid
+
+    monkeypatch.setattr(grid.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(grid.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(grid.dist, "get_world_size", lambda: 2)
+    with pytest.raises(LncliError, match="mode tent adapts along the whole test stream"):
+        evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, _tent_conf())
+
+
+def test_tent_leaves_the_checkpoint_model_alone(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
+    assert eval_data.clean is not None
+    for kind in ("bn", "ln"):
+        model = build_model(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        runner = make_runner(model, "tent", heads="position", group_size=4, batch_size=16, tent_lr=0.1)
+        assert runner.adapter is not None and runner.model is not model
+        x = normalize(eval_data.clean.images[:32], META)
+        with torch.inference_mode():
+            for part in x.split(16):
+                runner.predict(part)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -21,7 +21,7 @@ def test_get_norm_layer() -> None:
         get_norm_layer("weightnorm")
     with pytest.raises(LncliError):
         get_norm_layer("localnorm", group_size=0)
-    assert TEST_HEADS == ("position", "mean", "vote") and TEST_STATS == ("running", "batch", "local", "single")
+    assert TEST_HEADS == ("position", "mean", "vote") and TEST_STATS == ("running", "batch", "local", "single", "prior")
 
 
 def test_get_norm_layer_accepts_every_shared_alias() -> None:

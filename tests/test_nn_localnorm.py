@@ -217,9 +217,15 @@ def test_test_modes_match_reference(grouping: str, seed: int, kernel_path: str) 
     head_of = torch.empty(n, dtype=torch.long)
     for k, idx in enumerate(groups):
         head_of[idx] = k % heads
+    ln.prior_n = (0.0, 1.0, 5.0, 40.0, 1e12)[seed % 5]
     for stats in TEST_STATS:
         if stats == "running":
             normed = (x - ln.running_mean[:, None, None]) / torch.sqrt(ln.running_var[:, None, None] + ln.eps)
+        elif stats == "prior":  # Schneider et al. 2020: (N * running + n * batch) / (N + n), n = N_x
+            a = ln.prior_n / (ln.prior_n + n)
+            mean = a * ln.running_mean + (1 - a) * x.mean((0, 2, 3), dtype=torch.float64).float()
+            var = a * ln.running_var + (1 - a) * x.var((0, 2, 3), unbiased=False)
+            normed = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + ln.eps)
         elif stats == "batch":
             normed = F.batch_norm(x, None, None, None, None, True, 0.0, ln.eps)
         elif stats == "single":

@@ -134,3 +134,14 @@ def test_set_test_mode_sets_every_layer_and_rejects_bad_values() -> None:
     model[0].force_head = 5
     with pytest.raises(ValueError, match="force_head"):
         model[0](torch.randn(2, 2, 2, 2))
+
+
+def test_set_test_mode_sets_and_checks_prior_n() -> None:
+    model = nn.Sequential(LocalNorm2d(3), nn.ReLU(), LocalNorm2d(3))
+    set_test_mode(model, stats="prior", prior_n=4)
+    assert [(m.test_stats, m.prior_n) for m in localnorm_layers(model)] == [("prior", 4.0), ("prior", 4.0)]
+    assert "prior_n=4" in repr(model)
+    for bad in (-1, float("inf"), float("nan"), True, "3"):
+        with pytest.raises(LncliError, match="prior N"):
+            set_test_mode(model, prior_n=bad)  # type: ignore[arg-type]
+    assert all(m.prior_n == 4.0 for m in localnorm_layers(model))  # checked before any layer changed

@@ -52,3 +52,43 @@ def test_csv_keeps_the_full_checkpoint_path(tmp_path: Path) -> None:
     write_csv(demo_sweep(), tmp_path / "r.csv")
     with open(tmp_path / "r.csv", newline="") as fh:
         assert {row["checkpoint"] for row in csv.DictReader(fh)} == set(LONG)
+
+
+@pytest.mark.parametrize("which", ["sizes", "mixed"])
+def test_plot_against_batch_size(tmp_path: Path, which: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several batch sizes (or a mixed stream): accuracy vs batch size, a panel per cell."""
+    from report_helpers import mixed_sweep, sized_sweep
+
+    from lncli.report import files
+
+    panels: list[tuple[str, list[float]]] = []
+    real = files._batch_size_figure
+
+    def watching(records, plt):  # type: ignore[no-untyped-def]
+        fig = real(records, plt)
+        for ax in fig.axes:
+            if ax.get_visible():
+                panels.append((ax.get_title(), [float(x) for x in ax.lines[0].get_xdata()]))
+        return fig
+
+    monkeypatch.setattr(files, "_batch_size_figure", watching)
+    path = tmp_path / "acc.png"
+    plot_accuracy(sized_sweep() if which == "sizes" else mixed_sweep(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if which == "sizes":
+        assert [t for t, _ in panels] == ["clean"] + [f"{n} {s}" for n in ("gaussian", "impulse") for s in (1, 2, 3)]
+        assert all(xs == [1.0, 16.0, 128.0] for _, xs in panels)
+    else:
+        assert panels == [("mixed", [64.0])]
+
+
+def test_csv_and_json_carry_a_mixed_severity(tmp_path: Path) -> None:
+    from report_helpers import mixed_sweep
+
+    write_csv(mixed_sweep(), tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["noise"], r["severity"], r["mix"], r["param"]) for r in rows} == {("mixed", "mixed", "True", "")}
+    write_json(mixed_sweep(), tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert {(r["severity"], r["order"]) for r in doc["records"]} == {("mixed", "shuffled")}

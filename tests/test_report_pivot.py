@@ -140,3 +140,23 @@ def test_report_depends_on_records_never_on_the_jobs() -> None:
     code = "import sys, lncli.report; print(sorted(m for m in sys.modules if m.startswith(('lncli.jobs', 'torch'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_batch_sizes_severities_and_cell_labels() -> None:
+    from report_helpers import mixed_sweep, sized_sweep
+
+    from lncli.report import batch_sizes, by_batch_size, cell_label
+    from lncli.report.pivot import severities
+
+    recs = sized_sweep((128, 1))
+    assert batch_sizes(recs) == [128, 1]
+    parts = by_batch_size(recs)
+    assert [(b, len(rs)) for b, rs in parts] == [(128, 14), (1, 14)] and all(
+        r.batch_size == b for b, rs in parts for r in rs
+    )
+    assert severities(recs, "gaussian") == [1, 2, 3] and severities(mixed_sweep(), "mixed") == ["mixed"]
+    assert [cell_label(*k) for k in (("clean", 0), ("gaussian", 3), ("mixed", "mixed"))] == [
+        "clean",
+        "gaussian 3",
+        "mixed",
+    ]

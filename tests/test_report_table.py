@@ -64,3 +64,28 @@ def test_caption_names_the_rescale_range() -> None:
     ):
         recs = [r if r.noise == CLEAN else dataclasses.replace(r, rescale=True, rescale_range=used) for r in sweep()]
         assert words in flat(recs)
+
+
+def test_several_batch_sizes_get_a_table_each_that_fits_80_columns() -> None:
+    from report_helpers import sized_sweep
+
+    text = format_table(sized_sweep(), width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    titles = [line.strip() for line in text.splitlines() if line.strip().startswith("lncli evaluate")]
+    assert titles == ["lncli evaluate, batch 1", "lncli evaluate, batch 16", "lncli evaluate, batch 128"]
+    flat = " ".join(text.split())
+    for size in (1, 16, 128):
+        assert f"batch {size}, noise seed" in flat
+    # Each table's cells are its own size's: batch mode's clean accuracy moves with the size (83, 88, 93%).
+    cleans = [line for line in text.splitlines() if line.strip("│| ").startswith("clean")]
+    assert [c.split("│")[3].split()[0] for c in cleans] == ["83.0", "88.0", "93.0"]
+    assert text.count("checkpoint = runs/bn.pt") == 1  # one legend
+
+
+def test_mixed_row_and_caption() -> None:
+    from report_helpers import mixed_sweep
+
+    text = format_table(mixed_sweep(), width=100)
+    rows = [line.strip("│| ").split("│")[0].strip() for line in text.splitlines() if "│" in line]
+    assert "mixed" in rows and "mixed mean" not in rows and "mixed mixed" not in rows
+    assert "each image's own noise x severity" in " ".join(text.split())

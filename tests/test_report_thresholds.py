@@ -59,3 +59,25 @@ def test_check_thresholds_errors() -> None:
     no_clean = [r for r in recs if r.noise != CLEAN]
     with pytest.raises(LncliError, match="clean row"):
         check_thresholds(no_clean, max_drop=0.1)
+
+
+def test_thresholds_apply_to_each_batch_size() -> None:
+    from report_helpers import sized_sweep
+
+    recs = sized_sweep((1, 16))
+    fails = check_thresholds(recs, [parse_threshold("clean=0.85")])
+    assert fails == ["batch 1: bn:batch clean: 83.0% < 85.0%"]
+    assert check_thresholds(recs, [parse_threshold("clean=0.89")]) == [
+        "batch 1: bn:batch clean: 83.0% < 89.0%",
+        "batch 16: bn:batch clean: 88.0% < 89.0%",
+    ]
+    one_size = [r for r in recs if r.batch_size == 16]  # one size: no prefix
+    assert check_thresholds(one_size, [parse_threshold("clean=0.89")]) == ["bn:batch clean: 88.0% < 89.0%"]
+
+
+def test_mixed_rows_are_named_mixed() -> None:
+    from report_helpers import mixed_sweep
+
+    fails = check_thresholds(mixed_sweep(), [parse_threshold("0.6")])
+    assert fails == ["bn:running mixed: 50.0% < 60.0%"]
+    assert check_thresholds(mixed_sweep(), [parse_threshold("mixed=0.6")]) == ["bn:running mixed mean: 50.0% < 60.0%"]

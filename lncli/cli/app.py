@@ -25,7 +25,7 @@ from rich.markup import escape
 from lncli import __version__
 from lncli.config._typed import read_yaml_mapping
 from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAMES
-from lncli.config.evaluate import HEADS
+from lncli.config.evaluate import HEADS, ORDERS
 from lncli.errors import ConfigError, LncliError
 
 err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji
@@ -138,6 +138,7 @@ if TYPE_CHECKING:
     DeviceChoice = _Choice
     NormChoice = _Choice
     GroupingChoice = _Choice
+    OrderChoice = _Choice
 else:
     ProfileChoice = _choices(
         "ProfileChoice",
@@ -148,6 +149,7 @@ else:
     DeviceChoice = _choices("DeviceChoice", DEVICES, "Where the models run.")
     NormChoice = _choices("NormChoice", CONVERT_TARGETS, "Norm layer to convert to.")
     GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
+    OrderChoice = _choices("OrderChoice", ORDERS, "The order of the test stream.")
 
 
 def severity_text(severities: Sequence[int]) -> str:

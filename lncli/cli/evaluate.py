@@ -17,6 +17,7 @@ from lncli.cli.app import (
     ConfigFile,
     DeviceChoice,
     HeadsChoice,
+    OrderChoice,
     ProfileChoice,
     comma_list,
     command,
@@ -26,7 +27,7 @@ from lncli.cli.app import (
 )
 from lncli.cli.progress import eval_progress
 from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
-from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig
+from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig, parse_batch_sizes
 from lncli.errors import LncliError
 from lncli.io import check_distinct, check_output_file
 from lncli.records import ComparisonRecord, EvalRecord
@@ -219,12 +220,18 @@ def _write_gate_reports(
 
 
 _NO_ORDER_SEED = -1
-"""``--order-seed`` default that keeps the dataset order (any negative seed does: ``EvalConfig.order_seed=None``)."""
+"""``--order-seed`` value that keeps the dataset order (any negative seed does: ``EvalConfig.order_seed=None``),
+the older spelling of ``--order dataset``."""
 
 _MODE_HELP = (
     f"Comma list of {','.join(MODES)} (vote: softmax averaged over heads; majority: the authors' per-head argmax "
-    "majority, ties to the lowest class; default: BN running,batch; LocalNorm local). "
+    "majority, ties to the lowest class; prior: running and batch statistics mixed with weights N and n; tent: "
+    "online entropy minimisation over the norm affines; default: BN running,batch; LocalNorm local). "
     "GroupNorm checkpoints always run in groupnorm, their only mode."
+)
+
+_MIX_IS_PLAIN = (
+    "note: --mix with one noise and one severity draws the same cell for every image: identical to not mixing"
 )
 
 
@@ -243,7 +250,12 @@ GroupSize = Annotated[
         help=f"Images per statistics group in local mode (default: the checkpoint's, else {DEFAULT_GROUP_SIZE})."
     ),
 ]
-BatchSize = Annotated[int, typer.Option(help="Test batch size (fixes which images share statistics).")]
+BatchSize = Annotated[
+    str,
+    typer.Option(
+        help="Test batch size (fixes which images share statistics), or a comma list (1,16,128): each is run."
+    ),
+]
 Data = Annotated[
     str | None,
     typer.Option(
@@ -266,7 +278,33 @@ Limit = Annotated[int | None, typer.Option(help="Evaluate only the first N test 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
 Download = Annotated[bool, typer.Option("--download", help=DOWNLOAD_HELP)]
 Seed = Annotated[int, typer.Option(help="Noise seed.")]
-OrderSeed = Annotated[int, typer.Option(help="Test-set shuffle seed; -1 keeps the dataset order.")]
+OrderSeed = Annotated[
+    int, typer.Option(help="Test-set shuffle seed (--order shuffled); -1 keeps the dataset order (= --order dataset).")
+]
+Order = Annotated[
+    OrderChoice,
+    typer.Option(
+        help="Test stream: shuffled (--order-seed), sorted by label (class-correlated), or the dataset's order."
+    ),
+]
+Mix = Annotated[
+    bool,
+    typer.Option(
+        "--mix",
+        help="One mixed stream: each image draws its own noise and severity from --noise/--severity "
+        "(0 = clean), seeded by its index and --seed. Recorded as noise and severity 'mixed'.",
+    ),
+]
+PriorN = Annotated[
+    float,
+    typer.Option(
+        help="prior mode's N: (N*running + n*batch)/(N + n) for mean and variance, n = batch size. Default 16, "
+        "Schneider et al. 2020 (NeurIPS, 'Improving robustness against common corruptions by covariate shift "
+        "adaptation') for small batches; 0 = batch, large = running.",
+    ),
+]
+TentLr = Annotated[float, typer.Option(help="tent mode's Adam learning rate (TENT's CIFAR setting, Wang et al. 2021).")]
+TentSteps = Annotated[int, typer.Option(help="tent mode's Adam steps per test batch (TENT takes one).")]
 Device = Annotated[DeviceChoice, typer.Option(help="Where the models run (auto: CUDA when available).")]
 CsvPath = Annotated[Path | None, typer.Option("--csv", help="Write the long-format CSV here.")]
 JsonPath = Annotated[Path | None, typer.Option("--json", help="Write records + config as JSON here.")]
@@ -330,6 +368,7 @@ _PROFILE = ProfileChoice(EvalConfig.profile)
 _HEADS = HeadsChoice(EvalConfig.heads)
 _DEVICE = DeviceChoice(EvalConfig.device)
 _ORDER_SEED = _NO_ORDER_SEED if EvalConfig.order_seed is None else EvalConfig.order_seed
+_ORDER = OrderChoice(EvalConfig.order)
 
 
 @command("evaluate", no_args_is_help=True)
@@ -342,13 +381,18 @@ def evaluate_command(
     mode: Mode = None,
     heads: Heads = _HEADS,
     group_size: GroupSize = None,
-    batch_size: BatchSize = EvalConfig.batch_size,
+    batch_size: BatchSize = str(EvalConfig.batch_size),
     data: Data = None,
     limit: Limit = None,
     data_dir: DataDir = None,
     download: Download = False,
     seed: Seed = EvalConfig.seed,
     order_seed: OrderSeed = _ORDER_SEED,
+    order: Order = _ORDER,
+    mix: Mix = EvalConfig.mix,
+    prior_n: PriorN = EvalConfig.prior_n,
+    tent_lr: TentLr = EvalConfig.tent_lr,
+    tent_steps: TentSteps = EvalConfig.tent_steps,
     device: Device = _DEVICE,
     csv_path: CsvPath = None,
     json_path: JsonPath = None,
@@ -370,6 +414,8 @@ def evaluate_command(
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from lncli.jobs.evaluate import (  # models: slow import
+        check_config,
+        check_group_sizes,
         column_keys,
         evaluate_grid,
         mode_notes,
@@ -380,6 +426,7 @@ def evaluate_command(
     outputs = _Outputs(csv_path, json_path, plot, junit, markdown)
     _check_eval_outputs(outputs, max_drop, compare)
     gate = _check_gate(thresholds, max_drop, compare, max_regression, significance)
+    sizes = parse_batch_sizes(batch_size)
     config = EvalConfig(
         noises=NOISE_FAMILY if noise.strip().lower() == "all" else comma_list(noise),
         severities=parse_severities(severity),
@@ -387,9 +434,15 @@ def evaluate_command(
         modes=parse_list(mode, MODES, "mode") if mode else None,
         heads=heads.value,
         group_size=group_size,
-        batch_size=batch_size,
+        batch_size=sizes[0],
+        batch_sizes=sizes if len(sizes) > 1 else (),
         seed=seed,
         order_seed=None if order_seed < 0 else order_seed,
+        order=order.value,
+        mix=mix,
+        prior_n=prior_n,
+        tent_lr=tent_lr,
+        tent_steps=tent_steps,
         device=device.value,
         amp=amp,
         workers=workers,
@@ -399,11 +452,15 @@ def evaluate_command(
         max_regression=gate.max_regression if gate.baseline is not None else None,
         significance=significance,
     )
+    check_config(config)  # before any checkpoint or data is read
     from lncli import distributed  # imports torch: not at `lncli --help` time
 
     info = distributed.init_distributed(distributed.local_device(config.device))
+    if mix and info.is_main and len(config.noises) * len(config.severities) == 1:
+        err_console.print(_MIX_IS_PLAIN, highlight=False, soft_wrap=True)
     try:
         models = _load_models(checkpoints, config, data, data_dir, download)
+        check_group_sizes(models, config)
         if baseline:  # against the columns the sweep will have, before any compute
             report.resolve_baseline(report.columns(column_keys(models, config)), baseline)
         _check_columns(gate, models, config)

@@ -10,19 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lncli.config.common import MAX_SEVERITY
+from lncli.errors import LncliError
 
 __all__ = [
     "DEFAULT_BN_MODES",
     "DEFAULT_GN_MODES",
     "DEFAULT_LN_MODES",
+    "DEFAULT_PRIOR_N",
+    "DEFAULT_TENT_LR",
     "HEADS",
     "MODES",
     "NOISE_FAMILY",
+    "ORDERS",
     "EvalConfig",
+    "parse_batch_sizes",
 ]
 
-MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority", "groupnorm")
+MODES: tuple[str, ...] = ("running", "batch", "local", "single", "vote", "majority", "prior", "tent", "groupnorm")
 """Test-time normalisation modes (see :mod:`lncli.jobs.evaluate.modes`)."""
+
+ORDERS: tuple[str, ...] = ("shuffled", "sorted", "dataset")
+"""The test stream's order: a seeded shuffle (batches mix classes), sorted by label (stable within a
+class: a class-correlated stream, as in video or one site at a time), or the dataset's own order."""
+
+DEFAULT_PRIOR_N = 16.0
+"""``prior`` mode's N, the weight of the training statistics in images: Schneider et al. 2020
+("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS) mix
+(N * running + n * batch) / (N + n) and use N = 16 for small test batches (their "partial adaptation")."""
+
+DEFAULT_TENT_LR = 1e-3
+"""``tent`` mode's Adam learning rate: TENT's CIFAR-10-C setting (Wang et al. 2021, ICLR)."""
 
 HEADS: tuple[str, ...] = ("position", "mean")
 """How ``local`` (and ``batch``/``running``) groups pick LocalNorm's affine head."""
@@ -88,3 +105,48 @@ class EvalConfig:
     max_regression: float | None = None
     # The one-sided level of that test (McNemar on paired per-image results, else two-proportion), per cell.
     significance: float = 0.05
+    # The stream's order (ORDERS). "shuffled" uses order_seed; "shuffled" with order_seed None is the
+    # dataset order (the older spelling, ``--order-seed -1``): see ``stream_order``.
+    order: str = "shuffled"
+    # Several test batch sizes, each evaluated in turn (each size is its own records); () = (batch_size,).
+    batch_sizes: tuple[int, ...] = ()
+    # One mixed stream instead of a row per noise x severity: each image draws its own (noise, severity)
+    # from the lists (severity 0 = clean), seeded by its global index and the noise seed.
+    mix: bool = False
+    # prior mode's N: how many images the training (running) statistics weigh against the n of a batch.
+    prior_n: float = DEFAULT_PRIOR_N
+    # tent mode: Adam's learning rate and the steps per test batch (TENT takes one).
+    tent_lr: float = DEFAULT_TENT_LR
+    tent_steps: int = 1
+
+    @property
+    def stream_order(self) -> str:
+        """The order really used: ``order``, except that ``shuffled`` without a seed is ``dataset``."""
+        return "dataset" if self.order == "shuffled" and self.order_seed is None else self.order
+
+    @property
+    def all_batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes of the sweep, in the order given: ``batch_sizes``, else ``(batch_size,)``."""
+        return self.batch_sizes or (self.batch_size,)
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """Parse ``--batch-size``: one size or a comma list (``1,16,128``), duplicates dropped, order kept.
+
+    Args:
+        text: comma-separated integers.
+
+    Returns:
+        The sizes (their range is checked with the rest of the sweep, :func:`lncli.jobs.evaluate.check_config`).
+
+    Raises:
+        LncliError: an item that is not an integer, or no size at all.
+    """
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        sizes = tuple(dict.fromkeys(int(t) for t in items))
+    except ValueError:
+        raise LncliError(f"--batch-size {text!r}: expected integers, e.g. 128 or 1,16,128") from None
+    if not sizes:
+        raise LncliError(f"--batch-size {text!r}: no size given; use e.g. 128 or 1,16,128")
+    return sizes

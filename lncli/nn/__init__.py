@@ -4,6 +4,7 @@
   (:data:`GROUPINGS`, :data:`TEST_STATS`, :data:`TEST_HEADS`).
 * :mod:`lncli.nn._grouped_cpu`: the copy-free CPU kernel behind its training and ``local`` passes.
 * :mod:`lncli.nn.testtime`: :func:`set_test_mode`, :func:`vote_predict`, :func:`majority_predict`.
+* :mod:`lncli.nn.tent`: :class:`Tent`, online entropy minimisation over the affine parameters (TENT).
 * :mod:`lncli.nn.factory`: :func:`get_norm_layer`, norm names -> layer factories.
 * :mod:`lncli.nn.groupnorm`: GroupNorm, the batch-independent control, and :func:`default_groups`.
 * :mod:`lncli.nn.convert`: BatchNorm2d <-> LocalNorm2d swaps of models and checkpoints.
@@ -19,6 +20,7 @@ from lncli.nn.convert import (
 from lncli.nn.factory import NORM_KINDS, get_norm_layer
 from lncli.nn.groupnorm import default_groups, group_norm
 from lncli.nn.localnorm import GROUPINGS, TEST_HEADS, TEST_STATS, LocalNorm2d, localnorm_layers
+from lncli.nn.tent import Tent, affine_parameters, softmax_entropy
 from lncli.nn.testtime import majority_predict, set_test_mode, vote_predict
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "TEST_STATS",
     "ConversionSummary",
     "LocalNorm2d",
+    "Tent",
+    "affine_parameters",
     "convert_batchnorm_to_localnorm",
     "convert_checkpoint",
     "convert_localnorm_to_batchnorm",
@@ -38,5 +42,6 @@ __all__ = [
     "localnorm_layers",
     "majority_predict",
     "set_test_mode",
+    "softmax_entropy",
     "vote_predict",
 ]

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["grouped_norm"]
+__all__ = ["group_moments", "grouped_norm"]
 
 #: Re-centre (see :func:`_shifted_stats`) when a shift is more than sqrt(16) = 4 std from its
 #: group's mean: E[z^2] - E[z]^2 then loses up to ~17 * 1e-7 of the variance. The mean of one
@@ -236,3 +236,19 @@ def grouped_norm(
     if torch.is_grad_enabled() and (x.requires_grad or (w is not None and w.requires_grad)):
         return _GroupedNormFn.apply(x, w, b, g, m, consecutive, eps)
     return _grouped_forward(x, w, b, g, m, consecutive, eps)
+
+
+def group_moments(x: Tensor, g: int, m: int, consecutive: bool) -> tuple[Tensor, Tensor]:
+    """The statistics :func:`grouped_norm` normalises with, without normalising (no gradient).
+
+    Args:
+        x: (m*g, C, H, W), as for :func:`grouped_norm`.
+        g: samples per group.
+        m: number of groups.
+        consecutive: the layout of the groups.
+
+    Returns:
+        The mean and the biased variance of every (group, channel), (m*C,) each.
+    """
+    _, shift, mean, var = _shifted_stats(x, g, m, consecutive)
+    return shift + mean, var

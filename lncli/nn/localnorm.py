@@ -14,6 +14,10 @@ ICANN 2021), faithful to the authors' Keras ``LocalNormalization`` layer
   switch, :class:`LocalNorm2d` still tracks running statistics, and chooses its
   test-time statistics (``test_stats``) and affine (``test_heads``) at run time;
   :func:`lncli.nn.set_test_mode` sets them across a model.
+* ``prior`` test statistics (Schneider et al. 2020, "Improving robustness against common
+  corruptions by covariate shift adaptation", NeurIPS) mix the running and the test batch's
+  statistics: (N * running + n * batch) / (N + n) for the mean and the variance, n the batch
+  size and N = ``prior_n``. N = 0 is ``batch``, N -> infinity is ``running``.
 
 Speed: all groups are normalised at once, never in a Python loop over groups.
 
@@ -35,6 +39,7 @@ Speed: all groups are normalised at once, never in a Python loop over groups.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -42,8 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lncli.config.common import DEFAULT_GROUP_SIZE, GROUPINGS
+from lncli.config.evaluate import DEFAULT_PRIOR_N
 from lncli.errors import ConfigError
-from lncli.nn._grouped_cpu import grouped_norm
+from lncli.nn._grouped_cpu import group_moments, grouped_norm
 
 __all__ = [
     "GROUPINGS",
@@ -52,13 +58,16 @@ __all__ = [
     "LocalNorm2d",
     "check_choice",
     "check_positive",
+    "check_prior_n",
     "localnorm_layers",
 ]
 
 #: Where the test-time normalisation statistics come from.
 #: ``running``: classic BN eval; ``batch``: the whole test batch (prediction-time BN);
-#: ``local``: groups of G test images (the paper); ``single``: each image alone, over (H, W).
-TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single")
+#: ``local``: groups of G test images (the paper); ``single``: each image alone, over (H, W);
+#: ``prior``: the running statistics and the whole test batch's, mixed with weights N and n
+#: (Schneider et al. 2020; N = ``LocalNorm2d.prior_n``).
+TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single", "prior")
 #: Which affine head a test sample uses. ``position``: group k uses head k mod num_heads
 #: (the paper; results depend on test-set order); ``mean``: the average of the heads
 #: (order-independent); ``vote``: every head in turn, softmax averaged (see
@@ -84,6 +93,17 @@ def check_choice(what: str, value: Any, valid: tuple[str, ...]) -> str:
     if value not in valid:
         raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
+
+
+def check_prior_n(value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0 (``prior`` mode's N).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"prior N must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_positive(what: str, value: Any) -> int:
@@ -140,8 +160,12 @@ class LocalNorm2d(nn.BatchNorm2d):
     and ``test_heads`` the affine (see :data:`TEST_HEADS`). The affine position of a sample
     always follows the G-grouping above, whatever the statistics: under ``single`` stats
     with ``position`` heads, sample i uses the head of the group it would be in under
-    ``local``. ``running`` without running buffers (``track_running_stats=False``) uses
-    batch statistics, as BatchNorm2d does. A plain forward with ``test_heads="vote"`` uses
+    ``local``. ``running`` (and ``prior``) without running buffers (``track_running_stats=False``)
+    uses batch statistics, as BatchNorm2d does. ``prior`` normalises with
+    (N * running + n * batch) / (N + n) for the mean and the variance (n the batch size, N =
+    ``prior_n``, a run-time setting like ``test_stats``), the batch variance being the biased
+    one that ``batch`` normalises with, so that N = 0 is ``batch`` (to rounding). Schneider et
+    al.'s code takes the unbiased batch variance; the two differ by a factor nHW / (nHW - 1). A plain forward with ``test_heads="vote"`` uses
     the head mean; voting itself is :func:`lncli.nn.vote_predict` (or :func:`lncli.nn.majority_predict`).
 
     ``force_head`` (``int`` or ``None``), when set, makes every group use that head, in
@@ -189,6 +213,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         self.test_stats = test_stats
         self.test_heads = test_heads
         self.force_head: int | None = None
+        self.prior_n = DEFAULT_PRIOR_N
         if self.affine:
             # (num_heads, C): every head starts as the source BN affine.
             self.head_weight = nn.Parameter(self.weight.detach().expand(num_heads, -1).clone())
@@ -237,6 +262,15 @@ class LocalNorm2d(nn.BatchNorm2d):
     def test_heads(self, value: str) -> None:
         self._test_heads = check_choice("test heads", value, TEST_HEADS)
 
+    @property
+    def prior_n(self) -> float:
+        """N of ``prior`` test statistics: the running statistics' weight, in images (>= 0)."""
+        return self._prior_n
+
+    @prior_n.setter
+    def prior_n(self, value: float) -> None:
+        self._prior_n = check_prior_n(value)
+
     # -- parameters and state --------------------------------------------------------
     def reset_parameters(self) -> None:
         """Reset like BatchNorm2d, then copy the fresh weight/bias into every head."""
@@ -272,7 +306,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         return (
             f"{super().extra_repr()}, group_size={self.group_size}, num_heads={self.num_heads}, "
             f"grouping={self.grouping}, test_stats={self.test_stats}, test_heads={self.test_heads}"
-        )
+        ) + (f", prior_n={self.prior_n:g}" if self.test_stats == "prior" else "")
 
     # -- helpers ---------------------------------------------------------------------
     def _affine(self, n_groups: int) -> tuple[Tensor | None, Tensor | None]:
@@ -336,7 +370,7 @@ class LocalNorm2d(nn.BatchNorm2d):
         if self.training:
             return self._local(input, self.group_size, self._momentum())
         stats = self.test_stats
-        if stats == "running" and self.running_mean is None:
+        if stats in ("running", "prior") and self.running_mean is None:
             stats = "batch"  # BatchNorm2d's own rule when there are no running buffers
         if stats == "local":
             return self._local(input, self.group_size, 0.0)
@@ -355,9 +389,13 @@ class LocalNorm2d(nn.BatchNorm2d):
             return self._grouped(x, 1, n, w, b, False)[0]
         if stats == "batch":
             return self._grouped(x, n, 1, w, b, False)[0]
-        # running (the buffers exist: without them the statistics fell back to "batch" in forward)
-        running_mean, running_var = self._running_buffers()
-        return F.batch_norm(x, running_mean, running_var, w, b, False, 0.0, self.eps)
+        mean, var = self._fixed_moments(x, stats)  # running or prior
+        if stats == "running":
+            return F.batch_norm(x, mean, var, w, b, False, 0.0, self.eps)
+        # prior: folded by hand, since F.batch_norm refuses statistics that carry a gradient (y = x * s + t)
+        s = torch.rsqrt(var + self.eps) if w is None else w * torch.rsqrt(var + self.eps)  # (C,)
+        t = -mean * s if b is None else b - mean * s
+        return torch.addcmul(t[:, None, None], x, s[:, None, None]).to(x.dtype)
 
     def _eval_per_sample(self, x: Tensor, stats: str, w: Tensor, b: Tensor) -> Tensor:
         """The same as :meth:`_eval_shared` with one affine row per sample, w and b (N, C).
@@ -371,12 +409,33 @@ class LocalNorm2d(nn.BatchNorm2d):
         if stats == "batch":
             y = self._grouped(x, n, 1, None, None, False)[0]  # normalise, then per-sample affine
             return torch.addcmul(b[:, :, None, None], y, w[:, :, None, None]).to(x.dtype)
-        # running: the per-sample affine folded into one scale/shift, y = x * s + t, s, t (N, C).
-        running_mean, running_var = self._running_buffers()
-        inv_std = torch.rsqrt(running_var + self.eps)  # (C,)
+        # running or prior: the per-sample affine folded into one scale/shift, y = x * s + t, s, t (N, C).
+        mean, var = self._fixed_moments(x, stats)
+        inv_std = torch.rsqrt(var + self.eps)  # (C,)
         s = w * inv_std
-        t = b - running_mean * s
+        t = b - mean * s
         return torch.addcmul(t[:, :, None, None], x, s[:, :, None, None]).to(x.dtype)
+
+    def _fixed_moments(self, x: Tensor, stats: str) -> tuple[Tensor, Tensor]:
+        """The (C,) mean and variance that ``running`` or ``prior`` normalise x (N, C, H, W) with.
+
+        ``prior`` (Schneider et al. 2020): (N * running + n * batch) / (N + n) for both, with n = N_x
+        the batch size and N = ``prior_n``; the batch moments are the ones ``batch`` normalises with
+        (mean and biased variance over (N, H, W)), taken by the same kernel where it runs (and
+        differentiably, through ``torch.var_mean``, when x needs a gradient).
+        """
+        running_mean, running_var = self._running_buffers()
+        if stats != "prior":
+            return running_mean, running_var
+        n = x.shape[0]
+        if self._cpu_path_ok(x) and not (torch.is_grad_enabled() and x.requires_grad):
+            mean, var = group_moments(x, n, 1, False)  # (C,) each: one group of the whole batch
+        else:
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)  # (C,) each
+        weight = self.prior_n / (self.prior_n + n)  # of the running statistics; n >= 1 here
+        mix_mean = torch.lerp(mean.to(running_mean.dtype), running_mean, weight)
+        mix_var = torch.lerp(var.to(running_var.dtype), running_var, weight)
+        return mix_mean, mix_var
 
     def _local(self, x: Tensor, g: int, momentum: float) -> Tensor:
         """Normalise every group of g samples by its own statistics (the ragged rule applies)."""

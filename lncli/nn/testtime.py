@@ -14,15 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lncli.nn.localnorm import TEST_HEADS, TEST_STATS, check_choice, check_positive, localnorm_layers
+from lncli.nn.localnorm import TEST_HEADS, TEST_STATS, check_choice, check_positive, check_prior_n, localnorm_layers
 
 __all__ = ["majority_predict", "set_test_mode", "vote_predict"]
 
 
 def set_test_mode(
-    model: nn.Module, stats: str | None = None, heads: str | None = None, group_size: int | None = None
+    model: nn.Module,
+    stats: str | None = None,
+    heads: str | None = None,
+    group_size: int | None = None,
+    prior_n: float | None = None,
 ) -> nn.Module:
-    """Set the test-time statistics, affine heads and/or group size of every LocalNorm2d.
+    """Set the test-time statistics, affine heads, group size and/or prior N of every LocalNorm2d.
 
     Values are checked before any layer is changed. Layers that are not LocalNorm2d
     (e.g. plain BatchNorm2d) are left alone.
@@ -32,6 +36,7 @@ def set_test_mode(
         stats: one of :data:`TEST_STATS`, or ``None`` to keep.
         heads: one of :data:`TEST_HEADS`, or ``None`` to keep.
         group_size: a positive G, or ``None`` to keep.
+        prior_n: N of ``prior`` statistics (a finite number >= 0), or ``None`` to keep.
 
     Returns:
         ``model``, for chaining.
@@ -45,6 +50,8 @@ def set_test_mode(
         check_choice("test heads", heads, TEST_HEADS)
     if group_size is not None:
         check_positive("group_size", group_size)
+    if prior_n is not None:
+        check_prior_n(prior_n)
     for layer in localnorm_layers(model):
         if stats is not None:
             layer.test_stats = stats
@@ -52,6 +59,8 @@ def set_test_mode(
             layer.test_heads = heads
         if group_size is not None:
             layer.group_size = group_size
+        if prior_n is not None:
+            layer.prior_n = prior_n
     return model
 
 

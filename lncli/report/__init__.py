@@ -9,8 +9,8 @@ rows (long format, one per checkpoint x mode x noise x severity, as RobustBench'
   :func:`robustness` (mCE-style error ratios against a baseline column, Hendrycks &
   Dietterich, 2019).
 * :mod:`.table`: :func:`render_table` pivots the records (rows noise x severity + clean +
-  per-noise mean + overall mean, columns checkpoint x mode) into a rich table; rich
-  prints plain text when stdout is not a terminal.
+  per-noise mean + overall mean, columns checkpoint x mode) into a rich table, one per
+  batch size; rich prints plain text when stdout is not a terminal.
 * :mod:`.files`: :func:`write_csv`, :func:`write_json`, :func:`plot_accuracy` write files,
   atomically through :mod:`lncli.io`.
 * :mod:`.thresholds`: :func:`parse_threshold` and :func:`check_thresholds` implement
@@ -31,6 +31,9 @@ from lncli.report.pivot import (
     MEAN,
     Column,
     ColumnKeyed,
+    batch_sizes,
+    by_batch_size,
+    cell_label,
     columns,
     noise_mean,
     resolve_baseline,
@@ -49,7 +52,10 @@ __all__ = [
     "ColumnKeyed",
     "EvalRun",
     "Threshold",
+    "batch_sizes",
+    "by_batch_size",
     "cases",
+    "cell_label",
     "check_max_drop",
     "check_plot_path",
     "check_thresholds",

@@ -50,11 +50,13 @@ class Check:
     expected: str
     margin: float
     message: str
+    batch_size: int | None = None  # set when the sweep has several batch sizes (each its own cells)
 
     @property
     def name(self) -> str:
-        """``<checkpoint>:<mode>/<noise>/<severity>``: the test case's name."""
-        return f"{self.column.label}/{self.noise}/{self.severity}"
+        """``<checkpoint>:<mode>/<noise>/<severity>``, plus ``@batch<size>`` with several batch sizes."""
+        at = "" if self.batch_size is None else f"@batch{self.batch_size}"
+        return f"{self.column.label}/{self.noise}/{self.severity}{at}"
 
     @property
     def measured(self) -> str:
@@ -108,11 +110,11 @@ def cases(checks: Sequence[Check]) -> list[Case]:
         checks: from :func:`lncli.report.threshold_checks` and :func:`lncli.report.regression_checks`.
 
     Returns:
-        One :class:`Case` per (column, noise, severity) that some check covers.
+        One :class:`Case` per (column, noise, severity, batch size) that some check covers.
     """
-    groups: dict[tuple[tuple[str, str], str, str], list[Check]] = {}
+    groups: dict[tuple[tuple[str, str], str, str, int | None], list[Check]] = {}
     for c in checks:
-        groups.setdefault((c.column.key, c.noise, c.severity), []).append(c)
+        groups.setdefault((c.column.key, c.noise, c.severity, c.batch_size), []).append(c)
     return [Case(tuple(g)) for g in groups.values()]
 
 

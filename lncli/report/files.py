@@ -18,7 +18,7 @@ from typing import Any
 from lncli.errors import LncliError
 from lncli.io import atomic_path, atomic_write, check_output_file, image_suffixes
 from lncli.records import CLEAN, COMPARISON_FIELDS, RECORD_FIELDS, ComparisonRecord, EvalRecord, record_from_json
-from lncli.report.pivot import columns, noises, record_index
+from lncli.report.pivot import batch_sizes, cell_label, columns, noises, record_index
 
 __all__ = [
     "EVAL_FORMAT",
@@ -42,8 +42,10 @@ def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
 
-def _comparison_of(comparisons: Sequence[ComparisonRecord]) -> dict[tuple[str, str, str, int], ComparisonRecord]:
-    return {(c.checkpoint, c.mode, c.noise, c.severity): c for c in comparisons}
+def _comparison_of(
+    comparisons: Sequence[ComparisonRecord],
+) -> dict[tuple[str, str, str, int | str, int], ComparisonRecord]:
+    return {(c.checkpoint, c.mode, c.noise, c.severity, c.batch_size): c for c in comparisons}
 
 
 def write_csv(
@@ -61,7 +63,7 @@ def write_csv(
         writer.writeheader()
         for r in records:
             row = r.to_dict()
-            match = by_cell.get((r.checkpoint, r.mode, r.noise, r.severity))
+            match = by_cell.get((r.checkpoint, r.mode, r.noise, r.severity, r.batch_size))
             if match is not None:
                 row.update({k: getattr(match, k) for k in COMPARISON_FIELDS})
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
@@ -168,7 +170,10 @@ def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
     """Plot accuracy vs severity: one panel per noise, one line per checkpoint x mode.
 
     The clean accuracy is drawn at severity 0 of every panel; the band is the
-    Wilson 95% interval. Uses matplotlib's Agg backend (no display needed).
+    Wilson 95% interval. When the records hold several batch sizes, or a mixed stream
+    (which has no severity axis), accuracy vs batch size instead: one panel per cell
+    (clean, each noise x severity, or mixed), batch sizes on a log axis.
+    Uses matplotlib's Agg backend (no display needed).
     """
     import matplotlib
 
@@ -176,12 +181,15 @@ def plot_accuracy(records: Sequence[EvalRecord], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     check_plot_path(path)
-    panels = noises(records) or [CLEAN]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
-    for ax, noise in zip(axes[0], panels):
-        _plot_panel(ax, records, noise)
-    axes[0][0].set_ylabel("accuracy %")
-    axes[0][-1].legend(fontsize="small")
+    if len(batch_sizes(records)) > 1 or any(r.mix for r in records):
+        fig = _batch_size_figure(records, plt)
+    else:
+        panels = noises(records) or [CLEAN]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
+        for ax, noise in zip(axes[0], panels):
+            _plot_panel(ax, records, noise)
+        axes[0][0].set_ylabel("accuracy %")
+        axes[0][-1].legend(fontsize="small")
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
@@ -209,3 +217,36 @@ def _plot_panel(ax: Any, records: Sequence[EvalRecord], noise: str) -> None:
     ax.set_title(noise)
     ax.set_xlabel("severity (0 = clean)")
     ax.grid(alpha=0.3)
+
+
+def _batch_size_figure(records: Sequence[EvalRecord], plt: Any) -> Any:
+    """Accuracy vs batch size: one panel per cell (four to a row), one line per column, Wilson band."""
+    cells = list(dict.fromkeys((r.noise, r.severity) for r in records))
+    ncols = min(4, len(cells))
+    nrows = -(-len(cells) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=True)
+    sizes = sorted(batch_sizes(records))
+    for ax, (noise, sev) in zip(axes.flat, cells):
+        for col in columns(records):
+            pts = sorted(
+                (r for r in records if (r.checkpoint, r.mode) == col.key and (r.noise, r.severity) == (noise, sev)),
+                key=lambda r: r.batch_size,
+            )
+            if not pts:
+                continue
+            xs = [r.batch_size for r in pts]
+            (line,) = ax.plot(xs, [100 * r.accuracy for r in pts], marker="o", label=col.label)
+            ax.fill_between(
+                xs, [100 * r.ci_low for r in pts], [100 * r.ci_high for r in pts], color=line.get_color(), alpha=0.15
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.set_title(cell_label(noise, sev))
+        ax.set_xlabel("batch size")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(cells) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("accuracy %")
+    axes.flat[0].legend(fontsize="small")
+    return fig

@@ -3,6 +3,11 @@
 Every view in :mod:`lncli.report` (table, plot, thresholds) reads records through these:
 :func:`columns` names each column once (unique labels, short header names), and
 :func:`noise_mean` / :func:`robustness` aggregate cells the same way everywhere.
+
+A sweep over several batch sizes (``--batch-size 1,16,128``) holds one record per batch size
+of every cell: the views split the records with :func:`by_batch_size` first, and everything
+else here (the index, the means, the ratios) works on the records of one batch size. A mixed
+stream (``--mix``) is one row whose noise and severity are both ``mixed`` (:func:`cell_label`).
 """
 
 from __future__ import annotations
@@ -15,26 +20,30 @@ from pathlib import Path
 from typing import Protocol
 
 from lncli.errors import LncliError
-from lncli.records import CLEAN, EvalRecord
+from lncli.records import CLEAN, MIXED, EvalRecord
 
 __all__ = [
     "MEAN",
     "Column",
     "ColumnKeyed",
+    "batch_sizes",
+    "by_batch_size",
+    "cell_label",
     "columns",
     "noise_mean",
     "noises",
     "record_index",
     "resolve_baseline",
     "robustness",
+    "severities",
     "short_names",
 ]
 
 MEAN = "mean"
 """Row/threshold name of the mean over every corrupted cell."""
 
-RecordIndex = dict[tuple[tuple[str, str], str, int], EvalRecord]
-"""``{((checkpoint, mode), noise, severity): record}``."""
+RecordIndex = dict[tuple[tuple[str, str], str, int | str], EvalRecord]
+"""``{((checkpoint, mode), noise, severity): record}``, over the records of one batch size."""
 
 
 class ColumnKeyed(Protocol):
@@ -154,8 +163,36 @@ def noises(records: Sequence[EvalRecord]) -> list[str]:
 
 
 def record_index(records: Sequence[EvalRecord]) -> RecordIndex:
-    """The records by ``((checkpoint, mode), noise, severity)``."""
+    """The records (of one batch size) by ``((checkpoint, mode), noise, severity)``."""
     return {((r.checkpoint, r.mode), r.noise, r.severity): r for r in records}
+
+
+def batch_sizes(records: Sequence[EvalRecord]) -> list[int]:
+    """The records' batch sizes, in first-seen order (the order the sweep ran them)."""
+    return list(dict.fromkeys(r.batch_size for r in records))
+
+
+def by_batch_size(records: Sequence[EvalRecord]) -> list[tuple[int, list[EvalRecord]]]:
+    """The records split by batch size, in first-seen order, each part in record order.
+
+    Args:
+        records: evaluation records.
+
+    Returns:
+        ``[(batch size, its records), ...]``.
+    """
+    return [(b, [r for r in records if r.batch_size == b]) for b in batch_sizes(records)]
+
+
+def severities(records: Sequence[EvalRecord], noise: str) -> list[int | str]:
+    """The severities of one noise, ascending (a mixed stream's one severity is ``mixed``)."""
+    found = {r.severity for r in records if r.noise == noise}
+    return sorted(found, key=lambda s: (isinstance(s, str), s if isinstance(s, int) else 0, str(s)))
+
+
+def cell_label(noise: str, severity: int | str) -> str:
+    """How a cell is named in the table, messages and plots: ``clean``, ``mixed`` or ``<noise> <severity>``."""
+    return noise if noise in (CLEAN, MIXED) else f"{noise} {severity}"
 
 
 def _pooled(recs: Sequence[EvalRecord]) -> float:
@@ -217,7 +254,7 @@ def robustness(records: Sequence[EvalRecord], baseline: str | int | None = None)
     or a baseline with zero error).
 
     Args:
-        records: evaluation records.
+        records: evaluation records of one batch size (see :func:`by_batch_size`).
         baseline: see :func:`resolve_baseline`.
 
     Returns:
@@ -244,7 +281,7 @@ def _error_ratios(
     records: Sequence[EvalRecord], idx: RecordIndex, key: tuple[str, str], base: tuple[str, str], noise: str
 ) -> tuple[float, float]:
     """(CE, relative CE) of column ``key`` against column ``base`` on one noise (see :func:`robustness`)."""
-    sevs = sorted({r.severity for r in records if r.noise == noise})
+    sevs = severities(records, noise)
     err = [1 - idx[(key, noise, s)].accuracy for s in sevs if (key, noise, s) in idx]
     berr = [1 - idx[(base, noise, s)].accuracy for s in sevs if (base, noise, s) in idx]
     ce = sum(err) / sum(berr) if berr and sum(berr) > 0 else math.nan

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from lncli.records import CLEAN, ComparisonRecord
 from lncli.report.checks import Check, pct
-from lncli.report.pivot import Column, columns
+from lncli.report.pivot import Column, cell_label, columns
 from lncli.stats import wilson_interval
 
 __all__ = ["TEST_NAMES", "regression_checks", "render_comparison"]
@@ -27,8 +27,9 @@ TEST_NAMES = {"mcnemar": "McNemar, paired", "two-proportion": "two-proportion"}
 _FAIL_MARK = "✗"
 
 
-def _cell(c: ComparisonRecord) -> str:
-    return CLEAN if c.noise == CLEAN else f"{c.noise} {c.severity}"
+def _cell(c: ComparisonRecord, several_sizes: bool = False) -> str:
+    cell = cell_label(c.noise, c.severity)
+    return f"batch {c.batch_size}: {cell}" if several_sizes else cell
 
 
 def _points(x: float) -> str:
@@ -59,6 +60,7 @@ def regression_checks(comparisons: Sequence[ComparisonRecord]) -> list[Check]:
         The checks, in the comparisons' order.
     """
     labels: dict[tuple[str, str], Column] = {col.key: col for col in columns(comparisons)}
+    several = len({c.batch_size for c in comparisons}) > 1  # then each size is its own set of cells
     checks = []
     for c in comparisons:
         col = labels[(c.checkpoint, c.mode)]
@@ -70,6 +72,7 @@ def regression_checks(comparisons: Sequence[ComparisonRecord]) -> list[Check]:
                 column=col,
                 noise=c.noise,
                 severity=str(c.severity),
+                batch_size=c.batch_size if several else None,
                 rule=f"--compare {_gate(c)}",
                 passed=not c.regressed,
                 value=c.accuracy,
@@ -82,7 +85,7 @@ def regression_checks(comparisons: Sequence[ComparisonRecord]) -> list[Check]:
                 ),
                 margin=c.delta + c.max_regression,
                 message=(
-                    f"{col.label} {_cell(c)}: {fell}, more than {100 * c.max_regression:.1f} and significant: "
+                    f"{col.label} {_cell(c, several)}: {fell}, more than {100 * c.max_regression:.1f} and significant: "
                     f"p = {c.p_value:.3g} < {c.significance:g} ({_test_text(c)})"
                 ),
             )
@@ -103,9 +106,10 @@ def render_comparison(comparisons: Sequence[ComparisonRecord], *, baseline: str 
         A :class:`rich.table.Table`.
     """
     cols = columns(comparisons)
-    by_cell = {((c.checkpoint, c.mode), c.noise, c.severity): c for c in comparisons}
-    cells = list(dict.fromkeys((c.noise, c.severity) for c in comparisons))
-    cells.sort(key=lambda ns: ns[0] != CLEAN)  # the clean row first, the noises in their order
+    by_cell = {((c.checkpoint, c.mode), c.noise, c.severity, c.batch_size): c for c in comparisons}
+    cells = list(dict.fromkeys((c.batch_size, c.noise, c.severity) for c in comparisons))
+    sizes = list(dict.fromkeys(c.batch_size for c in comparisons))
+    cells.sort(key=lambda bns: (sizes.index(bns[0]), bns[1] != CLEAN))  # per size: clean first, noises in order
     first = comparisons[0] if comparisons else None
     gate = (
         f"; {_FAIL_MARK} = fell more than {100 * first.max_regression:.1f} points and significant at "
@@ -121,10 +125,11 @@ def render_comparison(comparisons: Sequence[ComparisonRecord], *, baseline: str 
     table.add_column("noise / severity", no_wrap=True)
     for col in cols:
         table.add_column(col.short_label.replace(":", "\n", 1), justify="right", overflow="fold")
-    for noise, severity in cells:
-        row: list[Text | str] = [CLEAN if noise == CLEAN else f"{noise} {severity}"]
+    for size, noise, severity in cells:
+        label = cell_label(noise, severity)
+        row: list[Text | str] = [f"batch {size}: {label}" if len(sizes) > 1 else label]
         for col in cols:
-            c = by_cell.get((col.key, noise, severity))
+            c = by_cell.get((col.key, noise, severity, size))
             if c is None:
                 row.append("-")
                 continue

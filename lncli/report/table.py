@@ -1,5 +1,7 @@
 """The side-by-side table of ``lncli evaluate``: records pivoted into rows (noise x severity, means, mCE)
-and columns (checkpoint x mode), rendered with rich (plain text when stdout is not a terminal)."""
+and columns (checkpoint x mode), rendered with rich (plain text when stdout is not a terminal).
+A sweep over several batch sizes gets one table per batch size (same columns), so that each fits
+the width a single one does."""
 
 from __future__ import annotations
 
@@ -12,17 +14,20 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from lncli.records import CLEAN, EvalRecord
+from lncli.records import CLEAN, MIXED, EvalRecord
 from lncli.report.pivot import (
     MEAN,
     Column,
     RecordIndex,
+    by_batch_size,
+    cell_label,
     columns,
     noise_mean,
     noises,
     record_index,
     resolve_baseline,
     robustness,
+    severities,
 )
 
 __all__ = ["format_table", "legend", "render_table"]
@@ -50,7 +55,7 @@ def _cell_text(r: EvalRecord) -> str:
     return f"{_pct(r.accuracy)} [{_pct(r.ci_low)}, {_pct(r.ci_high)}]"
 
 
-def _cell_row(idx: RecordIndex, cols: Sequence[Column], noise: str, sev: int, label: str, section: bool) -> _Row:
+def _cell_row(idx: RecordIndex, cols: Sequence[Column], noise: str, sev: int | str, label: str, section: bool) -> _Row:
     """A row of evaluated cells: accuracies with their intervals."""
     recs = [idx.get((c.key, noise, sev)) for c in cols]
     vals = [r.accuracy if r else math.nan for r in recs]
@@ -71,9 +76,10 @@ def _rows(records: Sequence[EvalRecord], cols: Sequence[Column], base: Column) -
         rows.append(_cell_row(idx, cols, CLEAN, 0, CLEAN, False))
     found = noises(records)
     for noise in found:
-        for k, sev in enumerate(sorted({r.severity for r in records if r.noise == noise})):
-            rows.append(_cell_row(idx, cols, noise, sev, f"{noise} {sev}", k == 0 and bool(rows)))
-        rows.append(_plain_row(f"{noise} mean", [noise_mean(records, c.key, noise) for c in cols]))
+        for k, sev in enumerate(severities(records, noise)):
+            rows.append(_cell_row(idx, cols, noise, sev, cell_label(noise, sev), k == 0 and bool(rows)))
+        if noise != MIXED:  # the mixed stream is one row: its mean would repeat it
+            rows.append(_plain_row(f"{noise} mean", [noise_mean(records, c.key, noise) for c in cols]))
     if found:
         rows.append(_plain_row(MEAN, [noise_mean(records, c.key, None) for c in cols], True))
         rob = robustness(records, base.label)
@@ -98,13 +104,20 @@ def _caption(records: Sequence[EvalRecord], with_ci: bool, base: Column) -> str:
     first = records[0]
     what = "accuracy % [Wilson 95%]" if with_ci else "accuracy % (95% intervals left out for width; see --csv)"
     synthetic = " (synthetic)" if first.synthetic and "synthetic" not in first.data else ""
-    order = "dataset order" if first.order_seed is None else f"order seed {first.order_seed}"
     return (
         f"{what}, * = best in row; data {first.data}{synthetic}, n={first.n}, "
-        f"batch {first.batch_size}, noise seed {first.noise_seed}, {order}, {first.device}"
+        f"batch {first.batch_size}, noise seed {first.noise_seed}, {_order_text(first)}, {first.device}"
         + (f"; mCE baseline {base.label}" if noises(records) else "")
         + _rescale_note(records)
+        + ("; mixed: each image's own noise x severity, drawn from the lists" if first.mix else "")
     )
+
+
+def _order_text(r: EvalRecord) -> str:
+    """The stream order as the caption says it."""
+    if r.order == "shuffled" and r.order_seed is not None:
+        return f"order seed {r.order_seed}"
+    return "sorted by class" if r.order == "sorted" else "dataset order"
 
 
 def _marked(row: _Row, with_ci: bool) -> list[Text | str]:
@@ -134,7 +147,8 @@ def render_table(
     caption says so; the CSV always has them) rather than wrapping every cell.
     Headers name each checkpoint by what tells it apart from the others (``bn``
     for ``fashion_mnist_small_cnn_bn``) and the legend under the table gives the
-    files, so that an 80-column terminal does not wrap them.
+    files, so that an 80-column terminal does not wrap them. Several batch sizes
+    give one table each (titled with the size), then one legend.
 
     Args:
         records: evaluation records.
@@ -147,9 +161,19 @@ def render_table(
     """
     cols = columns(records)
     base = resolve_baseline(cols, baseline)
+    parts = by_batch_size(records)
+    tables = [
+        _table(recs, cols, base, width, "lncli evaluate" + (f", batch {size}" if len(parts) > 1 else ""))
+        for size, recs in parts
+    ]
+    return Group(*tables, legend(cols))
+
+
+def _table(records: Sequence[EvalRecord], cols: Sequence[Column], base: Column, width: int | None, title: str) -> Table:
+    """The table of the records of one batch size."""
     rows = _rows(records, cols, base)
     with_ci = width is None or _width_with_intervals(rows, cols) <= width
-    table = Table(title="lncli evaluate", caption=_caption(records, with_ci, base))
+    table = Table(title=title, caption=_caption(records, with_ci, base))
     table.add_column(_LABEL_HEADER, no_wrap=True)
     for col in cols:
         # fold (not ellipsis) so that a console too narrow even for the short names still shows all of each
@@ -158,7 +182,7 @@ def render_table(
         if row.section:
             table.add_section()
         table.add_row(*_marked(row, with_ci))
-    return Group(table, legend(cols))
+    return table
 
 
 def legend(cols: Sequence[Column]) -> Text:

@@ -4,7 +4,8 @@
 any compute, so that a typo fails fast); :func:`threshold_checks` applies the bounds to every
 cell they cover (:class:`~lncli.report.checks.Check`, for JUnit and Markdown), and
 :func:`check_thresholds` returns one line per failing cell of every column, which the CLI
-prints before exiting 1.
+prints before exiting 1. Every bound applies to each batch size of the sweep on its own; with
+several, each line starts with ``batch <size>:``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lncli.errors import LncliError
 from lncli.records import CLEAN, EvalRecord
 from lncli.report.checks import ALL_NOISES, MEAN_SEVERITY, Check, pct
-from lncli.report.pivot import MEAN, Column, RecordIndex, columns, noise_mean, noises, record_index
+from lncli.report.pivot import (
+    MEAN,
+    Column,
+    RecordIndex,
+    by_batch_size,
+    cell_label,
+    columns,
+    noise_mean,
+    noises,
+    record_index,
+)
 
 __all__ = ["Threshold", "check_max_drop", "check_thresholds", "parse_threshold", "threshold_checks"]
 
@@ -95,7 +106,8 @@ def check_thresholds(
         max_drop: largest allowed clean minus corrupted accuracy, per cell.
 
     Returns:
-        One line per failing cell, e.g. ``bn:running gaussian 5: 21.2% < 30.0%``; empty when all pass.
+        One line per failing cell, e.g. ``bn:running gaussian 5: 21.2% < 30.0%`` (``batch 16:
+        bn:running ...`` when the sweep has several batch sizes); empty when all pass.
 
     Raises:
         LncliError: a bound names a noise/severity that was not evaluated, or
@@ -122,6 +134,22 @@ def threshold_checks(
     Raises:
         LncliError: as :func:`check_thresholds`.
     """
+    if max_drop is not None:
+        check_max_drop(max_drop)
+    parts = by_batch_size(records)
+    checks: list[Check] = []
+    for size, recs in parts:
+        one = _checks_one_size(recs, fail_under, max_drop)
+        if len(parts) > 1:  # each size is its own set of cells
+            one = [replace(c, batch_size=size, message=f"batch {size}: {c.message}") for c in one]
+        checks += one
+    return checks
+
+
+def _checks_one_size(
+    records: Sequence[EvalRecord], fail_under: Sequence[Threshold], max_drop: float | None
+) -> list[Check]:
+    """:func:`threshold_checks` on the records of one batch size."""
     cols = columns(records)
     idx = record_index(records)
     found = noises(records)
@@ -134,7 +162,6 @@ def threshold_checks(
         for col in cols:
             checks += _below(th, col, records, idx)
     if max_drop is not None:
-        check_max_drop(max_drop)
         for col in cols:
             checks += _drops(col, records, idx, max_drop)
     return checks
@@ -173,15 +200,11 @@ def _bound(
     )
 
 
-def _cell_name(r: EvalRecord) -> str:
-    return CLEAN if r.noise == CLEAN else f"{r.noise} {r.severity}"
-
-
 def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: RecordIndex) -> list[Check]:
     """The checks of one column under one bound."""
     if th.scope == "cells":
         return [
-            _bound(th, col, r.noise, str(r.severity), _cell_name(r), r, r.accuracy)
+            _bound(th, col, r.noise, str(r.severity), cell_label(r.noise, r.severity), r, r.accuracy)
             for r in records
             if (r.checkpoint, r.mode) == col.key
         ]
@@ -195,7 +218,7 @@ def _below(th: Threshold, col: Column, records: Sequence[EvalRecord], idx: Recor
                 else "no clean row (include severity 0)"
             )
             raise LncliError(f"--fail-under {th.text!r}: {missing}")
-        return [_bound(th, col, rec.noise, str(rec.severity), _cell_name(rec), rec, rec.accuracy)]
+        return [_bound(th, col, rec.noise, str(rec.severity), cell_label(rec.noise, rec.severity), rec, rec.accuracy)]
     m = noise_mean(records, col.key, th.noise if th.scope == "noise" else None)  # a noise's mean or the overall one
     if math.isnan(m):
         raise LncliError(f"--fail-under {th.text!r}: no corrupted cell to average")
@@ -227,7 +250,7 @@ def _drops(col: Column, records: Sequence[EvalRecord], idx: RecordIndex, max_dro
                 expected=f"at most {100 * max_drop:.1f} points below clean {pct(clean.accuracy)} "
                 f"[{pct(clean.ci_low)}, {pct(clean.ci_high)}]",
                 margin=max_drop - drop,
-                message=f"{col.label} {r.noise} {r.severity}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
+                message=f"{col.label} {cell_label(r.noise, r.severity)}: drop {100 * drop:.1f} points > {100 * max_drop:.1f} "
                 f"(clean {100 * clean.accuracy:.1f}%, corrupted {100 * r.accuracy:.1f}%)",
             )
         )

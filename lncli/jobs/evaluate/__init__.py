@@ -5,6 +5,7 @@
 * :mod:`.sources`: the image sources the sweep reads batches from (generated noise,
   released CIFAR-10-C files, the paper's rescale).
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
+* :mod:`.mix`: mixed streams, each image with its own noise and severity.
 * :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
 """
 
@@ -24,8 +25,18 @@ from lncli.jobs.evaluate.checkpoints import (
     natural_key,
     resolve_checkpoint_paths,
 )
-from lncli.jobs.evaluate.grid import Column, ColumnKey, check_config, column_keys, evaluate_grid, mode_notes
+from lncli.jobs.evaluate.grid import (
+    Column,
+    ColumnKey,
+    check_config,
+    check_group_sizes,
+    column_keys,
+    evaluate_grid,
+    mode_notes,
+)
+from lncli.jobs.evaluate.mix import MixedCell, draw_cells, mixed_batch, mixed_cell
 from lncli.jobs.evaluate.modes import (
+    DEFAULT_STATS,
     MODE_TABLE,
     LocalNormCopies,
     Mode,
@@ -37,6 +48,7 @@ from lncli.jobs.evaluate.modes import (
     mode_spec,
     modes_for,
     predict,
+    resolve_mode,
     scores,
 )
 from lncli.jobs.evaluate.sources import (
@@ -58,6 +70,7 @@ __all__ = [
     "DEFAULT_BN_MODES",
     "DEFAULT_GN_MODES",
     "DEFAULT_LN_MODES",
+    "DEFAULT_STATS",
     "HEADS",
     "MODES",
     "MODE_TABLE",
@@ -73,12 +86,15 @@ __all__ = [
     "LoadedCheckpoint",
     "LocalNormCopies",
     "MinMaxRescaled",
+    "MixedCell",
     "Mode",
     "ModeRunner",
     "check_config",
     "check_data_matches",
+    "check_group_sizes",
     "column_keys",
     "default_modes",
+    "draw_cells",
     "evaluate_grid",
     "has_localnorm",
     "image_range",
@@ -86,6 +102,8 @@ __all__ = [
     "load_checkpoints",
     "load_train_range",
     "make_runner",
+    "mixed_batch",
+    "mixed_cell",
     "mode_notes",
     "mode_spec",
     "modes_for",
@@ -94,5 +112,6 @@ __all__ = [
     "predict",
     "resolve_checkpoint_paths",
     "resolve_data",
+    "resolve_mode",
     "scores",
 ]

@@ -1,19 +1,25 @@
-"""The sweep: checkpoints x test-time modes x noises x severities -> one flat record per cell.
+"""The sweep: checkpoints x test-time modes x noises x severities x batch sizes -> one flat record per cell.
 
 :func:`evaluate_grid` is the compute behind ``lncli evaluate``. It returns one
-:class:`~lncli.records.EvalRecord` per checkpoint x mode x noise x severity and never
-prints or writes files; :mod:`lncli.report` renders the records. It runs as named steps:
-plan the columns (checkpoint x mode, :mod:`.modes`) and the cells (noise x severity, from
-the image source, :mod:`.sources`), order and shard the batches, take the rescale's
-ranges, run the batches, sum the counts over ranks, make the records.
+:class:`~lncli.records.EvalRecord` per batch size x checkpoint x mode x noise x severity and
+never prints or writes files; :mod:`lncli.report` renders the records. It runs as named steps:
+check the batch sizes against the group sizes, plan the cells (noise x severity, from the image
+source, :mod:`.sources`; or one mixed row, :mod:`.mix`), order the stream, plan the columns
+(checkpoint x mode, :mod:`.modes`) for each batch size, take the rescale's ranges, then for each
+batch size: shard and run the batches, sum the counts over ranks, make the records.
 
 Batch composition matters for every mode but ``running``, so it is explicit: the test
-set is shuffled once with ``order_seed`` (so batches mix classes), cut into consecutive
-batches of ``batch_size``, and the last batch is simply smaller - no image is dropped.
-Inside a ragged batch, ``local`` mode follows LocalNorm's ragged rule (the last
-``N % G`` images form one smaller group that uses the next head). Every record stores
-the batch size, group size, heads, both seeds and the device, because the accuracy
-depends on all of them.
+stream is put in one order (``EvalConfig.order``: shuffled once with ``order_seed`` so that
+batches mix classes, sorted by label for a class-correlated stream, or the dataset's order),
+cut into consecutive batches of each batch size, and the last batch is simply smaller - no
+image is dropped. Every batch size sees the same order. Inside a ragged batch, ``local`` mode
+follows LocalNorm's ragged rule (the last ``N % G`` images form one smaller group that uses
+the next head). Every record stores the order, batch size, group size, heads, both seeds and
+the device, because the accuracy depends on all of them.
+
+``tent`` adapts along the stream: its runner keeps one state per cell (its stream), each
+starting from the checkpoint's weights, and a fresh runner per batch size. It needs the whole
+stream in one process, so it refuses a sharded (torchrun) run.
 
 Efficiency: the batches are walked once, in order; each batch's clean images are read (or
 decoded) once by the image source, and each of its noise x severity versions is made once
@@ -33,33 +39,56 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 import lncli.data  # normalize is looked up at call time (tests watch the batches through it)
 from lncli import __version__
 from lncli.checkpoint import Checkpoint, build_model
 from lncli.config.common import DEFAULT_GROUP_SIZE
-from lncli.config.evaluate import HEADS, EvalConfig
+from lncli.config.evaluate import HEADS, ORDERS, EvalConfig
 from lncli.data import DataMeta
 from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
 from lncli.errors import LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
-from lncli.jobs.evaluate.modes import LocalNormCopies, ModeRunner, is_groupnorm, make_runner, mode_spec, modes_for
+from lncli.jobs.evaluate.mix import MixedCell, mixed_batch, mixed_cell
+from lncli.jobs.evaluate.modes import (
+    LocalNormCopies,
+    ModeRunner,
+    is_groupnorm,
+    is_localnorm_checkpoint,
+    make_runner,
+    mode_spec,
+    modes_for,
+    resolve_mode,
+)
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
 from lncli.jobs.evaluate.testset import EvalData
 from lncli.noise import PROFILES
 from lncli.records import CLEAN, EvalRecord, pack_hits
 from lncli.stats import wilson_interval
 
-__all__ = ["Column", "ColumnKey", "check_config", "column_keys", "evaluate_grid", "mode_notes"]
+__all__ = [
+    "Column",
+    "ColumnKey",
+    "batch_order",
+    "check_config",
+    "check_group_sizes",
+    "column_keys",
+    "evaluate_grid",
+    "mode_notes",
+]
 
 Progress = Callable[[int, int], None]
+
+Row = Cell | MixedCell
+"""One row of the sweep: a noise x severity cell (or clean), or the mixed stream."""
 
 
 @dataclass(frozen=True)
@@ -120,32 +149,63 @@ def evaluate_grid(
         progress: called as ``progress(done, total)`` in images x columns per rank.
 
     Returns:
-        Records ordered by checkpoint, mode, then cell (clean first, then noise by severity).
+        Records ordered by batch size (as given), checkpoint, mode, then row (clean first, then
+        noise by severity; or the one mixed row with ``config.mix``).
 
     Raises:
-        LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data mismatch).
+        LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data
+            mismatch, ``tent`` under torchrun).
     """
     check_config(config)
     if not models:
         raise LncliError("no checkpoint to evaluate")
     device = local_device(config.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
+        raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
+    check_group_sizes(models, config)  # every batch size, before any model or data work
     source = open_source(data, models, seed=config.seed, profile=config.profile)
     cells = source.cells(config.noises, config.severities)
     if not cells:
         raise LncliError("nothing to evaluate: no clean data and no noisy severity")
-    columns = plan_columns(models, config, device)  # before any data work, so that bad settings fail fast
-    order = batch_order(len(source), config.order_seed)
-    batches = [order[s:e] for s, e in whole_batches(len(order), config.batch_size, rank, world)]  # (B,) each
+    rows: list[Row] = [mixed_cell(cells, len(source), config.seed)] if config.mix else list(cells)
+    order = batch_order(source.labels, config.stream_order, config.order_seed)
+    built = _Built(device)  # each model built once, shared by every batch size
+    plans = [(sized, plan_columns(models, sized, device, built)) for sized in _per_batch_size(config)]
     source, rescale_range = rescale_pre_pass(source, cells, data, config)
-    counts = run_batches(source, cells, columns, batches, config, device, progress)
-    counts = _sum_over_ranks(counts, device, world)
     run = _Run(str(device), _uses_amp(config, device), world, rescale_range)
+    shards = {sized.batch_size: whole_batches(len(order), sized.batch_size, rank, world) for sized, _ in plans}
+    work = [sum(e - s for s, e in shards[sized.batch_size]) * len(rows) * len(cols) for sized, cols in plans]
+    records: list[EvalRecord] = []
+    for k, (sized, columns) in enumerate(plans):
+        batches = [order[s:e] for s, e in shards[sized.batch_size]]  # (B,) global indices each
+        counts = run_batches(source, rows, columns, batches, sized, device, _offset(progress, sum(work[:k]), sum(work)))
+        records += _records(_sum_over_ranks(counts, device, world), columns, rows, data, sized, run)
+    return records
+
+
+def _per_batch_size(config: EvalConfig) -> list[EvalConfig]:
+    """One config per batch size of the sweep (``batch_size`` set, ``batch_sizes`` left as given)."""
+    return [replace(config, batch_size=b) for b in config.all_batch_sizes]
+
+
+def _offset(progress: Progress | None, done: int, total: int) -> Progress | None:
+    """``progress`` for one batch size's run: its images x rows x columns continue from ``done`` of
+    the whole sweep's ``total``."""
+    if progress is None:
+        return None
+    return lambda d, _t: progress(done + d, total)
+
+
+def _records(
+    counts: _Counts, columns: Sequence[Column], rows: Sequence[Row], data: EvalData, config: EvalConfig, run: _Run
+) -> list[EvalRecord]:
+    """One batch size's records: by column, then row."""
     correct, hits = counts.correct, counts.hits.cpu().numpy()
     return [
-        _record(column, cell, int(correct[ci, j]), int(counts.seen[ci]), pack_hits(hits[ci, j]), data, config, run)
+        _record(column, row, int(correct[ci, j]), int(counts.seen[ci]), pack_hits(hits[ci, j]), data, config, run)
         for j, column in enumerate(columns)
-        for ci, cell in enumerate(cells)
+        for ci, row in enumerate(rows)
     ]
 
 
@@ -155,8 +215,17 @@ def check_config(config: EvalConfig) -> None:
     Raises:
         LncliError: the first bad setting.
     """
-    if config.batch_size < 1:
-        raise LncliError(f"--batch-size must be >= 1, got {config.batch_size}")
+    for size in config.all_batch_sizes:
+        if size < 1:
+            raise LncliError(f"--batch-size must be >= 1, got {size}")
+    if config.order not in ORDERS:
+        raise LncliError(f"unknown --order {config.order!r}; valid: {', '.join(ORDERS)}")
+    if not (math.isfinite(config.prior_n) and config.prior_n >= 0):
+        raise LncliError(f"--prior-n must be a finite number >= 0, got {config.prior_n}")
+    if not (math.isfinite(config.tent_lr) and config.tent_lr > 0):
+        raise LncliError(f"--tent-lr must be > 0, got {config.tent_lr}")
+    if config.tent_steps < 1:
+        raise LncliError(f"--tent-steps must be >= 1, got {config.tent_steps}")
     if config.group_size is not None and config.group_size < 1:
         raise LncliError(f"--group-size must be >= 1, got {config.group_size}")
     if config.heads not in HEADS:
@@ -223,35 +292,99 @@ def _group_size(ckpt: Checkpoint, config: EvalConfig) -> int:
     return int(ckpt.norm.group_size) if ckpt.norm.group_size else DEFAULT_GROUP_SIZE
 
 
-def plan_columns(models: Sequence[LoadedCheckpoint], config: EvalConfig, device: torch.device) -> list[Column]:
-    """Build each checkpoint's model on ``device`` once and a runner per mode.
+def check_group_sizes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> None:
+    """Refuse, in one line and before any work, a batch size that a local-statistics column cannot cut
+    into whole groups of its G (``local``, and ``tent`` on a LocalNorm checkpoint).
+
+    Raises:
+        LncliError: the batch sizes that are not multiples of some column's G.
+    """
+    for loaded in models:
+        ckpt = loaded.checkpoint
+        localnorm = is_localnorm_checkpoint(ckpt)
+        if not any(resolve_mode(m, localnorm).stats == "local" for m in _modes(loaded, config)):
+            continue
+        g = _group_size(ckpt, config)
+        bad = [b for b in config.all_batch_sizes if b % g]
+        if bad:
+            raise LncliError(
+                f"--batch-size {','.join(map(str, bad))} is not a multiple of the group size {g} "
+                f"({Path(loaded.path).name}, local mode needs whole groups of G images)"
+            )
+
+
+class _Built:
+    """Each checkpoint's model built on the device once, and the BN models' shared LocalNorm copies,
+    for every batch size's columns."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.copies = LocalNormCopies(device)  # a BN model's test-statistics modes share one LocalNorm copy
+        self._models: dict[int, nn.Module] = {}
+
+    def model(self, loaded: LoadedCheckpoint) -> nn.Module:
+        """The model of one loaded checkpoint (built on first use)."""
+        if id(loaded) not in self._models:
+            self._models[id(loaded)] = build_model(loaded.checkpoint).to(self.device)
+        return self._models[id(loaded)]
+
+
+def plan_columns(
+    models: Sequence[LoadedCheckpoint], config: EvalConfig, device: torch.device, built: _Built | None = None
+) -> list[Column]:
+    """A runner per checkpoint x mode at ``config.batch_size``.
+
+    Args:
+        models: the loaded checkpoints.
+        config: the sweep, at one batch size.
+        device: where the models run.
+        built: models already built (shared across batch sizes); ``None``: build them here.
+
+    Returns:
+        The columns, by checkpoint then mode.
 
     Raises:
         LncliError: a local-statistics mode whose G does not divide the batch size.
     """
-    copies = LocalNormCopies(device)  # a BN model's test-statistics modes share one LocalNorm copy
+    check_group_sizes(models, replace(config, batch_sizes=()))
+    built = built or _Built(device)
     columns: list[Column] = []
     for loaded in models:
         ckpt = loaded.checkpoint
-        modes, g = _modes(loaded, config), _group_size(ckpt, config)
-        if any(mode_spec(m).stats == "local" for m in modes) and config.batch_size % g != 0:
-            raise LncliError(
-                f"--batch-size {config.batch_size} is not a multiple of the group size {g} "
-                f"({Path(loaded.path).name}, local mode needs whole groups of G images)"
-            )
-        model = build_model(ckpt).to(device)
-        for mode in modes:
+        g, model = _group_size(ckpt, config), built.model(loaded)
+        for mode in _modes(loaded, config):
             runner = make_runner(
-                model, mode, heads=config.heads, group_size=g, batch_size=config.batch_size, copies=copies
+                model,
+                mode,
+                heads=config.heads,
+                group_size=g,
+                batch_size=config.batch_size,
+                copies=built.copies,
+                prior_n=config.prior_n,
+                tent_lr=config.tent_lr,
+                tent_steps=config.tent_steps,
             )
             columns.append(Column(loaded, runner, ckpt.data))
     return columns
 
 
-def batch_order(n: int, order_seed: int | None) -> Tensor:
-    """(n,) global image indices in evaluation order: a fixed shuffle so batch statistics mix classes,
-    or the dataset order for ``None``. The noise stays keyed by the global index."""
-    if order_seed is None:
+def batch_order(labels: Tensor, order: str, order_seed: int | None = None) -> Tensor:
+    """(N,) global image indices in stream order. The noise stays keyed by the global index.
+
+    Args:
+        labels: (N,) every image's label, by global index.
+        order: ``shuffled`` (a fixed shuffle with ``order_seed``, so that batch statistics mix
+            classes; no seed = the dataset order), ``sorted`` (by label, stable: within a class the
+            dataset order, a class-correlated stream) or ``dataset``.
+        order_seed: the shuffle's seed.
+
+    Returns:
+        A permutation of ``range(N)``.
+    """
+    n = int(labels.shape[0])
+    if order == "sorted":
+        return torch.sort(labels, stable=True).indices
+    if order == "dataset" or order_seed is None:
         return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
 
@@ -275,20 +408,20 @@ def rescale_pre_pass(
     return source.minmax_rescaled(cells, source.clean_range()), "test"
 
 
-_Job = tuple[int, Cell, Tensor, "Tensor | None"]  # (cell index, cell, (B,) global indices, clean images or None)
+_Job = tuple[int, Row, Tensor, "Tensor | None"]  # (row index, row, (B,) global indices, clean images or None)
 
 
-def _jobs(source: ImageSource, cells: Sequence[Cell], batches: Sequence[Tensor]) -> Iterator[_Job]:
-    """Every cell of each batch in turn, the batches in order: each batch's clean images are read once."""
+def _jobs(source: ImageSource, rows: Sequence[Row], batches: Sequence[Tensor]) -> Iterator[_Job]:
+    """Every row of each batch in turn, the batches in order: each batch's clean images are read once."""
     for indices, clean in zip(batches, source.clean_batches(batches)):
-        for ci, cell in enumerate(cells):
-            yield ci, cell, indices, clean
+        for ci, row in enumerate(rows):
+            yield ci, row, indices, clean
 
 
 def _load_batch(source: ImageSource, pin: bool, job: _Job) -> tuple[int, Tensor, Tensor, Tensor]:
-    """One batch of one cell (runs in a prefetch thread): (cell index, indices (B,), images (B, C, H, W), labels (B,))."""
-    ci, cell, indices, clean = job
-    x, y = source.batch(cell, indices, clean)
+    """One batch of one row (runs in a prefetch thread): (row index, indices (B,), images (B, C, H, W), labels (B,))."""
+    ci, row, indices, clean = job
+    x, y = mixed_batch(source, row, indices, clean) if isinstance(row, MixedCell) else source.batch(row, indices, clean)
     if pin:
         x, y = x.pin_memory(), y.pin_memory()
     return ci, indices, x, y
@@ -300,14 +433,16 @@ def _meta_key(meta: DataMeta) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def run_batches(
     source: ImageSource,
-    cells: Sequence[Cell],
+    cells: Sequence[Row],
     columns: Sequence[Column],
     batches: Sequence[Tensor],
     config: EvalConfig,
     device: torch.device,
     progress: Progress | None,
 ) -> _Counts:
-    """Feed this rank's batches (each (B,) global indices, in order) of every cell to every column.
+    """Feed this rank's batches (each (B,) global indices, in order) of every row to every column.
+
+    Each row is its own stream: a ``tent`` column adapts one state per row (``stream=`` the row index).
 
     Returns:
         Which images each column got right in each cell (zeros for other ranks' images), and the
@@ -330,7 +465,7 @@ def run_batches(
             normed = {k: lncli.data.normalize(x, meta) for k, meta in metas.items()}  # one per distinct DataMeta
             seen[ci] += y.shape[0]
             for j, column in enumerate(columns):
-                hits[ci, j, at] = column.runner.predict(normed[_meta_key(column.meta)]) == y
+                hits[ci, j, at] = column.runner.predict(normed[_meta_key(column.meta)], ci) == y
                 done += y.shape[0]
                 if progress is not None:
                     progress(done, total)
@@ -353,12 +488,14 @@ def _sum_over_ranks(counts: _Counts, device: torch.device, world: int) -> _Count
 
 
 def _record(
-    column: Column, cell: Cell, c: int, n: int, hits: str, data: EvalData, config: EvalConfig, run: _Run
+    column: Column, cell: Row, c: int, n: int, hits: str, data: EvalData, config: EvalConfig, run: _Run
 ) -> EvalRecord:
-    """The record of one column in one cell: ``c`` correct of ``n``, which images in ``hits`` (packed)."""
+    """The record of one column in one row: ``c`` correct of ``n``, which images in ``hits`` (packed)."""
     lo, hi = wilson_interval(c, n)
     ckpt = column.loaded.checkpoint
     rescaled = run.rescale_range is not None and cell.noise != CLEAN
+    order = config.stream_order
+    tent = column.runner.adapter
     return EvalRecord(
         checkpoint=column.loaded.path,
         sha256=column.loaded.sha256[:12],
@@ -378,7 +515,7 @@ def _record(
         ci_low=lo,
         ci_high=hi,
         noise_seed=config.seed,
-        order_seed=config.order_seed,
+        order_seed=config.order_seed if order == "shuffled" else None,
         device=run.device,
         amp=run.amp,
         world_size=run.world_size,
@@ -388,4 +525,9 @@ def _record(
         rescale=rescaled,
         rescale_range=run.rescale_range if rescaled else None,
         hits=hits,
+        order=order,
+        mix=config.mix,
+        prior_n=column.runner.prior_n,
+        tent_lr=None if tent is None else tent.lr,
+        tent_steps=None if tent is None else tent.steps,
     )

@@ -19,6 +19,15 @@ Test-time modes (LocalNorm, arXiv 1902.06550):
 * ``groupnorm`` - a GroupNorm model as it is: the only mode of GroupNorm checkpoints, which
   have no test-time statistics (each image is normalised by itself), and which run in it
   whatever ``--mode`` asks (:func:`modes_for`). Recorded with heads ``none`` and group size None.
+* ``prior``   - Schneider et al. 2020 ("Improving robustness against common corruptions by
+  covariate shift adaptation", NeurIPS): the running and the test batch's statistics mixed,
+  (N * running + n * batch) / (N + n) for the mean and the variance, n the batch size and N
+  ``prior_n`` (N = 0 is ``batch``, N -> infinity ``running``).
+* ``tent``    - TENT (Wang et al. 2021, ICLR), online: each batch is predicted with the model's
+  own test statistics (``batch`` for BN, ``local`` for LocalNorm), then Adam takes ``tent_steps``
+  steps on the mean entropy of that forward's softmax, over the norm layers' affine parameters
+  only (:class:`lncli.nn.Tent`). Each runner adapts its own copy of the model and keeps one
+  state per stream (the sweep's cells), each starting from the checkpoint's weights.
 
 :data:`MODE_TABLE` holds one :class:`Mode` per name of :data:`lncli.config.evaluate.MODES`;
 :func:`make_runner` turns a model and a mode into a :class:`ModeRunner`, the callable
@@ -28,6 +37,7 @@ column of the sweep. A new mode is a new table row.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,11 +46,19 @@ from torch import Tensor, nn
 
 from lncli.checkpoint import Checkpoint
 from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
-from lncli.config.evaluate import DEFAULT_BN_MODES, DEFAULT_GN_MODES, DEFAULT_LN_MODES, MODES
+from lncli.config.evaluate import (
+    DEFAULT_BN_MODES,
+    DEFAULT_GN_MODES,
+    DEFAULT_LN_MODES,
+    DEFAULT_PRIOR_N,
+    DEFAULT_TENT_LR,
+    MODES,
+)
 from lncli.errors import LncliError
-from lncli.nn import LocalNorm2d, convert_batchnorm_to_localnorm, majority_predict, set_test_mode, vote_predict
+from lncli.nn import LocalNorm2d, Tent, convert_batchnorm_to_localnorm, majority_predict, set_test_mode, vote_predict
 
 __all__ = [
+    "DEFAULT_STATS",
     "MODE_TABLE",
     "LocalNormCopies",
     "Mode",
@@ -48,10 +66,12 @@ __all__ = [
     "default_modes",
     "has_localnorm",
     "is_groupnorm",
+    "is_localnorm_checkpoint",
     "make_runner",
     "mode_spec",
     "modes_for",
     "predict",
+    "resolve_mode",
     "scores",
 ]
 
@@ -75,14 +95,21 @@ def _one_image(batch_size: int, group_size: int) -> int | None:
     return 1
 
 
+DEFAULT_STATS = "default"
+"""A :class:`Mode`'s ``stats`` when it takes the model's own test statistics: ``batch`` for a BN
+model, ``local`` for a LocalNorm one (see :func:`resolve_mode`)."""
+
+
 @dataclass(frozen=True)
 class Mode:
     """How one test-time mode runs a model."""
 
-    stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS); "none": a GroupNorm model as it is
+    stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS), DEFAULT_STATS, or "none" (GroupNorm as it is)
     # How many test images share statistics, given (batch size, G): what the records store as group_size.
-    shared: Callable[[int, int], int | None]
+    # None: as the mode named by the resolved statistics (DEFAULT_STATS).
+    shared: Callable[[int, int], int | None] | None
     voter: Voter | None = None  # run every head in turn and combine them (the recorded heads are then the mode's name)
+    adapt: bool = False  # TENT: the affine parameters adapt online along the stream
 
 
 MODE_TABLE: dict[str, Mode] = {
@@ -93,6 +120,8 @@ MODE_TABLE: dict[str, Mode] = {
     "vote": Mode("single", _one_image, vote_predict),
     "majority": Mode("single", _one_image, majority_predict),
     "groupnorm": Mode("none", _no_group),
+    "prior": Mode("prior", _whole_batch),
+    "tent": Mode(DEFAULT_STATS, None, adapt=True),
 }
 """Every mode of :data:`lncli.config.evaluate.MODES`, by name, in the same order (a test holds them equal)."""
 
@@ -107,6 +136,32 @@ def mode_spec(mode: str) -> Mode:
         return MODE_TABLE[mode]
     except KeyError:
         raise LncliError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}") from None
+
+
+def resolve_mode(mode: str, localnorm: bool) -> Mode:
+    """A mode's :class:`Mode` for one kind of model: :data:`DEFAULT_STATS` made concrete.
+
+    Args:
+        mode: one of :data:`lncli.config.evaluate.MODES`.
+        localnorm: whether the model (or checkpoint) is a LocalNorm one.
+
+    Returns:
+        The spec, its ``stats`` and ``shared`` those of ``local`` (LocalNorm) or ``batch`` (BN)
+        when the mode takes the model's own test statistics.
+
+    Raises:
+        LncliError: an unknown mode.
+    """
+    spec = mode_spec(mode)
+    if spec.stats != DEFAULT_STATS:
+        return spec
+    own = MODE_TABLE["local" if localnorm else "batch"]
+    return dataclasses.replace(spec, stats=own.stats, shared=own.shared)
+
+
+def is_localnorm_checkpoint(ckpt: Checkpoint) -> bool:
+    """Whether a checkpoint's norm kind is LocalNorm (in any accepted spelling)."""
+    return NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
 
 
 def has_localnorm(model: nn.Module) -> bool:
@@ -124,8 +179,7 @@ def default_modes(ckpt: Checkpoint) -> tuple[str, ...]:
     LocalNorm ``local``; GroupNorm ``groupnorm``."""
     if is_groupnorm(ckpt):
         return DEFAULT_GN_MODES
-    is_localnorm = NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
-    return DEFAULT_LN_MODES if is_localnorm else DEFAULT_BN_MODES
+    return DEFAULT_LN_MODES if is_localnorm_checkpoint(ckpt) else DEFAULT_BN_MODES
 
 
 def modes_for(ckpt: Checkpoint, asked: tuple[str, ...] | None, name: str = "the checkpoint") -> tuple[str, ...]:
@@ -185,19 +239,24 @@ class ModeRunner:
     # (stats, heads, G) set on the LocalNorm layers before each call: a module may serve several columns.
     # None: a plain BatchNorm model in running mode, called as it is.
     settings: tuple[str, str, int] | None
+    prior_n: float | None = None  # prior mode's N (set with the settings; recorded), None in other modes
+    adapter: Tent | None = None  # tent mode: adapts (a private copy of) the model along each stream
 
-    def scores(self, x: Tensor) -> Tensor:
+    def scores(self, x: Tensor, stream: int = 0) -> Tensor:
         """Class scores (N, K) for a normalised batch x (N, C, H, W): logits, vote probabilities or
-        majority vote counts."""
+        majority vote counts. ``stream`` names the sequence the batch belongs to (the sweep's cell):
+        only ``tent`` keeps state along a stream, one per stream."""
         if self.settings is not None:
             stats, heads, group_size = self.settings
-            set_test_mode(self.model, stats=stats, heads=heads, group_size=group_size)
+            set_test_mode(self.model, stats=stats, heads=heads, group_size=group_size, prior_n=self.prior_n)
+        if self.adapter is not None:
+            return self.adapter(x, stream)
         voter = MODE_TABLE[self.mode].voter
         return self.model(x) if voter is None else voter(self.model, x)
 
-    def predict(self, x: Tensor) -> Tensor:
-        """Class predictions (N,) for a normalised batch x (N, C, H, W)."""
-        return self.scores(x).argmax(dim=1)
+    def predict(self, x: Tensor, stream: int = 0) -> Tensor:
+        """Class predictions (N,) for a normalised batch x (N, C, H, W) of ``stream`` (see :meth:`scores`)."""
+        return self.scores(x, stream).argmax(dim=1)
 
 
 def make_runner(
@@ -208,8 +267,12 @@ def make_runner(
     group_size: int,
     batch_size: int,
     copies: LocalNormCopies | None = None,
+    prior_n: float = DEFAULT_PRIOR_N,
+    tent_lr: float = DEFAULT_TENT_LR,
+    tent_steps: int = 1,
 ) -> ModeRunner:
-    """Prepare ``model`` to run in ``mode`` (the model is put in eval mode; its weights are never changed).
+    """Prepare ``model`` to run in ``mode`` (the model is put in eval mode; its weights are never
+    changed: ``tent`` adapts a copy of its own).
 
     Args:
         model: a BN, LocalNorm or (mode ``groupnorm`` only) GroupNorm classifier.
@@ -219,23 +282,39 @@ def make_runner(
         batch_size: the test batch size (recorded as the ``batch`` mode's group).
         copies: where BN models' LocalNorm copies are kept, so that a model's modes share one
             (``None``: a fresh copy for this runner).
+        prior_n: N of ``prior`` mode (ignored by the others).
+        tent_lr: Adam's learning rate in ``tent`` mode (ignored by the others).
+        tent_steps: Adam steps per batch in ``tent`` mode (ignored by the others).
 
     Returns:
         The runner.
 
     Raises:
-        LncliError: an unknown mode, ``groupnorm`` for a BN/LocalNorm model, or another mode for a GroupNorm one.
+        LncliError: an unknown mode, ``groupnorm`` for a BN/LocalNorm model, another mode for a
+            GroupNorm one, or a ``tent`` model without affine norm parameters.
     """
-    spec = mode_spec(mode)
+    localnorm = has_localnorm(model)
+    spec = resolve_mode(mode, localnorm)
     model.eval()
     recorded_heads = mode if spec.voter is not None else heads
+    assert spec.shared is not None  # resolved
     shared = spec.shared(batch_size, group_size)
     if spec.stats == "none" or _groupnorm_only(model):
         return _groupnorm_runner(model, mode, shared)
-    if spec.stats == "running" and not has_localnorm(model):
+    settings = (spec.stats, heads, group_size)
+    if spec.stats == "running" and not localnorm:
         return ModeRunner(mode, recorded_heads, shared, model, None)
-    net = model if has_localnorm(model) else (copies or LocalNormCopies()).get(model, group_size)
-    return ModeRunner(mode, recorded_heads, shared, net, (spec.stats, heads, group_size))
+    if spec.adapt:
+        # A copy of its own: TENT changes the affine values, which the model's other columns must not see.
+        net = copy.deepcopy(model) if localnorm else LocalNormCopies().get(model, group_size)
+        set_test_mode(net, stats=spec.stats, heads=heads, group_size=group_size)
+        try:
+            tent = Tent(net, tent_lr, tent_steps)
+        except ValueError as exc:
+            raise LncliError(f"mode tent: {exc}") from None
+        return ModeRunner(mode, recorded_heads, shared, net, settings, adapter=tent)
+    net = model if localnorm else (copies or LocalNormCopies()).get(model, group_size)
+    return ModeRunner(mode, recorded_heads, shared, net, settings, prior_n=prior_n if spec.stats == "prior" else None)
 
 
 def _groupnorm_only(model: nn.Module) -> bool:
@@ -260,7 +339,13 @@ def _groupnorm_runner(model: nn.Module, mode: str, shared: int | None) -> ModeRu
 
 
 def scores(
-    model: nn.Module, x: Tensor, mode: str, *, heads: str = "position", group_size: int = DEFAULT_GROUP_SIZE
+    model: nn.Module,
+    x: Tensor,
+    mode: str,
+    *,
+    heads: str = "position",
+    group_size: int = DEFAULT_GROUP_SIZE,
+    prior_n: float = DEFAULT_PRIOR_N,
 ) -> Tensor:
     """Class scores of one normalised batch under a test-time mode (no grad, eval mode).
 
@@ -273,18 +358,26 @@ def scores(
         mode: one of :data:`lncli.config.evaluate.MODES`.
         heads: ``position`` or ``mean``.
         group_size: G for ``local`` (and the head positions).
+        prior_n: N of ``prior`` mode.
 
     Returns:
         (N, K) logits (``vote``: softmax probabilities averaged over heads; ``majority``: the
-        number of heads voting for each class, whose argmax breaks ties towards the lowest class).
+        number of heads voting for each class, whose argmax breaks ties towards the lowest class;
+        ``tent``: the logits of its first batch, before any adaptation).
     """
-    runner = make_runner(model, mode, heads=heads, group_size=group_size, batch_size=x.shape[0])
+    runner = make_runner(model, mode, heads=heads, group_size=group_size, batch_size=x.shape[0], prior_n=prior_n)
     with torch.inference_mode():
         return runner.scores(x)
 
 
 def predict(
-    model: nn.Module, x: Tensor, mode: str, *, heads: str = "position", group_size: int = DEFAULT_GROUP_SIZE
+    model: nn.Module,
+    x: Tensor,
+    mode: str,
+    *,
+    heads: str = "position",
+    group_size: int = DEFAULT_GROUP_SIZE,
+    prior_n: float = DEFAULT_PRIOR_N,
 ) -> Tensor:
     """(N,) int64 predictions of :func:`scores` (same arguments)."""
-    return scores(model, x, mode, heads=heads, group_size=group_size).argmax(dim=1)
+    return scores(model, x, mode, heads=heads, group_size=group_size, prior_n=prior_n).argmax(dim=1)
