@@ -197,12 +197,19 @@ def compare_records(
     check_regression_settings(max_regression, significance)
     pairs = match_columns(records, _shas(records), baseline)
     labels = {c.key: c.label for c in columns(records)}
-    base_idx = {((b.checkpoint, b.mode), b.noise, b.severity, b.batch_size): b for b in baseline}
+    # Cells pair per batch size when a run has several; with one size each, a different size is a
+    # setting that differs (reported below), not a missing cell.
+    per_size = len({r.batch_size for r in records}) > 1 or len({b.batch_size for b in baseline}) > 1
+
+    def size(rec: EvalRecord) -> int | None:
+        return rec.batch_size if per_size else None
+
+    base_idx = {((b.checkpoint, b.mode), b.noise, b.severity, size(b)): b for b in baseline}
     used: set[int] = set()
     out = []
     for r in records:
         key = (r.checkpoint, r.mode)
-        b = base_idx.get((pairs[key].key, r.noise, r.severity, r.batch_size))
+        b = base_idx.get((pairs[key].key, r.noise, r.severity, size(r)))
         if b is None:
             raise LncliError(f"--compare: {labels[key]} {_cell(r)} is not in the baseline; compare the same cells")
         diffs = _differences(r, b)

@@ -99,7 +99,7 @@ def test_flags_win_over_the_file_and_the_json_says_which_came_from_where(
     [
         ("nosie: gaussian\n", "unknown config key 'nosie' in c.yaml (did you mean 'noise'?)"),
         ("fail-under: 0.5\n", "did you mean 'fail_under'?"),
-        ("batch_size: many\n", "config key 'batch_size' in c.yaml: "),
+        ("batch_size: many\n", "expected integers, e.g. 128 or 1,16,128 (config key 'batch_size' in c.yaml)"),
         ("download: maybe\n", "config key 'download' in c.yaml: 'maybe' is not valid; expected true or false"),
         ("limit: {a: 1}\n", "config key 'limit' in c.yaml"),
         ("profile: nope\n", "config key 'profile' in c.yaml"),

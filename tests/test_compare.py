@@ -265,3 +265,16 @@ def test_a_list_read_back_from_json_equals_the_tuple_it_was_written_from() -> No
 
     assert _same((1, 2), [1, 2]) and _same([0.1 + 0.2], (0.3,)) and not _same((1, 2), [1, 3])
     assert not _same((1,), [1, 1]) and _same(None, None) and not _same(None, 0)
+
+
+def test_several_batch_sizes_pair_cell_by_cell_per_size() -> None:
+    # Each batch size is its own cell: a fall at batch 1 only is found at batch 1 only.
+    rng = np.random.default_rng(0)
+    base16, base1 = rng.random(N) < 0.8, rng.random(N) < 0.8
+    baseline = [rec(base1, batch_size=1), rec(base16, batch_size=16)]
+    now = [rec(flip(base1, 80, 0, 1), batch_size=1), rec(base16, batch_size=16)]
+    out = compare_records(now, baseline, max_regression=0.02, significance=0.05)
+    assert [(c.batch_size, c.regressed) for c in out] == [(1, True), (16, False)]
+    assert out[0].lost == 80 and out[1].lost == 0
+    with pytest.raises(LncliError, match="not in the baseline"):
+        compare_records([*now, rec(base16, batch_size=128)], baseline, max_regression=0.02, significance=0.05)

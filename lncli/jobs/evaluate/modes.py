@@ -119,9 +119,9 @@ MODE_TABLE: dict[str, Mode] = {
     "single": Mode("single", _one_image),
     "vote": Mode("single", _one_image, vote_predict),
     "majority": Mode("single", _one_image, majority_predict),
-    "groupnorm": Mode("none", _no_group),
     "prior": Mode("prior", _whole_batch),
     "tent": Mode(DEFAULT_STATS, None, adapt=True),
+    "groupnorm": Mode("none", _no_group),
 }
 """Every mode of :data:`lncli.config.evaluate.MODES`, by name, in the same order (a test holds them equal)."""
 
