@@ -59,6 +59,12 @@ class EvalRecord:
             could be loaded) or ``None`` (no rescale).
         hits: which images were predicted right, in global index order (:func:`pack_hits`);
             ``None`` when unknown. In the JSON, not in the CSV (it is one value per image).
+        image_size, resize, interpolation, mean, std, channels: the preprocessing the column's
+            model read its images with (:mod:`lncli.data.preprocess`): the centre crop
+            (``"HxW"``), the short side resized to before it, the resize's interpolation, the
+            per-channel mean and std of [0, 1] pixels (comma lists of exact floats) and the
+            channel count; ``None`` when unknown (older records).
+        skipped: image files left out as unreadable (``--skip-unreadable``); 0 otherwise.
     """
 
     checkpoint: str
@@ -89,6 +95,13 @@ class EvalRecord:
     rescale: bool = False
     rescale_range: str | None = None
     hits: str | None = field(default=None, repr=False)
+    image_size: str | None = None
+    resize: int | None = None
+    interpolation: str | None = None
+    mean: str | None = None
+    std: str | None = None
+    channels: int | None = None
+    skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (a JSON record; the CSV row is its :data:`RECORD_FIELDS`)."""

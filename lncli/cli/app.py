@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from lncli import __version__
 from lncli.config.common import DEVICES, GROUPINGS, NORM_KINDS, PROFILE_NAMES
-from lncli.config.evaluate import HEADS
+from lncli.config.evaluate import HEADS, INTERPOLATIONS
 from lncli.errors import LncliError
 
 err_console = Console(stderr=True)
@@ -125,6 +125,7 @@ if TYPE_CHECKING:
     DeviceChoice = _Choice
     NormChoice = _Choice
     GroupingChoice = _Choice
+    InterpolationChoice = _Choice
 else:
     ProfileChoice = _choices(
         "ProfileChoice",
@@ -135,6 +136,7 @@ else:
     DeviceChoice = _choices("DeviceChoice", DEVICES, "Where the models run.")
     NormChoice = _choices("NormChoice", NORM_KINDS, "Norm layer to convert to.")
     GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
+    InterpolationChoice = _choices("InterpolationChoice", INTERPOLATIONS, "How images are resized.")
 
 
 def severity_text(severities: Sequence[int]) -> str:

@@ -130,7 +130,10 @@ def evaluate_grid(
         raise LncliError("no checkpoint to evaluate")
     device = local_device(config.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-    source = open_source(data, models, seed=config.seed, profile=config.profile)
+    models = data.prepared(models)  # each model's resolved preprocessing (testset.resolve_data)
+    source = open_source(
+        data, seed=config.seed, profile=config.profile, workers=config.workers, pin=device.type == "cuda"
+    )
     cells = source.cells(config.noises, config.severities)
     if not cells:
         raise LncliError("nothing to evaluate: no clean data and no noisy severity")
@@ -366,4 +369,5 @@ def _record(
         rescale=rescaled,
         rescale_range=run.rescale_range if rescaled else None,
         hits=hits,
+        **data.record_fields(column.meta),
     )
