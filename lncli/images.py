@@ -191,7 +191,9 @@ def resize_crop(img: Img, image_size: tuple[int, int], resize: int, interpolatio
     """torchvision's ``Resize(resize)`` then ``CenterCrop(image_size)``, antialiased, on Pillow or tensors.
 
     The short side becomes ``resize`` (the long side ``int(resize * long / short)``, torchvision's
-    rule); an image already that size is not resampled.
+    rule); an image already that size is not resampled. On tensors, ``nearest`` picks Pillow's
+    pixels and ``bilinear`` is within one grey level of Pillow's; ``bicubic`` differs by a few
+    (torch's cubic kernel is not Pillow's): tests/test_data_preprocess.py measures both.
 
     Args:
         img: a Pillow image, or a uint8 tensor (..., C, H, W).
@@ -207,7 +209,10 @@ def resize_crop(img: Img, image_size: tuple[int, int], resize: int, interpolatio
 
     w, h = _width_height(img)
     if min(w, h) != resize:
-        img = TF.resize(img, [resize], interpolation=InterpolationMode(interpolation), antialias=True)
+        mode = InterpolationMode(interpolation)
+        if mode == InterpolationMode.NEAREST and isinstance(img, Tensor):
+            mode = InterpolationMode.NEAREST_EXACT  # Pillow's nearest (pixel centres); torch's plain one floors
+        img = TF.resize(img, [resize], interpolation=mode, antialias=True)
         w, h = _width_height(img)
     if (h, w) != tuple(image_size):
         img = TF.center_crop(img, list(image_size))

@@ -188,3 +188,39 @@ def test_unset_options_take_the_config_defaults(ckpts: dict[str, Path], tmp_path
     config = json.loads(out.read_text())["config"]
     defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(EvalConfig(device="cpu")).items()}
     assert {k: config[k] for k in defaults} == defaults
+
+
+def test_image_folder_flags_are_used_and_recorded(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """A folder of mixed sizes and modes, read with every preprocessing flag: the CSV and JSON say what was used."""
+    import numpy as np
+    from PIL import Image
+
+    from lncli.data import DATASETS
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(DATASETS["synthetic"].classes):
+        (tmp_path / "f" / f"{k}-{cls}").mkdir(parents=True)
+        for j, (h, w) in enumerate(((20, 31), (40, 40), (33, 27))):  # mixed sizes: the resize handles them
+            shape = (h, w) if j == 1 else (h, w, 3)  # and a grayscale file among RGB ones
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
+                tmp_path / "f" / f"{k}-{cls}" / f"{j}.png"
+            )
+    (tmp_path / "f" / "0-stripes-0" / "notes.txt").write_text("not an image: ignored")
+    out = tmp_path / "o"
+    flags = ["--image-size", "24", "--resize", "28", "--mean", "none", "--interpolation", "bicubic", "--workers", "2"]
+    res = invoke(
+        ckpts["bn"], "--data", f"imagefolder:{tmp_path / 'f'}", "--limit", "20", *flags, "--batch-size", "8",
+        "--noise", "gaussian", "--severity", "0,3", "--device", "cpu", "--csv", out / "r.csv", "--json", out / "r.json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    with (out / "r.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["n"], r["image_size"], r["resize"], r["interpolation"], r["mean"], r["std"], r["channels"], r["skipped"])
+            for r in rows} == {("20", "24x24", "28", "bicubic", "0.0,0.0,0.0", "1.0,1.0,1.0", "3", "0")}  # fmt: skip
+    doc = json.loads((out / "r.json").read_text())
+    assert (doc["config"]["image_size"], doc["config"]["mean"], doc["config"]["interpolation"]) == (
+        24,
+        "none",
+        "bicubic",
+    )
+    assert {r["data"] for r in doc["records"]} == {"imagefolder"}

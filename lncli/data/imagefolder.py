@@ -154,8 +154,9 @@ def stratified_subset(targets: Sequence[int], limit: int | None) -> list[int]:
     """The positions ``--limit`` keeps: proportional to each class's size, at least one per class.
 
     Each class k of n_k files gets ``floor(limit * n_k / N)`` of its first files (at least 1
-    while ``limit`` allows), and what is left goes, one each, to the classes with the largest
-    remainders (ties: lower class first). Deterministic, and every class is kept when
+    while ``limit`` allows, taken back from the largest classes), and what is left goes, one
+    each, to the classes furthest below their share (ties: lower class first). So no class gets
+    more than its share rounded up (or 1), deterministic, and every class is kept when
     ``limit`` >= the number of classes.
 
     Args:
@@ -181,7 +182,8 @@ def stratified_subset(targets: Sequence[int], limit: int | None) -> list[int]:
     while quota.sum() > limit:  # the floor of one per class may overshoot: take from the largest
         quota[int(np.argmax(quota))] -= 1
     leftover = limit - int(quota.sum())
-    order = sorted(range(len(present)), key=lambda i: (-(share[i] - np.floor(share[i])), i))
+    # What is left goes to the classes furthest below their share (a class lifted to one is above it).
+    order = sorted(range(len(present)), key=lambda i: (-(share[i] - quota[i]), i))
     for i in order[:leftover]:
         quota[i] += 1
     taken = dict(zip(present.tolist(), quota.tolist()))

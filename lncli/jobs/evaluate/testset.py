@@ -355,20 +355,21 @@ def _release_data(
 def _release_clean(
     release: NpyRelease, checkpoints: Sequence[LoadedCheckpoint], n: int, data_dir: Path | None, download: bool
 ) -> ImageSet | None:
-    """The clean test set of an array release: the models' dataset (else CIFAR-10 for CIFAR-10-C), when installed.
+    """The clean test set of an array release, for its clean row, or None.
 
-    Raises:
-        DataError: it is installed but its labels or image shape differ from the release's.
+    The releases carry no clean split. The models' dataset (else CIFAR-10 for CIFAR-10-C) gives
+    it when it is installed and its first ``n`` test images are the release's: the same labels
+    in order and the same image shape. Anything else is other data (no clean row).
     """
     names = {named_dataset(ck.checkpoint.data.name) for ck in checkpoints} - {None}
     name = names.pop() if len(names) == 1 else ("cifar10" if release.kind == "CIFAR-10-C" else None)
     if name is None:
         return None
-    try:  # the releases carry no clean split; use the dataset's test set when we have it
+    try:
         clean = load_dataset(name, "test", data_dir=data_dir, download=download, limit=n)
+        check_clean_order(release, clean, n)
     except DataError:
         return None
-    check_clean_order(release, clean, n)
     return clean
 
 
