@@ -36,7 +36,7 @@ from lncli.data import DataMeta, ImageSet
 from lncli.data.preprocess import to_input
 from lncli.data.releases import ImageNetCListing, open_npy_release
 from lncli.errors import DataError, LncliError
-from lncli.jobs.evaluate.loaders import CleanImages, ImageFiles, InMemoryImages, KeyedFiles
+from lncli.jobs.evaluate.loaders import CleanImages, ImageFiles, InMemoryImages, KeyedFiles, return_freed_buffers
 from lncli.jobs.evaluate.testset import RANGE_CHUNK, EvalData, check_clean_order, image_range
 from lncli.noise import apply_minmax, canonical_noise, corrupt, noise_param
 from lncli.records import CLEAN
@@ -381,6 +381,9 @@ def open_source(data: EvalData, *, seed: int, profile: str, workers: int = 0, pi
         workers: DataLoader worker processes that decode image files (0: in this process).
         pin: pin the decoded batches (CUDA).
 
+    Image files also set glibc's mmap threshold for the process
+    (:func:`~lncli.jobs.evaluate.loaders.return_freed_buffers`).
+
     Returns:
         The source.
 
@@ -392,6 +395,8 @@ def open_source(data: EvalData, *, seed: int, profile: str, workers: int = 0, pi
         return Cifar10CFiles(data.cifar10c_dir, data.clean, data.limit, meta)
     if (data.imagenetc is not None or data.folder is not None) and meta is None:
         raise LncliError(f"{data.name}: image files are read at the models' size; build the data with resolve_data")
+    if data.imagenetc is not None or data.folder is not None:
+        return_freed_buffers()  # a long stream's peak memory stays flat (see there)
     if data.imagenetc is not None and meta is not None:
         return ImageNetCFiles(data.imagenetc, meta, workers, pin)
     if data.folder is not None and meta is not None:
