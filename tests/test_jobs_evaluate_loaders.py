@@ -63,3 +63,13 @@ def test_in_memory_keeps_the_fast_path() -> None:
     assert InMemoryImages.of(x, META).meta is None  # stored as read: plain indexing
     resized = InMemoryImages.of(x, DataMeta("m", 2, 1, (4, 4), (0.5,), (0.5,)))
     assert resized.meta is not None and resized.read(torch.tensor([0, 2])).shape == (2, 1, 4, 4)
+
+
+def test_return_freed_buffers_applies_under_glibc() -> None:
+    import platform
+
+    from lncli.jobs.evaluate.loaders import return_freed_buffers
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt's mmap threshold is glibc's")
+    assert return_freed_buffers() and return_freed_buffers()  # idempotent

@@ -143,12 +143,26 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _loader(dataset: _Files, keys: list[list[tuple[int, int]]], workers: int, pin: bool) -> Iterator[Any]:
-    """A DataLoader over exactly ``keys`` (one list per batch), in order."""
+class _Keys:
+    """The DataLoader's batch sampler: the (cell, index) keys of each (cell, batch) job, made lazily
+    (an ImageNet-C sweep has batches x cells jobs: no need to hold every key at once)."""
+
+    def __init__(self, jobs: Sequence[tuple[int, Tensor]]):
+        self.jobs = jobs
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return ([(cell, int(i)) for i in idx] for cell, idx in self.jobs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+def _loader(dataset: _Files, jobs: Sequence[tuple[int, Tensor]], workers: int, pin: bool) -> Iterator[Any]:
+    """A DataLoader over exactly ``jobs`` ((cell, indices (B,)), one batch each), in order."""
     return iter(
         DataLoader(
             dataset,
-            batch_sampler=keys,
+            batch_sampler=_Keys(jobs),
             num_workers=workers,
             collate_fn=_collate,
             pin_memory=pin,
@@ -181,8 +195,8 @@ class ImageFiles:
 
     def stream(self, batches: Sequence[Tensor]) -> Iterator[Tensor]:
         """Each batch decoded by the workers, in order: uint8 (B, C, H, W)."""
-        keys = [[(0, int(i)) for i in idx] for idx in batches]
-        for _, _, batch in _loader(_Files([self.files], self.meta), keys, self.workers, self.pin):
+        jobs = [(0, idx) for idx in batches]
+        for _, _, batch in _loader(_Files([self.files], self.meta), jobs, self.workers, self.pin):
             yield _checked(batch)
 
 
@@ -206,9 +220,8 @@ class KeyedFiles:
 
     def start(self, jobs: Sequence[tuple[int, Tensor]]) -> None:
         """Begin decoding ``(cell, indices (B,))`` jobs, in this order."""
-        keys = [[(cell, int(i)) for i in idx] for cell, idx in jobs]
         with self._lock:
-            self._it = _loader(self.dataset, keys, self.workers, self.pin)
+            self._it = _loader(self.dataset, jobs, self.workers, self.pin)
             self._pending = {(cell, tuple(int(i) for i in idx)) for cell, idx in jobs}
             self._ready = {}
 
