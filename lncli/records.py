@@ -77,6 +77,12 @@ class EvalRecord:
         mix: whether the row is a mixed stream (noise and severity ``mixed``).
         prior_n: ``prior`` mode's N (the training statistics' weight in images); ``None`` in other modes.
         tent_lr, tent_steps: ``tent`` mode's Adam learning rate and steps per batch; ``None`` in other modes.
+        image_size, resize, interpolation, mean, std, channels: the preprocessing the column's
+            model read its images with (:mod:`lncli.data.preprocess`): the centre crop
+            (``"HxW"``), the short side resized to before it, the resize's interpolation, the
+            per-channel mean and std of [0, 1] pixels (comma lists of exact floats) and the
+            channel count; ``None`` when unknown (older records).
+        skipped: image files left out as unreadable (``--skip-unreadable``); 0 otherwise.
     """
 
     checkpoint: str
@@ -112,6 +118,13 @@ class EvalRecord:
     prior_n: float | None = None
     tent_lr: float | None = None
     tent_steps: int | None = None
+    image_size: str | None = None
+    resize: int | None = None
+    interpolation: str | None = None
+    mean: str | None = None
+    std: str | None = None
+    channels: int | None = None
+    skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (a JSON record; the CSV row is its :data:`RECORD_FIELDS`)."""

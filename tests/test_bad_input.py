@@ -192,6 +192,24 @@ ROWS = [
     Row("evaluate/significance-0", ev("--compare", "base.json", "--significance", "0"), "--significance"),
     Row("evaluate/significance-1", ev("--compare", "base.json", "--significance", "1"), "--significance"),
     Row("evaluate/max-regression-alone", ev("--max-regression", "0.1"), "needs --compare"),
+    # --- evaluate: image folders, releases and preprocessing (issue 13) ---
+    Row("evaluate/imagefolder-non-image-files", ev("--data", "imagefolder:txts"), "hold no image files"),
+    Row("evaluate/imagefolder-one-class", ev("--data", "imagefolder:one"), "classes 1 in the data, 10 in the model"),
+    Row("evaluate/imagefolder-flat", ev("--data", "imagefolder:imgs"), "has no class folders"),
+    Row("evaluate/cifar10c-no-labels", ev("--data", "cifar10c:nolabels"), "has no labels.npy"),
+    Row("evaluate/cifar10c-float-images", ev("--data", "cifar10c:floats"), "expected uint8"),
+    Row("evaluate/cifar10c-float-labels", ev("--data", "cifar10c:floatlabels"), "expected integer labels"),
+    Row("evaluate/cifar10c-wrong-shape", ev("--data", "cifar10c:shape"), "C 1 or 3"),
+    Row("evaluate/cifar10c-bare", ev("--data", "cifar10c:"), "cifar10c needs a folder"),
+    Row("evaluate/imagenetc-empty", ev("--data", "imagenetc:folder"), "no <corruption>/<severity>/ folders"),
+    Row("evaluate/mean-garbage", ev("--mean", "0.1,0.2"), "--mean '0.1,0.2' is not 1 or 3"),
+    Row("evaluate/std-zero", ev("--std", "0"), "--std must be > 0"),
+    Row("evaluate/channels-2", ev("--channels", "2"), "--channels must be 1 or 3"),
+    Row("evaluate/channels-not-the-models", ev("--channels", "3"), "takes 1-channel images"),
+    Row("evaluate/image-size-0", ev("--image-size", "0"), "--image-size must be >= 1"),
+    Row("evaluate/resize-below-crop", ev("--resize", "20"), "resize 20 is smaller than the 28x28 crop"),
+    Row("evaluate/interpolation-unknown", ev("--interpolation", "lanczos"), "'lanczos' is not one of"),
+    Row("evaluate/skip-unreadable-on-arrays", ev("--skip-unreadable"), "--skip-unreadable applies to imagefolder"),
     # --- convert ---
     Row("convert/in-missing", cv(src="missing.pt"), "does not exist"),
     Row("convert/in-folder", cv(src="folder"), "folder"),
@@ -347,6 +365,20 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _idx_damaged(tmp_path / "fm")
     (tmp_path / "tree" / "cls").mkdir(parents=True)  # an image folder dataset with one damaged image
     (tmp_path / "tree" / "cls" / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "txts" / "cls").mkdir(parents=True)  # class folders without images
+    (tmp_path / "txts" / "cls" / "readme.txt").write_text("no image here")
+    (tmp_path / "one" / "cls").mkdir(parents=True)  # a good folder of one class, for a 10-class model
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "one" / "cls" / "a.png")
+    for name, labels, images in (
+        ("nolabels", None, np.zeros((10, 8, 8, 1), np.uint8)),
+        ("floats", np.zeros(10, np.int64), np.zeros((10, 8, 8, 1), np.float32)),
+        ("floatlabels", np.zeros(10, np.float64), np.zeros((10, 8, 8, 1), np.uint8)),
+        ("shape", np.zeros(10, np.int64), np.zeros((10, 8, 8, 2), np.uint8)),
+    ):  # CIFAR-10-C-style releases with one thing wrong each
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "gaussian_noise.npy", images)
+        if labels is not None:
+            np.save(tmp_path / name / "labels.npy", labels)
     (tmp_path / "c10c").mkdir()  # CIFAR-10-C folder with damaged arrays
     for name in ("labels.npy", "gaussian_noise.npy"):
         (tmp_path / "c10c" / name).write_bytes(b"\x93NUMPY garbage")

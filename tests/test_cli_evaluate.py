@@ -108,6 +108,9 @@ def test_threshold_failure_exit_1_names_cells(ckpts: dict[str, Path], tmp_path: 
         (["--severity", "6"], "severity"),
         (["--severity", "x"], "--severity"),
         (["--data", "synthetic-gray"], "does not match"),
+        (["--channels", "1"], "takes 3-channel images"),
+        (["--channels", "2"], "--channels must be 1 or 3"),
+        (["--mean", "0.1,0.2"], "--mean"),
         (["--data", "nope"], "unknown dataset"),
         (["--fail-under", "gaussian:x=1"], "--fail-under"),
         (["--fail-under", "shot:1=0.5"], "not evaluated"),
@@ -272,3 +275,39 @@ def test_order_seed_minus_one_is_the_dataset_order(ckpts: dict[str, Path], tmp_p
     assert invoke(ckpts["bn"], *FAST, "--order-seed", "-1", "--csv", a).exit_code == 0
     assert invoke(ckpts["bn"], *FAST, "--order", "dataset", "--csv", b).exit_code == 0
     assert a.read_text() == b.read_text() and ",dataset," in a.read_text()
+
+
+def test_image_folder_flags_are_used_and_recorded(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """A folder of mixed sizes and modes, read with every preprocessing flag: the CSV and JSON say what was used."""
+    import numpy as np
+    from PIL import Image
+
+    from lncli.data import DATASETS
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(DATASETS["synthetic"].classes):
+        (tmp_path / "f" / f"{k}-{cls}").mkdir(parents=True)
+        for j, (h, w) in enumerate(((20, 31), (40, 40), (33, 27))):  # mixed sizes: the resize handles them
+            shape = (h, w) if j == 1 else (h, w, 3)  # and a grayscale file among RGB ones
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
+                tmp_path / "f" / f"{k}-{cls}" / f"{j}.png"
+            )
+    (tmp_path / "f" / "0-stripes-0" / "notes.txt").write_text("not an image: ignored")
+    out = tmp_path / "o"
+    flags = ["--image-size", "24", "--resize", "28", "--mean", "none", "--interpolation", "bicubic", "--workers", "2"]
+    res = invoke(
+        ckpts["bn"], "--data", f"imagefolder:{tmp_path / 'f'}", "--limit", "20", *flags, "--batch-size", "8",
+        "--noise", "gaussian", "--severity", "0,3", "--device", "cpu", "--csv", out / "r.csv", "--json", out / "r.json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    with (out / "r.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["n"], r["image_size"], r["resize"], r["interpolation"], r["mean"], r["std"], r["channels"], r["skipped"])
+            for r in rows} == {("20", "24x24", "28", "bicubic", "0.0,0.0,0.0", "1.0,1.0,1.0", "3", "0")}  # fmt: skip
+    doc = json.loads((out / "r.json").read_text())
+    assert (doc["config"]["image_size"], doc["config"]["mean"], doc["config"]["interpolation"]) == (
+        24,
+        "none",
+        "bicubic",
+    )
+    assert {r["data"] for r in doc["records"]} == {"imagefolder"}

@@ -152,3 +152,49 @@ def test_write_image_refuses_a_non_image_format(tmp_path: Path):
 def test_imageio_shim_reexports_the_image_functions():
     assert imageio.read_image is images.read_image and imageio.write_image is images.write_image
     assert imageio.find_images is images.find_images and imageio.IMAGE_SUFFIXES is images.IMAGE_SUFFIXES
+
+
+# --------------------------------------------------------------------------- reading for a model (DataLoader workers)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "I;16", "P"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decode_image_is_read_image_then_channels(tmp_path: Path, mode: str, channels: int) -> None:
+    """At the file's own size, decode_image = read_image's mode rules, then convert_channels (Pillow's luma)."""
+    from lncli.images import convert_channels, decode_image
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)
+    img = Image.fromarray(rgba, "RGBA")
+    img = {
+        "RGB": img.convert("RGB"),
+        "L": img.convert("L"),
+        "RGBA": img,
+        "I;16": Image.fromarray(rng.integers(0, 65536, (9, 13), dtype=np.uint16)),
+        "P": img.convert("RGB").convert("P"),
+    }[mode]
+    path = tmp_path / "x.png"
+    img.save(path)
+    got = decode_image(path, channels=channels, image_size=(9, 13), resize=9, interpolation="bilinear")
+    assert torch.equal(got, convert_channels(read_image(path)[None], channels)[0])
+
+
+def test_decode_image_resizes_the_short_side_and_crops_the_centre(tmp_path: Path) -> None:
+    from lncli.images import decode_image
+
+    arr = np.random.default_rng(1).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    got = decode_image(tmp_path / "x.png", channels=3, image_size=(16, 16), resize=20, interpolation="bicubic")
+    # torchvision's Resize(20): 30x50 -> 20x33; CenterCrop(16): rows 2..18, columns round((33 - 16) / 2) = 8..24.
+    ref = np.asarray(Image.fromarray(arr).resize((33, 20), Image.Resampling.BICUBIC))[2:18, 8:24]
+    assert torch.equal(got, torch.from_numpy(ref.copy()).permute(2, 0, 1))
+
+
+def test_check_image_header_is_one_line_or_none(tmp_path: Path, rgb_array) -> None:
+    from lncli.images import check_image_header
+
+    Image.fromarray(rgb_array(0)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(10))
+    assert check_image_header(tmp_path / "ok.png") is None
+    reason = check_image_header(tmp_path / "bad.png")
+    assert reason is not None and reason.startswith(f"cannot read image {tmp_path / 'bad.png'}") and "\n" not in reason

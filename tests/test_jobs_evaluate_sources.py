@@ -36,7 +36,7 @@ def _fake_cifar10c(folder: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     images = rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8)
-    labels = np.tile(rng.integers(0, 10, n), 5).astype(np.int64)
+    labels = np.tile(rng.integers(0, 10, n), 5).astype(np.int64)  # one block per severity, as released
     np.save(folder / "gaussian_noise.npy", images)
     np.save(folder / "labels.npy", labels)
     return images, labels
@@ -108,7 +108,7 @@ def test_generated_cells_are_canonical_clean_first_and_carry_the_profile_constan
 def test_cifar10c_files_read_the_release_blocks(tmp_path: Path) -> None:
     n, limit = 12, 10
     raw, labels = _fake_cifar10c(tmp_path, n, seed=3)
-    source = Cifar10CFiles(tmp_path, None, limit, [])
+    source = Cifar10CFiles(tmp_path, None, limit)
     assert len(source) == limit and torch.equal(source.labels, torch.from_numpy(labels[:limit]))
     cells = source.cells(("gaussian_noise",), (0, 2, 5))
     assert cells == [Cell("gaussian", 2, None, CIFAR10C_PROFILE), Cell("gaussian", 5, None, CIFAR10C_PROFILE)]
@@ -128,10 +128,11 @@ def test_cifar10c_blocks_must_follow_the_clean_test_order(tmp_path: Path) -> Non
     _, labels = _fake_cifar10c(tmp_path, 8)
     clean = load_dataset("synthetic", "test", limit=8)  # any 3-channel set of 8 whose labels differ
     clean = type(clean)(clean.images, torch.from_numpy((labels[:8] + 1) % 10), DATASETS["cifar10"])
-    source = Cifar10CFiles(tmp_path, clean, None, [])
+    with pytest.raises(DataError, match="not in cifar10 test order"):
+        Cifar10CFiles(tmp_path, clean, None)
+    clean = type(clean)(clean.images, torch.from_numpy(labels[:8]), DATASETS["cifar10"])
+    source = Cifar10CFiles(tmp_path, clean, None)
     assert source.cells(("gaussian",), (0, 1))[0] == CLEAN_CELL  # the clean set gives the clean row
-    with pytest.raises(DataError, match="not in CIFAR-10 test order"):
-        source.batch(Cell("gaussian", 1, None, CIFAR10C_PROFILE), torch.arange(4))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -157,8 +158,9 @@ def test_rescaled_batches_equal_the_whole_set_min_max_reference(seed: int) -> No
 
 
 def test_open_source_picks_the_kind_of_data(tmp_path: Path, eval_data: EvalData) -> None:
-    assert isinstance(open_source(eval_data, [], seed=0, profile="imagenet-c"), GeneratedNoise)
+    assert isinstance(open_source(eval_data, seed=0, profile="imagenet-c"), GeneratedNoise)
+    _fake_cifar10c(tmp_path, 4)
     c10c = EvalData(name="cifar10-c", synthetic=False, clean=None, cifar10c_dir=tmp_path)
-    assert isinstance(open_source(c10c, [], seed=0, profile="imagenet-c"), Cifar10CFiles)
+    assert isinstance(open_source(c10c, seed=0, profile="imagenet-c"), Cifar10CFiles)
     with pytest.raises(LncliError, match="no test images"):
-        open_source(EvalData(name="x", synthetic=False, clean=None), [], seed=0, profile="imagenet-c")
+        open_source(EvalData(name="x", synthetic=False, clean=None), seed=0, profile="imagenet-c")

@@ -20,7 +20,9 @@ def test_resolve_data_default_and_mismatch(eval_ckpts: dict[str, Path], tmp_path
     d = resolve_data(None, models, limit=10)
     assert d.name == "synthetic" and d.synthetic and d.clean is not None and len(d.clean) == 10
     with pytest.raises(DataError, match="channels 1 in the data, 3 in the model"):
-        resolve_data("synthetic-gray", models, limit=10)
+        resolve_data("synthetic-gray", models, limit=10)  # arrays are what they are (files follow the model)
+    with pytest.raises(DataError, match="takes 3-channel images"):
+        resolve_data("synthetic", models, limit=10, channels=1)
     # checkpoints that disagree on their dataset need --data
     other = load_checkpoints([eval_ckpts["bn"]])[0]
     gray_meta = DATASETS["synthetic-gray"]

@@ -25,7 +25,7 @@ from rich.markup import escape
 from lncli import __version__
 from lncli.config._typed import read_yaml_mapping
 from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAMES
-from lncli.config.evaluate import HEADS, ORDERS
+from lncli.config.evaluate import HEADS, INTERPOLATIONS, ORDERS
 from lncli.errors import ConfigError, LncliError
 
 err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji
@@ -139,6 +139,7 @@ if TYPE_CHECKING:
     NormChoice = _Choice
     GroupingChoice = _Choice
     OrderChoice = _Choice
+    InterpolationChoice = _Choice
 else:
     ProfileChoice = _choices(
         "ProfileChoice",
@@ -150,6 +151,7 @@ else:
     NormChoice = _choices("NormChoice", CONVERT_TARGETS, "Norm layer to convert to.")
     GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
     OrderChoice = _choices("OrderChoice", ORDERS, "The order of the test stream.")
+    InterpolationChoice = _choices("InterpolationChoice", INTERPOLATIONS, "How images are resized.")
 
 
 def severity_text(severities: Sequence[int]) -> str:

@@ -17,6 +17,7 @@ from lncli.cli.app import (
     ConfigFile,
     DeviceChoice,
     HeadsChoice,
+    InterpolationChoice,
     OrderChoice,
     ProfileChoice,
     comma_list,
@@ -27,7 +28,7 @@ from lncli.cli.app import (
 )
 from lncli.cli.progress import eval_progress
 from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
-from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig, parse_batch_sizes
+from lncli.config.evaluate import MODES, NOISE_FAMILY, NORMALIZATION_PRESETS, EvalConfig, parse_batch_sizes
 from lncli.errors import LncliError
 from lncli.io import check_distinct, check_output_file
 from lncli.records import ComparisonRecord, EvalRecord
@@ -259,8 +260,9 @@ BatchSize = Annotated[
 Data = Annotated[
     str | None,
     typer.Option(
-        help="fashion-mnist, cifar10, synthetic, imagefolder:PATH or cifar10c:DIR (default: from the checkpoints). "
-        "For a foreign checkpoint (a bare state_dict) also the dataset it belongs to: its classes and channels."
+        help="fashion-mnist, cifar10, synthetic, imagefolder:PATH, cifar10c:DIR (CIFAR-10-C/100-C arrays) or "
+        "imagenetc:DIR (ImageNet-C folders) (default: from the checkpoints). For a foreign checkpoint (a bare "
+        "state_dict) also the dataset it belongs to: its classes and channels."
     ),
 ]
 Arch = Annotated[
@@ -274,7 +276,9 @@ NonStrict = Annotated[
     bool,
     typer.Option("--non-strict", help="Load weights with missing or unexpected keys anyway, and list them on stderr."),
 ]
-Limit = Annotated[int | None, typer.Option(help="Evaluate only the first N test images.")]
+Limit = Annotated[
+    int | None, typer.Option(help="Evaluate only the first N test images (image folders: every class kept).")
+]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
 Download = Annotated[bool, typer.Option("--download", help=DOWNLOAD_HELP)]
 Seed = Annotated[int, typer.Option(help="Noise seed.")]
@@ -350,7 +354,13 @@ Significance = Annotated[
         "kept per-image results (same images, same noise), else the pooled two-proportion z-test on the counts."
     ),
 ]
-Workers = Annotated[int, typer.Option(help="Threads generating noisy batches ahead of the models (0 = inline).")]
+Workers = Annotated[
+    int,
+    typer.Option(
+        help="Workers preparing batches ahead of the models (0 = inline): noise threads, and for image files "
+        "DataLoader processes that decode them."
+    ),
+]
 Amp = Annotated[bool, typer.Option("--amp", help="float16 autocast on CUDA (ignored on CPU; recorded).")]
 Rescale = Annotated[
     bool,
@@ -360,6 +370,24 @@ Rescale = Annotated[
         "range, as the authors did (the clean test set's when there is no training split).",
     ),
 ]
+
+_PRE = "(default: the checkpoint's, the dataset's, timm's, then ImageNet's)"
+ImageSize = Annotated[int | None, typer.Option(help=f"Side of the centre crop fed to the model {_PRE}.")]
+Resize = Annotated[int | None, typer.Option(help=f"Short side images are resized to before the crop {_PRE}.")]
+Mean = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Per-channel mean of [0, 1] pixels: numbers, or {'/'.join(NORMALIZATION_PRESETS)} "
+        f"(none: the model normalises inside) {_PRE}."
+    ),
+]
+Std = Annotated[str | None, typer.Option(help="Per-channel std: numbers, or a --mean name (default: as --mean).")]
+Channels = Annotated[int | None, typer.Option(help="Read images as 1 (L) or 3 (RGB) channels (default: the model's).")]
+SkipUnreadable = Annotated[
+    bool,
+    typer.Option("--skip-unreadable", help="Leave out image files that cannot be opened (counted in the records)."),
+]
+Interpolation = Annotated[InterpolationChoice | None, typer.Option(help=f"The resize's interpolation {_PRE}.")]
 
 # Defaults read from EvalConfig (module-level: an Enum call as a default argument would run at each definition).
 _NOISES = ",".join(EvalConfig.noises)
@@ -411,6 +439,13 @@ def evaluate_command(
     max_regression: MaxRegression = EvalConfig.max_regression,
     significance: Significance = EvalConfig.significance,
     config_file: ConfigFile = None,
+    image_size: ImageSize = None,
+    resize: Resize = None,
+    mean: Mean = None,
+    std: Std = None,
+    interpolation: Interpolation = None,
+    channels: Channels = None,
+    skip_unreadable: SkipUnreadable = EvalConfig.skip_unreadable,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from lncli.jobs.evaluate import (  # models: slow import
@@ -419,6 +454,7 @@ def evaluate_command(
         column_keys,
         evaluate_grid,
         mode_notes,
+        preprocess_flags,
         resolve_data,
     )
 
@@ -451,8 +487,16 @@ def evaluate_command(
         strict=not non_strict,
         max_regression=gate.max_regression if gate.baseline is not None else None,
         significance=significance,
+        image_size=image_size,
+        resize=resize,
+        mean=mean,
+        std=std,
+        interpolation=None if interpolation is None else interpolation.value,
+        channels=channels,
+        skip_unreadable=skip_unreadable,
     )
     check_config(config)  # before any checkpoint or data is read
+    pre = preprocess_flags(config)  # bad --mean, --resize, ... fail before any model is loaded
     from lncli import distributed  # imports torch: not at `lncli --help` time
 
     info = distributed.init_distributed(distributed.local_device(config.device))
@@ -465,7 +509,16 @@ def evaluate_command(
             report.resolve_baseline(report.columns(column_keys(models, config)), baseline)
         _check_columns(gate, models, config)
         test_set = resolve_data(
-            data, models, limit=limit, data_dir=data_dir, download=download, with_train_range=rescale
+            data,
+            models,
+            limit=limit,
+            data_dir=data_dir,
+            download=download,
+            with_train_range=rescale,
+            preprocess=pre,
+            channels=config.channels,
+            skip_unreadable=config.skip_unreadable,
+            workers=config.workers,
         )
         with eval_progress(info.is_main) as progress:
             records = evaluate_grid(models, test_set, config, progress=progress)

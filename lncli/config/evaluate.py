@@ -19,8 +19,10 @@ __all__ = [
     "DEFAULT_PRIOR_N",
     "DEFAULT_TENT_LR",
     "HEADS",
+    "INTERPOLATIONS",
     "MODES",
     "NOISE_FAMILY",
+    "NORMALIZATION_PRESETS",
     "ORDERS",
     "EvalConfig",
     "parse_batch_sizes",
@@ -57,6 +59,12 @@ DEFAULT_LN_MODES: tuple[str, ...] = ("local",)
 
 DEFAULT_GN_MODES: tuple[str, ...] = ("groupnorm",)
 """A GroupNorm checkpoint's modes, whatever is asked for: it has no test-time statistics, so it runs as it is."""
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
+"""How images are resized (``--interpolation``): torchvision's and timm's eval resizes use the first two."""
+
+NORMALIZATION_PRESETS: tuple[str, ...] = ("imagenet", "cifar10", "none")
+"""Names ``--mean``/``--std`` accept besides numbers (values in :data:`lncli.data.preprocess.PRESETS`);
+``none`` feeds [0, 1] pixels, for models that normalise inside (as RobustBench's do)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ class EvalConfig:
     device: str = "auto"
     # float16 autocast on CUDA only: accuracy shifts are tiny but not zero, so it is opt-in.
     amp: bool = False
-    # Background threads that generate the next noisy batch while the models run (0 = inline).
+    # Background workers preparing batches while the models run (0 = inline): threads that make the next
+    # noisy batches, for every source; for image files also DataLoader processes that decode, resize and crop.
     workers: int = 0
     # The authors' min-max rescale (``paper`` profile only): off, because it is a property of their
     # protocol, not of the noise. When on, each noisy cell is computed in float without clipping and the
@@ -118,6 +127,22 @@ class EvalConfig:
     # tent mode: Adam's learning rate and the steps per test batch (TENT takes one).
     tent_lr: float = DEFAULT_TENT_LR
     tent_steps: int = 1
+
+    # Preprocessing (image files and corruption releases): None = not said here; each falls back to the
+    # checkpoint's recorded preprocessing, the named dataset's own, timm's config (timm: archs), then
+    # ImageNet's (lncli.data.preprocess.resolve_preprocess). Side of the square centre crop fed to the model.
+    image_size: int | None = None
+    # Short side the image is resized to before the centre crop.
+    resize: int | None = None
+    # Per-channel mean and std of [0, 1] pixels: comma lists of numbers, or a NORMALIZATION_PRESETS name.
+    mean: str | None = None
+    std: str | None = None
+    # INTERPOLATIONS name of the resize.
+    interpolation: str | None = None
+    # 1 (L) or 3 (RGB): how images are read; None = what the model takes.
+    channels: int | None = None
+    # Image files that cannot be opened are skipped (and counted in the records) instead of refused.
+    skip_unreadable: bool = False
 
     @property
     def stream_order(self) -> str:

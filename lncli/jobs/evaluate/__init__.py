@@ -1,9 +1,11 @@
 """The ``evaluate`` job: checkpoints x test-time modes x noises x severities -> flat records.
 
 * :mod:`.checkpoints`: the CKPT arguments resolved and loaded.
-* :mod:`.testset`: the test set resolved, decoded once and checked against the models.
+* :mod:`.testset`: the test data resolved and checked against the models, with each
+  model's preprocessing.
 * :mod:`.sources`: the image sources the sweep reads batches from (generated noise,
-  released CIFAR-10-C files, the paper's rescale).
+  corruption releases, the paper's rescale); :mod:`.loaders`: the clean images, from
+  memory or from image files decoded by DataLoader workers.
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
 * :mod:`.mix`: mixed streams, each image with its own noise and severity.
 * :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
@@ -54,14 +56,24 @@ from lncli.jobs.evaluate.modes import (
 from lncli.jobs.evaluate.sources import (
     CIFAR10C_PROFILE,
     CLEAN_CELL,
+    IMAGENETC_PROFILE,
     Cell,
     Cifar10CFiles,
     GeneratedNoise,
+    ImageNetCFiles,
     ImageSource,
     MinMaxRescaled,
     open_source,
 )
-from lncli.jobs.evaluate.testset import EvalData, check_data_matches, image_range, load_train_range, resolve_data
+from lncli.jobs.evaluate.testset import (
+    EvalData,
+    check_data_matches,
+    has_recorded_preprocessing,
+    image_range,
+    load_train_range,
+    preprocess_flags,
+    resolve_data,
+)
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -72,6 +84,7 @@ __all__ = [
     "DEFAULT_LN_MODES",
     "DEFAULT_STATS",
     "HEADS",
+    "IMAGENETC_PROFILE",
     "MODES",
     "MODE_TABLE",
     "NOISE_FAMILY",
@@ -82,6 +95,7 @@ __all__ = [
     "EvalConfig",
     "EvalData",
     "GeneratedNoise",
+    "ImageNetCFiles",
     "ImageSource",
     "LoadedCheckpoint",
     "LocalNormCopies",
@@ -97,6 +111,7 @@ __all__ = [
     "draw_cells",
     "evaluate_grid",
     "has_localnorm",
+    "has_recorded_preprocessing",
     "image_range",
     "is_groupnorm",
     "load_checkpoints",
@@ -110,6 +125,7 @@ __all__ = [
     "natural_key",
     "open_source",
     "predict",
+    "preprocess_flags",
     "resolve_checkpoint_paths",
     "resolve_data",
     "resolve_mode",

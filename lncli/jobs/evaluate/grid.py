@@ -164,7 +164,10 @@ def evaluate_grid(
     if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
         raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
     check_group_sizes(models, config)  # every batch size, before any model or data work
-    source = open_source(data, models, seed=config.seed, profile=config.profile)
+    models = data.prepared(models)  # each model's resolved preprocessing (testset.resolve_data)
+    source = open_source(
+        data, seed=config.seed, profile=config.profile, workers=config.workers, pin=device.type == "cuda"
+    )
     cells = source.cells(config.noises, config.severities)
     if not cells:
         raise LncliError("nothing to evaluate: no clean data and no noisy severity")
@@ -530,4 +533,5 @@ def _record(
         prior_n=column.runner.prior_n,
         tent_lr=None if tent is None else tent.lr,
         tent_steps=None if tent is None else tent.steps,
+        **data.record_fields(column.meta),
     )

@@ -4,15 +4,24 @@ An :class:`ImageSource` plans its cells (which noise x severity rows it can serv
 their constants) and hands out one batch of a cell at a time by global image index, so the
 grid never knows where the pixels come from. The grid walks the batches once, in order
 (:meth:`ImageSource.clean_batches`: what every cell of a batch starts from, read or decoded
-once), and asks for each cell of a batch in turn (:meth:`ImageSource.batch`). Today: :class:`GeneratedNoise` (a decoded set
-whose noise is made on the fly, seeded per image), :class:`Cifar10CFiles` (the released
-CIFAR-10-C ``.npy`` blocks) and :class:`MinMaxRescaled` (the paper's dataset-level rescale
-over a :class:`GeneratedNoise`). :func:`open_source` picks one for an :class:`EvalData`.
+once), and asks for each cell of a batch in turn (:meth:`ImageSource.batch`).
+
+* :class:`GeneratedNoise`: clean images (in memory, or image files decoded by DataLoader
+  workers: :mod:`.loaders`) whose noise is made on the fly, seeded per image;
+* :class:`MinMaxRescaled`: the paper's dataset-level rescale over a :class:`GeneratedNoise`;
+* :class:`Cifar10CFiles`: an array release (CIFAR-10-C, CIFAR-100-C, ``lncli corrupt --format
+  npy``), read row by row through a memory map;
+* :class:`ImageNetCFiles`: a folder release (ImageNet-C, Tiny-ImageNet-C), decoded by DataLoader workers.
+
+Every source hands out the models' input (channels, size: the data's ``input_meta``), so the
+noise is made at the resolution the model sees, as ImageNet-C's was. :func:`open_source`
+picks one for an :class:`EvalData`. What ``--workers`` means: DataLoader processes that
+decode image files, and (for every source) the sweep's threads that make the next noisy
+batches (:func:`lncli.distributed.prefetch`); in-memory sets use the threads only.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,29 +32,36 @@ import torch
 from torch import Tensor
 
 from lncli.config.common import MAX_SEVERITY
-from lncli.data import ImageSet, load_cifar10c
+from lncli.data import DataMeta, ImageSet
+from lncli.data.preprocess import to_input
+from lncli.data.releases import ImageNetCListing, open_npy_release
 from lncli.errors import DataError, LncliError
-from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
-from lncli.jobs.evaluate.testset import RANGE_CHUNK, EvalData, check_data_matches, image_range
+from lncli.jobs.evaluate.loaders import CleanImages, ImageFiles, InMemoryImages, KeyedFiles, return_freed_buffers
+from lncli.jobs.evaluate.testset import RANGE_CHUNK, EvalData, check_clean_order, image_range
 from lncli.noise import apply_minmax, canonical_noise, corrupt, noise_param
 from lncli.records import CLEAN
 
 __all__ = [
     "CIFAR10C_PROFILE",
     "CLEAN_CELL",
+    "IMAGENETC_PROFILE",
     "Cell",
     "Cifar10CFiles",
     "GeneratedNoise",
+    "ImageNetCFiles",
     "ImageSource",
     "MinMaxRescaled",
     "open_source",
 ]
 
 CIFAR10C_PROFILE = "cifar10c-files"
-"""The ``profile`` value recorded when the noise comes from released CIFAR-10-C files."""
+"""The ``profile`` value recorded when the noise comes from an array release (``cifar10c:DIR``)."""
+
+IMAGENETC_PROFILE = "imagenetc-files"
+"""The ``profile`` value recorded when the noise comes from a folder release (``imagenetc:DIR``)."""
 
 _CIFAR10C_NAMING = "imagenet-c"
-"""The profile whose noise names the CIFAR-10-C release uses (``gaussian_noise.npy``, ...)."""
+"""The profile whose corruption names the releases use (``gaussian_noise.npy``, ``fog/``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +101,8 @@ class ImageSource(Protocol):
         """For each index batch (B,), in order: its clean images (B, C, H, W) uint8, or None when
         the source's cells do not start from clean images (released noisy files).
 
-        Read lazily, one batch ahead at most, so that memory stays O(batch) for sources that
-        stream from disk.
+        Read lazily, a bounded number of batches ahead (image files: DataLoader's prefetch),
+        so that memory stays O(batch x workers) for sources that stream from disk.
         """
         ...
 
@@ -116,16 +132,28 @@ def _plan(
 
 @dataclass(frozen=True, eq=False)
 class GeneratedNoise:
-    """A decoded test set whose noise is generated per batch, seeded by each image's global index.
+    """A clean test set whose noise is generated per batch, seeded by each image's global index.
 
     The noise of image ``i`` depends only on ``(seed, noise, severity, i)``
     (:func:`lncli.noise.corrupt` with ``indices``), so it does not depend on the order or the batch size.
+    The clean images come from memory or from image files (:mod:`.loaders`); a plain tensor is
+    taken as an in-memory set, read as stored.
     """
 
-    images: Tensor  # (N, C, H, W) uint8, the clean test set
+    images: Tensor | CleanImages  # uint8 (N, C, H, W), or a reader of the clean images
     labels: Tensor  # (N,) int64
     seed: int
     profile: str  # the noise constants (lncli.noise.PROFILES)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.images, Tensor):
+            object.__setattr__(self, "images", InMemoryImages(self.images))
+
+    @property
+    def reader(self) -> CleanImages:
+        """Where the clean images come from."""
+        assert not isinstance(self.images, Tensor)  # wrapped in __post_init__
+        return self.images
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -138,30 +166,38 @@ class GeneratedNoise:
         return Cell(noise, severity, float(noise_param(noise, severity, self.profile)), self.profile)
 
     def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor]:
-        """The clean images of each index batch: uint8 (B, C, H, W)."""
-        return (self.images[idx] for idx in batches)
+        """The clean images of each index batch, streamed: uint8 (B, C, H, W)."""
+        return self.reader.stream(batches)
 
     def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The clean images of ``indices`` (B,), corrupted unless ``cell`` is the clean row: uint8 (B, C, H, W)."""
-        x = self.images[indices] if clean is None else clean  # (B, C, H, W) uint8
+        x = self.reader.read(indices) if clean is None else clean  # (B, C, H, W) uint8
         if cell.noise != CLEAN:
             x = corrupt(x, cell.noise, cell.severity, seed=self.seed, profile=self.profile, indices=indices)
         return x, self.labels[indices]
 
     def unclipped(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> Tensor:
         """The paper's noise on float [0, 1] input, unclipped so that a rescale sees the real range: (B, C, H, W)."""
-        x = (self.images[indices] if clean is None else clean).to(torch.float32).div_(255.0)  # (B, C, H, W) in [0, 1]
+        x = (self.reader.read(indices) if clean is None else clean).to(torch.float32).div_(255.0)  # [0, 1]
         return corrupt(x, cell.noise, cell.severity, seed=self.seed, profile=self.profile, indices=indices)
 
+    def _spans(self) -> list[Tensor]:
+        """The whole set in index order, cut so that one span's float copy stays near 16 MB."""
+        n = len(self)
+        c, h, w = self.reader.read(torch.arange(min(n, 1))).shape[1:] if n else (1, 1, 1)
+        step = max(1, min(RANGE_CHUNK, (16 << 20) // (4 * int(c) * int(h) * int(w))))
+        return [torch.arange(s, min(s + step, n)) for s in range(0, n, step)]
+
     def clean_range(self) -> tuple[Tensor, Tensor]:
-        """The clean test set's per-channel (min, max), each (C,) float32 on the [0, 1] scale."""
-        return image_range(self.images.split(RANGE_CHUNK))
+        """The clean test set's per-channel (min, max), each (C,) float32 on the [0, 1] scale (one streamed pass)."""
+        spans = self._spans()
+        return image_range(self.reader.stream(spans))
 
     def minmax_rescaled(self, cells: Sequence[Cell], reference: tuple[Tensor, Tensor]) -> MinMaxRescaled:
         """The paper's dataset-level rescale of every noisy cell onto ``reference`` (PAPER.md, "Rescale").
 
-        One pass per noisy cell takes its per-channel range over the WHOLE test set (on every
-        rank, so that sharded runs rescale exactly like one process).
+        One streamed pass over the WHOLE test set takes every noisy cell's per-channel range
+        (on every rank, so that sharded runs rescale exactly like one process).
 
         Args:
             cells: the sweep's cells.
@@ -170,9 +206,15 @@ class GeneratedNoise:
         Returns:
             The rescaled source.
         """
-        n = len(self)
-        spans = [torch.arange(s, min(s + RANGE_CHUNK, n)) for s in range(0, n, RANGE_CHUNK)]
-        ranges = {c: image_range(self.unclipped(c, idx) for idx in spans) for c in cells if c.noise != CLEAN}
+        noisy = [c for c in cells if c.noise != CLEAN]
+        ranges: dict[Cell, tuple[Tensor, Tensor]] = {}
+        spans = self._spans()
+        for idx, clean in zip(spans, self.reader.stream(spans)):
+            for c in noisy:
+                lo, hi = image_range([self.unclipped(c, idx, clean)])  # (C,), (C,)
+                if c in ranges:
+                    lo, hi = torch.minimum(ranges[c][0], lo), torch.maximum(ranges[c][1], hi)
+                ranges[c] = (lo, hi)
         return MinMaxRescaled(self, ranges, reference)
 
 
@@ -210,91 +252,137 @@ class MinMaxRescaled:
 
 
 class Cifar10CFiles:
-    """Released CIFAR-10-C ``.npy`` blocks, each read once when first asked for.
+    """An array release (CIFAR-10-C, CIFAR-100-C, ``lncli corrupt --format npy``), read row by row.
 
-    The clean row comes from CIFAR-10's test set when it is installed (none otherwise).
-    Each block is checked against the models and the clean set when it is first read.
+    Each batch of a cell reads only its rows, through the memory-mapped array
+    (:meth:`lncli.data.releases.NpyRelease.array`): memory is O(batch), whatever the release's
+    size. The clean row comes from the release's clean test set when there is one (see
+    :func:`~lncli.jobs.evaluate.testset.resolve_data`; none otherwise). Every asked array is
+    opened and checked when the cells are planned, before the sweep.
     """
 
-    def __init__(self, directory: Path, clean: ImageSet | None, limit: int | None, models: Sequence[LoadedCheckpoint]):
-        """Args: the release folder, CIFAR-10's test set (or None), the image limit, the models to match."""
-        self.directory = directory
+    def __init__(self, directory: Path, clean: ImageSet | None, limit: int | None, meta: DataMeta | None = None):
+        """Args: the release folder, its clean test set (or None), the image limit, the models' input (or None: as stored).
+
+        Raises:
+            DataError: a bad release, or a clean set that is not the release's images in order.
+        """
+        self.release = open_npy_release(directory)
         self.clean = clean
-        self.limit = limit
-        self.models = list(models)
-        self._lock = threading.Lock()  # prefetch threads share the block cache
-        self._blocks: dict[tuple[str, int], ImageSet] = {}
-        self._size: int | None = None
+        n = len(self.release)
+        self._size = n if limit is None else min(n, limit)
+        self.meta = meta
+        if clean is not None:
+            check_clean_order(self.release, clean, self._size)
+        self._arrays: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
-        if self._size is None:
-            self._size = len(self.clean) if self.clean is not None else len(self._release_labels())
         return self._size
 
     @property
     def labels(self) -> Tensor:
-        """(N,) int64: CIFAR-10's test labels, or the first block's of ``labels.npy`` without them."""
-        return (
-            self.clean.labels if self.clean is not None else torch.from_numpy(self._release_labels().astype(np.int64))
-        )
-
-    def _release_labels(self) -> np.ndarray:
-        """The first block of ``labels.npy`` (the release stacks severities 1-5 of N images: N = len / 5), limited."""
-        try:
-            labels = np.load(self.directory / "labels.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{self.directory}: cannot read CIFAR-10-C labels.npy ({exc})") from None
-        n = len(labels) // MAX_SEVERITY
-        return np.asarray(labels[: min(n, self.limit) if self.limit else n])
+        """(N,) int64: the release's labels (one block; the clean set's are the same)."""
+        return torch.from_numpy(self.release.labels[: self._size].copy())
 
     def cells(self, noises: Sequence[str], severities: Sequence[int]) -> list[Cell]:
-        """Clean when CIFAR-10's test set is there, then every noise x severity 1-5 of the release."""
+        """Clean when there is a clean set, then every noise x severity 1-5 of the release (arrays checked now)."""
         return _plan(noises, severities, _CIFAR10C_NAMING, self.clean is not None, self._cell)
+
+    def _cell(self, noise: str, severity: int) -> Cell:
+        if severity > MAX_SEVERITY:
+            raise LncliError(f"CIFAR-10-C files hold severities 1-{MAX_SEVERITY}, not {severity}")
+        if noise not in self._arrays:
+            self._arrays[noise] = self.release.array(noise)
+        return Cell(noise, severity, None, CIFAR10C_PROFILE)
+
+    def _input(self, x: Tensor) -> Tensor:
+        return x if self.meta is None else to_input(x, self.meta)
+
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor | None]:
+        """The clean images of each index batch, or None without a clean set (the noisy cells are read from the release)."""
+        return (None if self.clean is None else self._input(self.clean.images[idx]) for idx in batches)
+
+    def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Images uint8 (B, C, H, W) and labels (B,) of ``indices`` in the cell's rows (or the clean set)."""
+        if cell.noise == CLEAN:
+            if self.clean is None:
+                raise DataError(f"{self.release.directory}: no clean test set to read")
+            return (self._input(self.clean.images[indices]) if clean is None else clean), self.labels[indices]
+        if cell.noise not in self._arrays:
+            self._cell(cell.noise, cell.severity)
+        rows = (cell.severity - 1) * len(self.release) + indices.numpy()  # severities are stacked in order
+        x = torch.from_numpy(np.ascontiguousarray(self._arrays[cell.noise][rows]))  # (B, H, W, C): only these rows
+        return self._input(x.permute(0, 3, 1, 2).contiguous()), self.labels[indices]  # (B, C, H, W)
+
+
+class ImageNetCFiles:
+    """An ImageNet-C-style folder release: every cell (corruption x severity) is a folder of image files.
+
+    The cells' files are listed and checked when the cells are planned, before the sweep; the
+    sweep's batches are decoded by DataLoader workers, every cell of each batch in turn
+    (:class:`~lncli.jobs.evaluate.loaders.KeyedFiles`). There is no clean row (the releases
+    carry none: evaluate the clean set with ``--data imagefolder:PATH``).
+    """
+
+    def __init__(self, listing: ImageNetCListing, meta: DataMeta, workers: int = 0, pin: bool = False):
+        """Args: the listed release, the models' input, DataLoader workers, pinned batches."""
+        self.listing = listing
+        self.meta = meta
+        self.workers = workers
+        self.pin = pin
+        self._planned: list[Cell] = []
+        self._files: list[tuple[Path, ...]] = []
+        self._keyed: KeyedFiles | None = None
+        self._labels = torch.tensor(listing.reference.targets, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.listing)
+
+    @property
+    def labels(self) -> Tensor:
+        """(N,) int64: each kept file's class (sorted folder order)."""
+        return self._labels
+
+    def cells(self, noises: Sequence[str], severities: Sequence[int]) -> list[Cell]:
+        """Every asked corruption x severity 1-5 (no clean row), each cell's files checked now."""
+        cells = _plan(noises, severities, _CIFAR10C_NAMING, False, self._cell)
+        self._planned = cells
+        self._files = [self.listing.cell_files(c.noise, c.severity) for c in cells]
+        self._keyed = KeyedFiles(self._files, self.meta, self.workers, self.pin)
+        return cells
 
     @staticmethod
     def _cell(noise: str, severity: int) -> Cell:
         if severity > MAX_SEVERITY:
-            raise LncliError(f"CIFAR-10-C files hold severities 1-{MAX_SEVERITY}, not {severity}")
-        return Cell(noise, severity, None, CIFAR10C_PROFILE)
+            raise LncliError(f"ImageNet-C folders hold severities 1-{MAX_SEVERITY}, not {severity}")
+        return Cell(noise, severity, None, IMAGENETC_PROFILE)
 
-    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor | None]:
-        """CIFAR-10's clean test images of each index batch, or None without them (the noisy cells are read from the release)."""
-        return (None if self.clean is None else self.clean.images[idx] for idx in batches)
+    def clean_batches(self, batches: Sequence[Tensor]) -> Iterator[None]:
+        """None for each batch (no clean images); starts decoding every planned cell of the batches, in order."""
+        if self._keyed is not None:
+            self._keyed.start([(k, idx) for idx in batches for k in range(len(self._planned))])
+        return (None for _ in batches)
 
     def batch(self, cell: Cell, indices: Tensor, clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Images uint8 (B, C, H, W) and labels (B,) of ``indices`` in the cell's block (or the clean set)."""
-        if cell.noise == CLEAN:
-            if self.clean is None:
-                raise DataError(f"{self.directory}: no clean CIFAR-10 test set to read")
-            return (self.clean.images[indices] if clean is None else clean), self.clean.labels[indices]
-        with self._lock:
-            block = self._read(cell.noise, cell.severity)
-        return block.images[indices], block.labels[indices]
-
-    def _read(self, noise: str, severity: int) -> ImageSet:
-        """The block of one noise x severity, read and checked on first use, then kept: the sweep
-        visits every cell of each batch in turn (a block is N images: 30 MB for CIFAR-10-C)."""
-        if (noise, severity) in self._blocks:
-            return self._blocks[(noise, severity)]
-        block = load_cifar10c(self.directory, noise, severity, limit=self.limit)
-        check_data_matches(self.models, block.meta)
-        if len(block) != len(self):
-            raise DataError(f"CIFAR-10-C {noise} severity {severity} holds {len(block)} images, expected {len(self)}")
-        if self.clean is not None and not torch.equal(block.labels, self.clean.labels):
-            # The release follows CIFAR-10's test order; anything else would compare different images.
-            raise DataError(f"CIFAR-10-C labels in {self.directory} are not in CIFAR-10 test order")
-        self._blocks[(noise, severity)] = block
-        return block
+        """The files of ``indices`` (B,) in ``cell``'s folder: uint8 (B, C, H, W), and their labels."""
+        if cell in self._planned and self._keyed is not None:
+            return self._keyed.take(self._planned.index(cell), indices), self._labels[indices]
+        files = self.listing.cell_files(cell.noise, cell.severity)  # a cell not planned: read here
+        return ImageFiles(files, self.meta).read(indices), self._labels[indices]
 
 
-def open_source(data: EvalData, models: Sequence[LoadedCheckpoint], *, seed: int, profile: str) -> ImageSource:
-    """The image source of an :class:`EvalData` (nothing is read until the sweep asks).
+def open_source(data: EvalData, *, seed: int, profile: str, workers: int = 0, pin: bool = False) -> ImageSource:
+    """The image source of an :class:`EvalData` (nothing is decoded until the sweep asks).
 
     Args:
         data: the test data (see :func:`~lncli.jobs.evaluate.testset.resolve_data`).
-        models: the checkpoints, against which released files are checked.
         seed: the noise seed (generated noise).
         profile: the noise constants (generated noise; released files carry their own).
+        workers: DataLoader worker processes that decode image files (0: in this process).
+        pin: pin the decoded batches (CUDA).
+
+    Image files also set glibc's mmap threshold for the process
+    (:func:`~lncli.jobs.evaluate.loaders.return_freed_buffers`).
 
     Returns:
         The source.
@@ -302,8 +390,18 @@ def open_source(data: EvalData, models: Sequence[LoadedCheckpoint], *, seed: int
     Raises:
         LncliError: no test images at all.
     """
+    meta = data.input_meta
     if data.cifar10c_dir is not None:
-        return Cifar10CFiles(data.cifar10c_dir, data.clean, data.limit, models)
+        return Cifar10CFiles(data.cifar10c_dir, data.clean, data.limit, meta)
+    if (data.imagenetc is not None or data.folder is not None) and meta is None:
+        raise LncliError(f"{data.name}: image files are read at the models' size; build the data with resolve_data")
+    if data.imagenetc is not None or data.folder is not None:
+        return_freed_buffers()  # a long stream's peak memory stays flat (see there)
+    if data.imagenetc is not None and meta is not None:
+        return ImageNetCFiles(data.imagenetc, meta, workers, pin)
+    if data.folder is not None and meta is not None:
+        labels = torch.tensor(data.folder.targets, dtype=torch.int64)
+        return GeneratedNoise(ImageFiles(data.folder.files, meta, workers, pin), labels, seed, profile)
     if data.clean is None:
         raise LncliError("no test images")
-    return GeneratedNoise(data.clean.images, data.clean.labels, seed, profile)
+    return GeneratedNoise(InMemoryImages.of(data.clean.images, meta), data.clean.labels, seed, profile)

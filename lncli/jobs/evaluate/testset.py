@@ -1,13 +1,21 @@
-"""The test set of a sweep: which dataset, decoded once, checked against the models.
+"""The test set of a sweep: which data, read how, checked against the models.
 
-:func:`resolve_data` picks the test set from ``--data`` (or the checkpoints) and decodes it
-once (:class:`EvalData`); with ``--rescale`` it also takes the training split's per-channel
-range (:func:`load_train_range`), the reference the paper's rescale maps onto.
-:func:`check_data_matches` refuses data whose classes, channels or size differ from a model's.
+:func:`resolve_data` picks the test data from ``--data`` (or the checkpoints) and checks it
+up front, before any image is decoded: a named dataset is loaded into memory, an image
+folder is listed and every file's header opened (:mod:`lncli.data.imagefolder`; its images
+are streamed later by :mod:`.sources`), a corruption release is opened and checked
+(:mod:`lncli.data.releases`). It also resolves each checkpoint's preprocessing
+(:mod:`lncli.data.preprocess`: flags, then the checkpoint's record, the dataset's own,
+timm's, ImageNet's) into an :class:`EvalData`, which the sweep applies
+(:meth:`EvalData.prepared`) and records (:meth:`EvalData.record_fields`). With
+``--rescale`` it also takes the training split's per-channel range
+(:func:`load_train_range`), the reference the paper's rescale maps onto.
+:func:`check_data_matches` refuses data whose classes differ from a model's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +24,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lncli.data import DataMeta, ImageSet, load_dataset
+from lncli.checkpoint import Checkpoint
+from lncli.config.evaluate import EvalConfig
+from lncli.data import DataMeta, ImageSet, load_dataset, named_dataset
+from lncli.data.imagefolder import FolderListing, check_headers, list_image_folder, stratified_subset
+from lncli.data.preprocess import (
+    IMAGENET,
+    Preprocess,
+    apply_preprocess,
+    parse_flags,
+    resolve_preprocess,
+    timm_layer,
+)
+from lncli.data.releases import ImageNetCListing, NpyRelease, list_imagenetc, open_npy_release
 from lncli.errors import DataError, LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
 from lncli.noise import channel_range
 
-__all__ = ["RANGE_CHUNK", "EvalData", "check_data_matches", "image_range", "load_train_range", "resolve_data"]
+__all__ = [
+    "RANGE_CHUNK",
+    "EvalData",
+    "check_clean_order",
+    "check_data_matches",
+    "has_recorded_preprocessing",
+    "image_range",
+    "load_train_range",
+    "preprocess_flags",
+    "resolve_data",
+]
 
 RANGE_CHUNK = 4096
 """Images per step when taking a range: keeps the float32 copy small (a uint8 set is 4x smaller than its floats)."""
@@ -29,17 +59,22 @@ RANGE_CHUNK = 4096
 
 @dataclass(frozen=True)
 class EvalData:
-    """The test images of a sweep.
+    """The test images of a sweep, and how each model reads them.
 
-    Either ``clean`` holds the decoded test set and noise is generated, or
-    ``cifar10c_dir`` points at released CIFAR-10-C ``.npy`` files (then ``clean``
-    is the matching CIFAR-10 test set when available, else ``None``).
+    Exactly one kind of data: ``clean`` holds a decoded test set whose noise is generated;
+    ``folder`` lists an image folder, streamed, whose noise is generated; ``cifar10c_dir``
+    points at an array release (then ``clean`` is the matching clean test set when there is
+    one, else None); ``imagenetc`` lists a folder release.
 
-    ``train_range`` is the training split's per-channel ``(min, max)``, each (C,)
-    float32 on the [0, 1] scale (:func:`image_range`): what ``--rescale`` maps the
-    noisy test set onto. ``None`` falls back to the clean test set's range (the
-    records say which was used). It is passed in rather than loaded by
-    :func:`~lncli.jobs.evaluate.grid.evaluate_grid`, which does no data I/O of its own.
+    ``train_range`` is the training split's per-channel ``(min, max)``, each (C,) float32 on
+    the [0, 1] scale (:func:`image_range`): what ``--rescale`` maps the noisy test set onto.
+    ``None`` falls back to the clean test set's range (the records say which was used). It is
+    passed in rather than loaded by :func:`~lncli.jobs.evaluate.grid.evaluate_grid`, which
+    does no data I/O of its own.
+
+    ``model_metas`` holds each checkpoint's resolved preprocessing (by checkpoint path), a
+    :class:`DataMeta` whose size, resize, interpolation and mean/std the sweep uses; empty
+    means each checkpoint's own, with the data read as stored.
     """
 
     name: str
@@ -49,6 +84,9 @@ class EvalData:
     limit: int | None = None
     meta: DataMeta | None = field(default=None)  # when known up front
     train_range: tuple[Tensor, Tensor] | None = None  # (C,) min, (C,) max of the training split, [0, 1] scale
+    folder: FolderListing | None = None  # an image folder, streamed
+    imagenetc: ImageNetCListing | None = None  # an ImageNet-C-style folder release
+    model_metas: tuple[tuple[str, DataMeta], ...] = ()  # (checkpoint path, resolved meta)
 
     def __post_init__(self) -> None:
         # A wrong shape would only fail deep inside the sweep, after the noisy ranges were computed.
@@ -73,6 +111,65 @@ class EvalData:
         meta = images.meta
         return cls(name=meta.name, synthetic=bool(meta.synthetic), clean=images, meta=meta, train_range=train_range)
 
+    @property
+    def input_meta(self) -> DataMeta | None:
+        """How images are read for the models (size, resize, interpolation, channels; all models agree), or
+        None: as stored."""
+        return self.model_metas[0][1] if self.model_metas else None
+
+    @property
+    def skipped(self) -> int:
+        """Unreadable image files left out (``--skip-unreadable``)."""
+        return len(self.folder.skipped) if self.folder is not None else 0
+
+    def prepared(self, models: Sequence[LoadedCheckpoint]) -> list[LoadedCheckpoint]:
+        """The models with their resolved preprocessing as their data meta (what the sweep normalises with).
+
+        Args:
+            models: the checkpoints the data was resolved for (others pass unchanged).
+
+        Returns:
+            The models; the weights are shared, not copied.
+        """
+        metas = dict(self.model_metas)
+        return [
+            dataclasses.replace(m, checkpoint=dataclasses.replace(m.checkpoint, data=metas[m.path]))
+            if m.path in metas
+            else m
+            for m in models
+        ]
+
+    def record_fields(self, meta: DataMeta) -> dict[str, Any]:
+        """The preprocessing a column used, as :class:`~lncli.records.EvalRecord` fields.
+
+        Args:
+            meta: the column's (resolved) data meta.
+
+        Returns:
+            ``image_size`` (``"HxW"``), ``resize``, ``interpolation``, ``mean``, ``std`` (comma lists of
+            exact floats), ``channels`` and ``skipped``.
+        """
+        return {
+            "image_size": "x".join(map(str, meta.image_size)),
+            "resize": meta.resize_to,
+            "interpolation": meta.interpolation,
+            "mean": ",".join(repr(float(v)) for v in meta.mean),
+            "std": ",".join(repr(float(v)) for v in meta.std),
+            "channels": meta.in_channels,
+            "skipped": self.skipped,
+        }
+
+
+def preprocess_flags(config: EvalConfig) -> Preprocess:
+    """The preprocessing flags of a config, checked (:func:`lncli.data.preprocess.parse_flags`)."""
+    return parse_flags(
+        image_size=config.image_size,
+        resize=config.resize,
+        mean=config.mean,
+        std=config.std,
+        interpolation=config.interpolation,
+    )
+
 
 def resolve_data(
     spec: str | None,
@@ -82,45 +179,215 @@ def resolve_data(
     data_dir: Path | None = None,
     download: bool = False,
     with_train_range: bool = False,
+    preprocess: Preprocess | None = None,
+    channels: int | None = None,
+    skip_unreadable: bool = False,
+    workers: int = 0,
 ) -> EvalData:
-    """Pick and decode the test set (once) for a sweep.
+    """Pick and check the test data for a sweep, and resolve each model's preprocessing.
 
     Args:
         spec: ``None`` (the dataset named in the checkpoints, which must agree),
-            ``fashion-mnist``, ``cifar10``, ``synthetic``, ``imagefolder:PATH`` or
-            ``cifar10c:DIR`` (released CIFAR-10-C files instead of generated noise).
-        checkpoints: the models, used for the default and for the match check.
-        limit: keep only the first ``limit`` test images (before shuffling).
+            ``fashion-mnist``, ``cifar10``, ``synthetic``, ``imagefolder:PATH``,
+            ``cifar10c:DIR`` (an array release: CIFAR-10-C, CIFAR-100-C, ``lncli corrupt
+            --format npy``) or ``imagenetc:DIR`` (a folder release: ImageNet-C, Tiny-ImageNet-C).
+        checkpoints: the models, used for the default, the checks and the preprocessing.
+        limit: keep only the first ``limit`` test images (image folders: every class kept).
         data_dir: where to look for dataset files first.
         download: let torchvision download a missing dataset (needs the network).
         with_train_range: also read the training split's per-channel range, the
             reference of ``--rescale`` (:func:`load_train_range`; generated noise only).
+        preprocess: the flags' preprocessing layer (:func:`preprocess_flags`); None: no flags.
+        channels: ``--channels``; must be what the models take.
+        skip_unreadable: leave out image files whose header cannot be read (counted), instead of refusing.
+        workers: threads that open the image headers.
 
     Returns:
         The :class:`EvalData`.
 
     Raises:
-        DataError: the dataset cannot be loaded or does not match a model.
-        LncliError: the checkpoints disagree on the dataset and no spec was given.
+        DataError: the data cannot be found or read, or does not match a model.
+        LncliError: the checkpoints disagree on the dataset and no spec was given, a bad limit,
+            or preprocessing the models cannot agree on.
     """
     if limit is not None and limit < 1:
         raise LncliError(f"--limit must be >= 1, got {limit}")
+    _check_channels(checkpoints, channels)
     spec = spec if spec is not None else _checkpoints_dataset(checkpoints)
-    if spec.startswith("cifar10c:"):
-        return _cifar10c_data(Path(spec.split(":", 1)[1]), spec, checkpoints, limit, data_dir, download)
-    if spec == "imagefolder":
+    kind, _, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    if skip_unreadable and kind != "imagefolder":
+        raise LncliError(f"--skip-unreadable applies to imagefolder: data, not {spec}")
+    flags = preprocess or Preprocess(origin="flags")
+    if spec.strip().lower() == "imagefolder":
         raise LncliError("the checkpoints were trained on an image folder; pass --data imagefolder:PATH")
-    # An image folder is decoded at the size the models were trained at (the first checkpoint's;
-    # mismatches are caught below); the named datasets have one size.
-    folder_size = (
-        int(checkpoints[0].checkpoint.data.image_size[0]) if spec.startswith("imagefolder:") and checkpoints else None
-    )
-    images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit, image_size=folder_size)
+    if kind in ("imagenetc", "cifar10c") and not arg:
+        raise LncliError(f"{kind} needs a folder: use --data {kind}:DIR")
+    if kind == "cifar10c":
+        return _release_data(open_npy_release(Path(arg)), checkpoints, flags, limit, data_dir, download)
+    if kind == "imagenetc":
+        listing = list_imagenetc(Path(arg), limit)
+        _check_classes(checkpoints, f"imagenetc {listing.root}", len(listing.reference.classes))
+        metas = _model_metas(checkpoints, [flags])
+        return EvalData(
+            name="imagenet-c", synthetic=False, clean=None, limit=limit, imagenetc=listing, model_metas=metas
+        )
+    if kind == "imagefolder":
+        folder = _folder_listing(Path(arg), limit, skip_unreadable, workers)
+        _check_classes(checkpoints, f"imagefolder {folder.root}", len(folder.classes))
+        metas = _model_metas(checkpoints, [flags])
+        return EvalData(name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas)
+    images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit)
     check_data_matches(checkpoints, images.meta)
     train_range = (
         load_train_range(spec, images.meta, data_dir=data_dir, download=download) if with_train_range else None
     )
-    return EvalData.from_imageset(images, train_range=train_range)
+    metas = _model_metas(checkpoints, [flags, Preprocess.of_meta(images.meta, "dataset")])
+    return dataclasses.replace(EvalData.from_imageset(images, train_range=train_range), model_metas=metas)
+
+
+def has_recorded_preprocessing(ckpt: Checkpoint) -> bool:
+    """Whether a checkpoint's data meta records how its model reads images.
+
+    An lncli checkpoint does; a foreign state_dict loaded with ``--data`` does not (its meta
+    was made from the data: it says nothing about the model) until ``lncli convert`` writes it
+    as an lncli checkpoint (``provenance["conversions"]``), with the preprocessing it resolved.
+    """
+    return "foreign" not in ckpt.provenance or "conversions" in ckpt.provenance
+
+
+def _layers(ck: LoadedCheckpoint, above: Sequence[Preprocess], dataset: Sequence[Preprocess]) -> list[Preprocess]:
+    """One checkpoint's layers, highest first: ``above`` (flags), its record, ``dataset``, timm's, ImageNet's."""
+    ckpt = ck.checkpoint
+    recorded = [Preprocess.of_meta(ckpt.data, "checkpoint")] if has_recorded_preprocessing(ckpt) else []
+    timm = timm_layer(ckpt.arch)
+    return [*above, *recorded, *dataset, *([timm] if timm else []), IMAGENET]
+
+
+def _model_metas(
+    checkpoints: Sequence[LoadedCheckpoint], layers: Sequence[Preprocess]
+) -> tuple[tuple[str, DataMeta], ...]:
+    """Each checkpoint's resolved preprocessing; ``layers`` = the flags, then the dataset's own (if any).
+
+    Raises:
+        DataError: the checkpoints would read the images at different sizes or channel counts.
+    """
+    above, dataset = list(layers[:1]), list(layers[1:])
+    metas = tuple(
+        (ck.path, apply_preprocess(ck.checkpoint.data, resolve_preprocess(_layers(ck, above, dataset), _channels(ck))))
+        for ck in checkpoints
+    )
+    reads = {(m.image_size, m.resize_to, m.interpolation, m.in_channels): path for path, m in metas}
+    if len(reads) > 1:
+        detail = "; ".join(
+            f"{Path(p).name}: {c}x{s[0]}x{s[1]}, resize {r}, {i}" for (s, r, i, c), p in list(reads.items())[:3]
+        )
+        raise DataError(
+            f"the checkpoints read images differently ({detail}); evaluate them separately "
+            "or pass --image-size/--resize/--interpolation"
+        )
+    return metas
+
+
+def _channels(ck: LoadedCheckpoint) -> int:
+    return int(ck.checkpoint.data.in_channels)
+
+
+def _check_channels(checkpoints: Sequence[LoadedCheckpoint], channels: int | None) -> None:
+    """``--channels`` is 1 or 3 and what every model takes (images are read the way the model takes them)."""
+    if channels is None:
+        return
+    if channels not in (1, 3):
+        raise LncliError(f"--channels must be 1 or 3, got {channels}")
+    for ck in checkpoints:
+        if _channels(ck) != channels:
+            raise DataError(f"--channels {channels}, but {Path(ck.path).name} takes {_channels(ck)}-channel images")
+
+
+def _folder_listing(root: Path, limit: int | None, skip_unreadable: bool, workers: int) -> FolderListing:
+    """An image folder's test files, limited per class, with every header opened (unreadable: refused or skipped)."""
+    listing = list_image_folder(root, "test")
+    listing = listing.subset(stratified_subset(listing.targets, limit))
+    bad = check_headers(listing.files, threads=max(1, workers))
+    if bad and not skip_unreadable:
+        more = f" (and {len(bad) - 1} more unreadable files; --skip-unreadable leaves them out)" if len(bad) > 1 else ""
+        raise DataError(f"{bad[0][1]}{more}")
+    if bad:
+        dropped = {i for i, _ in bad}
+        listing = listing.subset([i for i in range(len(listing)) if i not in dropped], [r for _, r in bad])
+        if not len(listing):
+            raise DataError(f"imagefolder {listing.root}: no readable image ({len(bad)} skipped)")
+    return listing
+
+
+def _release_data(
+    release: NpyRelease,
+    checkpoints: Sequence[LoadedCheckpoint],
+    flags: Preprocess,
+    limit: int | None,
+    data_dir: Path | None,
+    download: bool,
+) -> EvalData:
+    """``--data cifar10c:DIR``: the arrays, with the matching clean test set when there is one."""
+    meta = release.meta()
+    _check_classes(checkpoints, f"cifar10c {release.directory}", release.num_classes, release.shape[2])
+    n = len(release) if limit is None else min(limit, len(release))
+    clean = _release_clean(release, checkpoints, n, data_dir, download)
+    # The arrays' own: their size as stored; CIFAR-10-C's constants when it is that release.
+    own = Preprocess(
+        meta.image_size,
+        None,
+        meta.mean if release.kind == "CIFAR-10-C" else None,
+        meta.std if release.kind == "CIFAR-10-C" else None,
+        None,
+        "dataset",
+    )
+    return EvalData(
+        name=release.name,
+        synthetic=False,
+        clean=clean,
+        cifar10c_dir=release.directory,
+        limit=limit,
+        model_metas=_model_metas(checkpoints, [flags, own]),
+    )
+
+
+def _release_clean(
+    release: NpyRelease, checkpoints: Sequence[LoadedCheckpoint], n: int, data_dir: Path | None, download: bool
+) -> ImageSet | None:
+    """The clean test set of an array release, for its clean row, or None.
+
+    The releases carry no clean split. The models' dataset (else CIFAR-10 for CIFAR-10-C) gives
+    it when it is installed and its first ``n`` test images are the release's: the same labels
+    in order and the same image shape. Anything else is other data (no clean row).
+    """
+    names = {named_dataset(ck.checkpoint.data.name) for ck in checkpoints} - {None}
+    name = names.pop() if len(names) == 1 else ("cifar10" if release.kind == "CIFAR-10-C" else None)
+    if name is None:
+        return None
+    try:
+        clean = load_dataset(name, "test", data_dir=data_dir, download=download, limit=n)
+        check_clean_order(release, clean, n)
+    except DataError:
+        return None
+    return clean
+
+
+def check_clean_order(release: NpyRelease, clean: ImageSet, n: int) -> None:
+    """Refuse a clean set that is not the release's first ``n`` images (labels in order, same image shape).
+
+    Raises:
+        DataError: the labels or the shape differ.
+    """
+    h, w, c = release.shape
+    if len(clean) != n or not torch.equal(clean.labels, torch.from_numpy(release.labels[:n])):
+        # A release follows its dataset's test order; anything else would compare different images.
+        raise DataError(f"the labels in {release.directory} are not in {clean.meta.name} test order")
+    if tuple(clean.images.shape[1:]) != (c, h, w):
+        raise DataError(
+            f"{release.directory} holds {c}x{h}x{w} images, {clean.meta.name}'s are "
+            f"{'x'.join(map(str, clean.images.shape[1:]))}"
+        )
 
 
 def _checkpoints_dataset(checkpoints: Sequence[LoadedCheckpoint]) -> str:
@@ -130,26 +397,6 @@ def _checkpoints_dataset(checkpoints: Sequence[LoadedCheckpoint]) -> str:
         detail = ", ".join(f"{Path(ck.path).name}: {ck.checkpoint.data.name}" for ck in checkpoints)
         raise LncliError(f"the checkpoints were trained on different datasets ({detail}); pass --data")
     return names.pop()
-
-
-def _cifar10c_data(
-    directory: Path,
-    spec: str,
-    checkpoints: Sequence[LoadedCheckpoint],
-    limit: int | None,
-    data_dir: Path | None,
-    download: bool,
-) -> EvalData:
-    """``--data cifar10c:DIR``: the released files, with CIFAR-10's clean test set when it is installed."""
-    if not directory.is_dir():
-        raise DataError(f"--data {spec}: {directory} is not a directory of CIFAR-10-C .npy files")
-    try:  # the released files carry no clean split; use CIFAR-10's test set when we have it
-        clean: ImageSet | None = load_dataset("cifar10", "test", data_dir=data_dir, download=download, limit=limit)
-    except DataError:
-        clean = None
-    if clean is not None:
-        check_data_matches(checkpoints, clean.meta)
-    return EvalData(name="cifar10-c", synthetic=False, clean=clean, cifar10c_dir=directory, limit=limit)
 
 
 def image_range(chunks: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
@@ -207,22 +454,24 @@ def load_train_range(
     return image_range(train.images.split(RANGE_CHUNK))
 
 
-def check_data_matches(checkpoints: Sequence[LoadedCheckpoint], meta: DataMeta) -> None:
-    """Raise :class:`DataError` when a dataset's classes, channels or image size differ from a model's."""
+def _check_classes(
+    checkpoints: Sequence[LoadedCheckpoint], what: str, num_classes: int, channels: int | None = None
+) -> None:
+    """Refuse data whose number of classes (or, for arrays, channels) differ from a model's."""
     for ck in checkpoints:
         want = ck.checkpoint.data
-        for attr, label in (("num_classes", "classes"), ("in_channels", "channels"), ("image_size", "image size")):
-            got, exp = _plain(getattr(meta, attr)), _plain(getattr(want, attr))
-            if got != exp:
+        for label, got, exp in (("classes", num_classes, want.num_classes), ("channels", channels, want.in_channels)):
+            if got is not None and got != exp:
                 raise DataError(
-                    f"dataset {meta.name!r} does not match {Path(ck.path).name} (trained on {want.name!r}): "
-                    f"{label} {_fmt(got)} in the data, {_fmt(exp)} in the model"
+                    f"{what} does not match {Path(ck.path).name} (trained on {want.name!r}): "
+                    f"{label} {got} in the data, {exp} in the model"
                 )
 
 
-def _plain(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
+def check_data_matches(checkpoints: Sequence[LoadedCheckpoint], meta: DataMeta) -> None:
+    """Raise :class:`DataError` when an in-memory dataset's classes or channels differ from a model's.
 
-
-def _fmt(v: Any) -> str:
-    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    Arrays are what they are: their channels must be the model's. (Image files are decoded
+    to what the model takes; the size is preprocessing: :mod:`lncli.data.preprocess`.)
+    """
+    _check_classes(checkpoints, f"dataset {meta.name!r}", meta.num_classes, meta.in_channels)
