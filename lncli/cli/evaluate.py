@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from lncli import report
+from lncli.cli import evaluate_run as run
 from lncli.cli.app import (
     DATA_DIR_HELP,
     DOWNLOAD_HELP,
@@ -29,195 +28,10 @@ from lncli.cli.app import (
 from lncli.cli.progress import eval_progress
 from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
 from lncli.config.evaluate import MODES, NOISE_FAMILY, NORMALIZATION_PRESETS, EvalConfig, parse_batch_sizes
-from lncli.errors import LncliError
-from lncli.io import check_distinct, check_output_file
-from lncli.records import ComparisonRecord, EvalRecord
-
-if TYPE_CHECKING:
-    from lncli.jobs.evaluate import LoadedCheckpoint
+from lncli.records import EvalRecord
 
 if TYPE_CHECKING:  # the jobs import torch: not at `lncli --help` time
     from lncli.jobs.evaluate import LoadedCheckpoint
-
-
-@dataclass(frozen=True)
-class _Outputs:
-    """The files a run writes (None: not asked for)."""
-
-    csv: Path | None = None
-    json: Path | None = None
-    plot: Path | None = None
-    junit: Path | None = None
-    markdown: Path | None = None
-
-
-@dataclass(frozen=True)
-class _Gate:
-    """What decides the exit code: the bounds, and the baseline of ``--compare`` with its gate."""
-
-    thresholds: list[report.Threshold]
-    max_drop: float | None
-    compare: Path | None = None
-    baseline: report.EvalRun | None = None
-    max_regression: float = 0.0
-    significance: float = EvalConfig.significance
-
-
-def _check_eval_outputs(outputs: _Outputs, max_drop: float | None, compare: Path | None) -> None:
-    """Refuse bad output paths and bounds before any compute: a typo must not cost the whole grid.
-
-    No output may replace the ``--compare`` baseline: accepting a run as the new baseline is a
-    deliberate copy, not a side effect of a check.
-    """
-    if outputs.csv:
-        check_output_file(outputs.csv, "--csv", (".csv",))
-    if outputs.json:
-        check_output_file(outputs.json, "--json", (".json",))
-    if outputs.plot:
-        report.check_plot_path(outputs.plot)
-    if outputs.junit:
-        check_output_file(outputs.junit, "--junit", (".xml",))
-    if outputs.markdown:
-        check_output_file(outputs.markdown, "--markdown")  # any name: $GITHUB_STEP_SUMMARY has no suffix
-    check_distinct(
-        {
-            "--csv": outputs.csv,
-            "--json": outputs.json,
-            "--plot": outputs.plot,
-            "--junit": outputs.junit,
-            "--markdown": outputs.markdown,
-        },
-        {"--compare": compare},
-    )
-    report.check_max_drop(max_drop)
-
-
-def _check_gate(
-    thresholds: list[report.Threshold],
-    max_drop: float | None,
-    compare: Path | None,
-    max_regression: float | None,
-    significance: float,
-) -> _Gate:
-    """The gate, with the baseline read and checked, before any compute (a bad one costs nothing)."""
-    from lncli.compare import check_regression_settings
-
-    check_regression_settings(max_regression, significance)
-    if compare is None:
-        if max_regression is not None:
-            raise LncliError("--max-regression needs --compare BASELINE.json (the run to compare with)")
-        return _Gate(thresholds, max_drop, significance=significance)
-    baseline = report.read_json(compare, "--compare")
-    return _Gate(thresholds, max_drop, compare, baseline, max_regression or 0.0, significance)
-
-
-def _check_columns(gate: _Gate, models: list[LoadedCheckpoint], config: EvalConfig) -> None:
-    """Refuse, before any compute, a baseline whose columns (checkpoint x mode) are not this run's."""
-    if gate.baseline is None:
-        return
-    from lncli.compare import match_columns
-    from lncli.jobs.evaluate import column_keys
-
-    match_columns(column_keys(models, config), {m.path: m.sha256 for m in models}, gate.baseline.records)
-
-
-def _compare(records: list[EvalRecord], gate: _Gate) -> list[ComparisonRecord] | None:
-    """This run against the baseline (None without ``--compare``)."""
-    if gate.baseline is None:
-        return None
-    from lncli.compare import compare_records
-
-    return compare_records(
-        records, gate.baseline.records, max_regression=gate.max_regression, significance=gate.significance
-    )
-
-
-def _report_evaluation(
-    records: list[EvalRecord], run: dict[str, Any], outputs: _Outputs, baseline: str | None, gate: _Gate
-) -> None:
-    """Write the files, print the tables, and exit 1 when a bound or the regression gate fails.
-
-    A comparison that is refused (settings differ) still writes this run's CSV/JSON/plot first,
-    without the comparison, so that the results are not lost; then the one-line error.
-    """
-    refused: LncliError | None = None
-    try:
-        comparisons = _compare(records, gate)
-    except LncliError as exc:
-        comparisons, refused = None, exc
-    compare_info = {
-        "baseline": str(gate.compare),
-        "max_regression": gate.max_regression,
-        "significance": gate.significance,
-    }
-    if outputs.csv:
-        report.write_csv(records, outputs.csv, comparisons=comparisons)
-    if outputs.json:
-        report.write_json(records, outputs.json, config=run, comparison=compare_info, comparisons=comparisons)
-    if outputs.plot:
-        report.plot_accuracy(records, outputs.plot)
-    if refused is not None:
-        raise refused
-    out = Console()  # after the files, so that a bad --baseline never costs the results
-    out.print(report.render_table(records, baseline=baseline, width=out.width))
-    if comparisons is not None:
-        out.print(report.render_comparison(comparisons, baseline=str(gate.compare)))
-    checks = report.threshold_checks(records, gate.thresholds, gate.max_drop)
-    checks += report.regression_checks(comparisons or [])
-    _write_gate_reports(records, checks, outputs, run, gate)
-    failures = [c.message for c in checks if not c.passed]
-    for line in failures:
-        err_console.print(f"[bold red]FAIL[/] {line}", highlight=False, soft_wrap=True)
-    if failures:
-        raise typer.Exit(code=1)
-
-
-def _load_models(
-    checkpoints: list[str], config: EvalConfig, data: str | None, data_dir: Path | None, download: bool
-) -> list[LoadedCheckpoint]:
-    """Load the CKPT arguments (foreign ones with --arch and --data's metadata) and list what --non-strict left out."""
-    from lncli.data import dataset_meta
-    from lncli.jobs.evaluate import load_checkpoints
-
-    # --data names a foreign checkpoint's classes and channels; only --arch says there is one.
-    meta = dataset_meta(data, data_dir=data_dir, download=download) if config.arch and data else None
-    # An --arch typed by the user is theirs to run (a package.module:function builder).
-    models = load_checkpoints(
-        checkpoints, arch=config.arch, data=meta, strict=config.strict, allow_code=config.arch is not None
-    )
-    for loaded in models:
-        if loaded.load_report:
-            err_console.print(
-                f"[yellow]warning:[/] {escape(Path(loaded.path).name)} loaded with --non-strict: "
-                f"{escape(loaded.load_report.summary())}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    return models
-
-
-def _write_gate_reports(
-    records: list[EvalRecord], checks: list[report.Check], outputs: _Outputs, run: dict[str, Any], gate: _Gate
-) -> None:
-    """The JUnit XML and the Markdown summary of the checks."""
-    baseline = None if gate.compare is None else str(gate.compare)
-    if outputs.junit:
-        first = records[0] if records else None
-        properties = {
-            "checkpoints": ", ".join(run.get("checkpoints", [])),
-            "data": first.data if first else None,
-            "n": first.n if first else None,
-            "batch_size": run.get("batch_size"),
-            "noise_seed": run.get("seed"),
-            "order_seed": run.get("order_seed"),
-            "profile": run.get("profile"),
-            "baseline": baseline,
-            "config_file": run.get("config_file"),
-            "lncli_version": first.lncli_version if first else None,
-        }
-        report.write_junit(checks, outputs.junit, properties=properties)
-    if outputs.markdown:
-        report.write_markdown(report.render_markdown(records, checks, baseline=baseline), outputs.markdown)
 
 
 _NO_ORDER_SEED = -1
@@ -448,85 +262,91 @@ def evaluate_command(
     skip_unreadable: SkipUnreadable = EvalConfig.skip_unreadable,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
-    from lncli.jobs.evaluate import (  # models: slow import
-        check_config,
-        check_group_sizes,
-        column_keys,
-        evaluate_grid,
-        mode_notes,
-        preprocess_flags,
-        resolve_data,
-    )
+    from lncli import distributed  # imports torch: not at `lncli --help` time
+    from lncli.jobs.evaluate import check_config, mode_notes, preprocess_flags
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
-    outputs = _Outputs(csv_path, json_path, plot, junit, markdown)
-    _check_eval_outputs(outputs, max_drop, compare)
-    gate = _check_gate(thresholds, max_drop, compare, max_regression, significance)
-    sizes = parse_batch_sizes(batch_size)
-    config = EvalConfig(
-        noises=NOISE_FAMILY if noise.strip().lower() == "all" else comma_list(noise),
-        severities=parse_severities(severity),
-        profile=profile.value,
-        modes=parse_list(mode, MODES, "mode") if mode else None,
-        heads=heads.value,
-        group_size=group_size,
-        batch_size=sizes[0],
-        batch_sizes=sizes if len(sizes) > 1 else (),
-        seed=seed,
-        order_seed=None if order_seed < 0 else order_seed,
-        order=order.value,
-        mix=mix,
-        prior_n=prior_n,
-        tent_lr=tent_lr,
-        tent_steps=tent_steps,
-        device=device.value,
-        amp=amp,
-        workers=workers,
-        rescale=rescale,
-        arch=arch,
-        strict=not non_strict,
-        max_regression=gate.max_regression if gate.baseline is not None else None,
-        significance=significance,
-        image_size=image_size,
-        resize=resize,
-        mean=mean,
-        std=std,
-        interpolation=None if interpolation is None else interpolation.value,
-        channels=channels,
-        skip_unreadable=skip_unreadable,
-    )
+    outputs = run.Outputs(csv_path, json_path, plot, junit, markdown)
+    run.check_outputs(outputs, max_drop, compare)
+    gate = run.check_gate(thresholds, max_drop, compare, max_regression, significance)
+    config = _config(ctx.params, gate)
     check_config(config)  # before any checkpoint or data is read
     pre = preprocess_flags(config)  # bad --mean, --resize, ... fail before any model is loaded
-    from lncli import distributed  # imports torch: not at `lncli --help` time
-
     info = distributed.init_distributed(distributed.local_device(config.device))
     if mix and info.is_main and len(config.noises) * len(config.severities) == 1:
         err_console.print(_MIX_IS_PLAIN, highlight=False, soft_wrap=True)
     try:
-        models = _load_models(checkpoints, config, data, data_dir, download)
-        check_group_sizes(models, config)
-        if baseline:  # against the columns the sweep will have, before any compute
-            report.resolve_baseline(report.columns(column_keys(models, config)), baseline)
-        _check_columns(gate, models, config)
-        test_set = resolve_data(
-            data,
-            models,
-            limit=limit,
-            data_dir=data_dir,
-            download=download,
-            with_train_range=rescale,
-            preprocess=pre,
-            channels=config.channels,
-            skip_unreadable=config.skip_unreadable,
-            workers=config.workers,
-        )
-        with eval_progress(info.is_main) as progress:
-            records = evaluate_grid(models, test_set, config, progress=progress)
+        models, records = _sweep(ctx.params, config, gate, pre, info.is_main)
     finally:
         distributed.cleanup()
     if info.is_main:
         for line in mode_notes(models, config):  # after the sweep: a failed run prints its error alone
             err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
-        run = {**asdict(config), "checkpoints": [m.path for m in models], "data": data, "limit": limit}
-        run |= resolved_options(ctx)  # every option as resolved (defaults < --config < flags), by config key
-        _report_evaluation(records, run, outputs, baseline, gate)
+        resolved = {**asdict(config), "checkpoints": [m.path for m in models], "data": data, "limit": limit}
+        resolved |= resolved_options(ctx)  # every option as resolved (defaults < --config < flags), by config key
+        run.report_evaluation(records, resolved, outputs, baseline, gate)
+
+
+def _config(p: dict[str, Any], gate: run.Gate) -> EvalConfig:
+    """The sweep's frozen config from the command's parsed options (``ctx.params``)."""
+    sizes = parse_batch_sizes(p["batch_size"])
+    interpolation = p["interpolation"]
+    return EvalConfig(
+        noises=NOISE_FAMILY if p["noise"].strip().lower() == "all" else comma_list(p["noise"]),
+        severities=parse_severities(p["severity"]),
+        profile=p["profile"].value,
+        modes=parse_list(p["mode"], MODES, "mode") if p["mode"] else None,
+        heads=p["heads"].value,
+        group_size=p["group_size"],
+        batch_size=sizes[0],
+        batch_sizes=sizes if len(sizes) > 1 else (),
+        seed=p["seed"],
+        order_seed=None if p["order_seed"] < 0 else p["order_seed"],
+        order=p["order"].value,
+        mix=p["mix"],
+        prior_n=p["prior_n"],
+        tent_lr=p["tent_lr"],
+        tent_steps=p["tent_steps"],
+        device=p["device"].value,
+        amp=p["amp"],
+        workers=p["workers"],
+        rescale=p["rescale"],
+        arch=p["arch"],
+        strict=not p["non_strict"],
+        max_regression=gate.max_regression if gate.baseline is not None else None,
+        significance=p["significance"],
+        image_size=p["image_size"],
+        resize=p["resize"],
+        mean=p["mean"],
+        std=p["std"],
+        interpolation=None if interpolation is None else interpolation.value,
+        channels=p["channels"],
+        skip_unreadable=p["skip_unreadable"],
+    )
+
+
+def _sweep(
+    p: dict[str, Any], config: EvalConfig, gate: run.Gate, pre: Any, show_progress: bool
+) -> tuple[list[LoadedCheckpoint], list[EvalRecord]]:
+    """Load the checkpoints and the test set, check them against the asked columns, and run the grid."""
+    from lncli.jobs.evaluate import check_group_sizes, column_keys, evaluate_grid, resolve_data
+
+    models = run.load_models(p["checkpoints"], config, p["data"], p["data_dir"], p["download"])
+    check_group_sizes(models, config)
+    if p["baseline"]:  # against the columns the sweep will have, before any compute
+        report.resolve_baseline(report.columns(column_keys(models, config)), p["baseline"])
+    run.check_columns(gate, models, config)
+    test_set = resolve_data(
+        p["data"],
+        models,
+        limit=p["limit"],
+        data_dir=p["data_dir"],
+        download=p["download"],
+        with_train_range=config.rescale,
+        preprocess=pre,
+        channels=config.channels,
+        skip_unreadable=config.skip_unreadable,
+        workers=config.workers,
+    )
+    with eval_progress(show_progress) as progress:
+        return models, evaluate_grid(models, test_set, config, progress=progress)
