@@ -179,3 +179,46 @@ def test_train_a_timm_model_with_localnorm_then_evaluate(tmp_path: Path) -> None
     assert (ckpt.arch, ckpt.norm.kind, ckpt.norm.num_heads) == ("timm:test_resnet", "localnorm", 2)
     res = invoke("evaluate", tmp_path / "run" / "last.pt", *EVAL)
     assert res.exit_code == 0, res.output
+
+
+def _png_folder(root: Path, classes: int = 3, per_class: int = 2) -> Path:
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_convert_records_the_preprocessing_evaluate_would_resolve(tmp_path: Path) -> None:
+    """A foreign timm model converted for an image folder records timm's preprocessing (160 px crop from
+    168, mean/std 0.5 for timm's test_resnet), so that evaluating the converted file needs no flags."""
+    from lncli.data import dataset_meta
+    from lncli.jobs.convert import with_preprocessing
+
+    folder = _png_folder(tmp_path / "imgs")
+    torch.manual_seed(0)
+    path = tmp_path / "timm.pt"
+    torch.save(library_model("timm:test_resnet", 3, 3).state_dict(), path)
+    out = tmp_path / "ln.pt"
+    spec = f"imagefolder:{folder}"
+    res = invoke(
+        "convert", path, out, "--to", "localnorm", "--group-size", "2", "--arch", "timm:test_resnet", "--data", spec
+    )
+    assert res.exit_code == 0, res.output
+    meta = load_checkpoint(out).data
+    assert (meta.image_size, meta.resize, meta.interpolation) == ((160, 160), 168, "bilinear")
+    assert meta.mean == (0.5, 0.5, 0.5) and meta.std == (0.5, 0.5, 0.5)
+    res = invoke("evaluate", out, "--data", spec, "--noise", "gaussian", "--severity", "0", "--batch-size", "2",
+                 "--mode", "running", "--device", "cpu", "--json", tmp_path / "r.json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rec = _clean_running(tmp_path / "r.json")
+    assert (rec["image_size"], rec["resize"], rec["mean"]) == ("160x160", 168, "0.5,0.5,0.5")
+    # A named dataset's own preprocessing comes first (evaluate's precedence), whatever the arch.
+    fm = dataset_meta("synthetic-gray")
+    got = with_preprocessing(fm, "synthetic-gray", "timm:test_resnet")
+    assert (got.image_size, got.mean, got.std, got.interpolation) == (fm.image_size, fm.mean, fm.std, fm.interpolation)
+    assert got.resize == fm.image_size[0]  # made explicit: no resize beyond the dataset's own size

@@ -21,7 +21,8 @@ from lncli.checkpoint import (
     save_checkpoint,
 )
 from lncli.config.convert import ConvertConfig
-from lncli.data import dataset_meta
+from lncli.data import DataMeta, dataset_meta
+from lncli.data.preprocess import IMAGENET, Preprocess, apply_preprocess, resolve_preprocess, timm_layer
 from lncli.io import check_distinct, check_output_file
 from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_checkpoint
 
@@ -70,6 +71,8 @@ def convert_file(
     check_conversion(cfg.to, group_size=cfg.group_size, num_heads=cfg.num_heads, grouping=cfg.grouping)
     # --data names a foreign IN's classes and channels; only --arch says IN is foreign.
     meta = dataset_meta(cfg.data) if cfg.arch and cfg.data else None
+    if meta is not None and cfg.arch is not None and cfg.data is not None:
+        meta = with_preprocessing(meta, cfg.data, cfg.arch)  # written into OUT: evaluate needs no flags later
     # An --arch typed by the user is theirs to run (a package.module:function builder).
     ckpt = load_checkpoint(cfg.src, arch=cfg.arch, data=meta, allow_code=cfg.arch is not None)
     check_convertible(ckpt.norm.kind, cfg.src.name)  # GroupNorm: refused before any model is built
@@ -83,6 +86,27 @@ def convert_file(
         new = then(new)
     save_checkpoint(new, cfg.dst)
     return summary, report
+
+
+def with_preprocessing(meta: DataMeta, spec: str, arch: str) -> DataMeta:
+    """A foreign checkpoint's data meta with the preprocessing ``lncli evaluate`` would resolve for it.
+
+    The same precedence as evaluate without flags (:mod:`lncli.data.preprocess`): a named
+    dataset's own (``fashion-mnist``, ``cifar10``, ...), else, for image folders, timm's config of a
+    ``timm:`` arch, else ImageNet's. Recording it makes the converted checkpoint self-describing.
+
+    Args:
+        meta: what ``--data`` says of the classes and channels (:func:`lncli.data.dataset_meta`).
+        spec: the ``--data`` value.
+        arch: the ``--arch`` value.
+
+    Returns:
+        ``meta`` with the image size, resize, interpolation and normalisation resolved.
+    """
+    folder = spec.split(":", 1)[0].strip().lower() in ("imagefolder", "imagenetc")
+    timm = timm_layer(arch)
+    layers = [*([] if folder else [Preprocess.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
+    return apply_preprocess(meta, resolve_preprocess(layers, meta.in_channels))
 
 
 def run_convert(cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | None = None) -> ConversionSummary:
