@@ -23,12 +23,12 @@ Outputs: ``benchmarks/results/conditions.{md,csv,png}`` (mean +- std over seeds,
 95% interval of the counts pooled over seeds, per cell) and ``conditions_records.csv`` (every
 per-seed record), with hardware, versions and runs in the header.
 
-Cost: estimated at about an hour on this 2-core machine at the default 2,000 test images per cell
-(batch size 1 dominates: one forward per image and column), from the smoke run's 0.6 s per test image
-and seed for BN + LN; training the 9 models where they are missing adds a few minutes each. The
-results header records the real wall time. ``--quick`` is a one-minute smoke run (one seed,
-one epoch on 2,048 training images, 96 test images, into a temporary folder unless ``--out``
-says otherwise): it checks the pipeline, its numbers mean nothing.
+Cost: the results header records the wall time of the run that wrote it (the committed one:
+``--images 1000``, the 9 models trained from scratch, on 1 thread of a 2-core machine); the
+evaluation grows in proportion to ``--images``, and batch size 1 (one forward per image and
+column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 2,048 training
+images, 96 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
+pipeline, its numbers mean nothing.
 
     python benchmarks/reproduce_conditions.py --reuse     # 3 seeds, the reproduction's BN/LN models reused
     python benchmarks/reproduce_conditions.py             # 3 seeds, every model trained (runs/ must not hold them)
