@@ -102,7 +102,6 @@ def test_threshold_failure_exit_1_names_cells(ckpts: dict[str, Path], tmp_path: 
     [
         (["--noise", "fog_noise_x"], "unknown noise"),
         (["--mode", "running,bogus"], "unknown mode 'bogus'"),
-        (["--mode", "local", "--group-size", "5"], "not a multiple of the group size 5"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--group-size", "0"], "--group-size must be >= 1"),
         (["--severity", "6"], "severity"),
@@ -311,3 +310,14 @@ def test_image_folder_flags_are_used_and_recorded(ckpts: dict[str, Path], tmp_pa
         "bicubic",
     )
     assert {r["data"] for r in doc["records"]} == {"imagefolder"}
+
+
+def test_batch_sizes_below_g_run_with_one_note(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 19: a LocalNorm checkpoint (G 8) swept over 4,8: the smaller size runs as one group, said once."""
+    out = tmp_path / "r.csv"
+    res = invoke(ckpts["ln"], *FAST[:4], "--batch-size", "4,8", "--noise", "gaussian", "--severity", "0", "--csv", out)
+    assert res.exit_code == 0, res.output + res.stderr
+    note = "ln.pt: batch size 4 is smaller than G = 8; local normalise each batch as one group there"
+    assert res.stderr.count(note) == 1, res.stderr
+    with open(out, newline="") as fh:
+        assert {(r["batch_size"], r["group_size"]) for r in csv.DictReader(fh)} == {("4", "4"), ("8", "8")}

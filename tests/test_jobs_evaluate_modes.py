@@ -45,10 +45,10 @@ def test_default_modes_follow_the_norm_kind(eval_ckpts: dict[str, Path]) -> None
 @pytest.mark.parametrize(
     ("mode", "heads", "group_size", "uses_copy"),
     [
-        ("running", "position", None, False),
+        ("running", "mean", None, False),
         ("batch", "position", 32, True),
         ("local", "position", 8, True),
-        ("single", "position", 1, True),
+        ("single", "mean", 1, True),
         ("vote", "vote", 1, True),
         ("majority", "majority", 1, True),
         ("prior", "position", 32, True),
@@ -130,23 +130,23 @@ def test_majority_mode_end_to_end(eval_ckpts: dict[str, Path], eval_data: EvalDa
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_position_heads_depend_on_order_mean_heads_do_not(tmp_path: Path, seed: int) -> None:
-    """Running statistics isolate the head effect: only the head choice can depend on position."""
+    """``local`` statistics with whole groups moved isolate the head effect: each group keeps its
+    members (so its statistics), and only the head its position picks can change."""
     ln = load_checkpoints([make_ln(tmp_path / "ln.pt", seed=seed, group_size=4, num_heads=2)])[0]
     model = build_model(ln.checkpoint).eval()
     x = normalize(load_dataset("synthetic", "test", limit=16).images, META)  # 4 groups of 4 -> heads 0,1,0,1
-    perm = torch.roll(torch.arange(16), 4)  # every image moves to a group with the other head
+    perm = torch.roll(torch.arange(16), 4)  # every group moves to a position with the other head
     for heads, should_commute in (("mean", True), ("position", False)):
-        base = scores(model, x, "running", heads=heads, group_size=4)
-        moved = scores(model, x[perm], "running", heads=heads, group_size=4)
+        base = scores(model, x, "local", heads=heads, group_size=4)
+        moved = scores(model, x[perm], "local", heads=heads, group_size=4)
         err = (moved - base[perm]).abs().max().item()
         assert (err < 1e-5) is should_commute, f"{heads}: max |moved - base[perm]| = {err:.3g}"
-    # ...and at the grid level the mean-head counts ignore the order seed.
-    d = EvalData.from_imageset(load_dataset("synthetic", "test", limit=40))
-    by_order = [
-        counts(evaluate_grid([ln], d, cfg(modes=("running",), heads="mean", batch_size=8, group_size=4, order_seed=o)))
-        for o in (0, 1, 2)
-    ]
-    assert by_order[0] == by_order[1] == by_order[2]
+    # ...and the per-image modes take the mean whatever --heads says: no position to depend on.
+    for mode in ("running", "single"):
+        asked = [scores(model, x[perm], mode, heads=heads, group_size=4) for heads in ("position", "mean")]
+        assert torch.equal(asked[0], asked[1]), mode
+        err = (asked[0] - scores(model, x, mode, group_size=4)[perm]).abs().max().item()
+        assert err < 1e-5, f"{mode}: max |moved - base[perm]| = {err:.3g}"
 
 
 # --- GroupNorm: the batch-independent control (issue 14) ---
@@ -217,14 +217,15 @@ def test_groupnorm_counts_do_not_depend_on_batch_size_or_order(gn_checkpoint: Pa
 def test_prior_limits_are_batch_and_running(
     eval_ckpts: dict[str, Path], eval_data: EvalData, kind: str, seed: int
 ) -> None:
-    """N = 0 weighs the running statistics not at all (``batch``); N = 1e12 all but fully (``running``)."""
+    """N = 0 weighs the running statistics not at all (``batch``); N = 1e12 all but fully (``running``,
+    whose affine is the heads' mean: ``prior`` is compared with mean heads there)."""
     assert eval_data.clean is not None
     model = build_model(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(eval_data.clean), generator=gen)[: (4, 16, 32)[seed]]
     x = normalize(eval_data.clean.images[idx], META)
-    for n_prior, same_as in ((0.0, "batch"), (1e12, "running")):
-        got = scores(model, x, "prior", group_size=8, prior_n=n_prior)
+    for n_prior, same_as, heads in ((0.0, "batch", "position"), (1e12, "running", "mean")):
+        got = scores(model, x, "prior", heads=heads, group_size=8, prior_n=n_prior)
         want = scores(model, x, same_as, group_size=8)
         err = (got - want).abs().max().item()
         assert err < 1e-4, f"prior N={n_prior:g} vs {same_as}: max |diff| = {err:.3g}"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from localnorm_reference import SEEDS, assert_close, groups_of, random_bn, random_heads
 from torch import nn
 
-from lncli.nn import GROUPINGS, TEST_STATS, LocalNorm2d, set_test_mode, vote_predict
+from lncli.nn import GROUPINGS, PER_IMAGE_STATS, TEST_STATS, LocalNorm2d, set_test_mode, vote_predict
 
 # --------------------------------------------------------------------------- training
 
@@ -235,9 +235,9 @@ def test_test_modes_match_reference(grouping: str, seed: int, kernel_path: str) 
             for idx in groups:
                 normed[idx] = F.batch_norm(x[idx], None, None, None, None, True, 0.0, ln.eps)
         for mode in ("position", "mean", "vote"):
-            if mode == "position":
+            if mode == "position" and stats not in PER_IMAGE_STATS:
                 w, b = ln.head_weight[head_of], ln.head_bias[head_of]  # (N, C)
-            else:  # a plain forward in vote mode uses the head mean
+            else:  # per-image stats have no groups; a plain forward in vote mode uses the head mean too
                 w, b = ln.head_weight.mean(0).expand(n, c), ln.head_bias.mean(0).expand(n, c)
             ref = normed * w[:, :, None, None] + b[:, :, None, None]
             set_test_mode(ln, stats=stats, heads=mode)
@@ -275,7 +275,9 @@ def test_eval_on_1x1_maps_does_not_crash(stats: str, n: int, seed: int, kernel_p
     assert y.shape == x.shape and torch.isfinite(y).all()
     one_sample_groups = {"single": range(n), "local": [n - 1] if n % 4 == 1 else [], "batch": [0] if n == 1 else []}
     for i in one_sample_groups.get(stats, []):
-        expected = ln.head_bias[int(ln._sample_group(n, x.device)[i]) % ln.num_heads]  # position heads
+        # position heads where images form groups; per-image stats take the heads' mean
+        position = ln.head_bias[int(ln._sample_group(n, x.device)[i]) % ln.num_heads]
+        expected = ln.head_bias.mean(0) if stats in PER_IMAGE_STATS else position
         err = (y[i, :, 0, 0] - expected).abs().max().item()
         # (x - mean) is ~1 ulp, amplified by 1/sqrt(eps) ~ 316: hence atol 1e-4.
         assert err < 1e-4, f"{stats}: one-sample group {i} should give the bias; max abs error {err:.3g}"

@@ -58,7 +58,13 @@ Noise = Annotated[str, typer.Option(help=f"Comma list of noises, or 'all' ({','.
 Severity = Annotated[str, typer.Option(help="Severities, e.g. 0-5 or 1,3,5; 0 is the clean row.")]
 Profile = Annotated[ProfileChoice, typer.Option(help="Noise constants.")]
 Mode = Annotated[str | None, typer.Option(help=_MODE_HELP)]
-Heads = Annotated[HeadsChoice, typer.Option(help="LocalNorm head per test group: by position (paper) or the mean.")]
+Heads = Annotated[
+    HeadsChoice | None,
+    typer.Option(
+        help="LocalNorm's affine head where test images form groups (local, batch, prior, tent): by position "
+        "(default, the paper) or the mean of the heads. running and single always take the mean."
+    ),
+]
 GroupSize = Annotated[
     int | None,
     typer.Option(
@@ -207,7 +213,6 @@ Interpolation = Annotated[InterpolationChoice | None, typer.Option(help=f"The re
 _NOISES = ",".join(EvalConfig.noises)
 _SEVERITIES = severity_text(EvalConfig.severities)
 _PROFILE = ProfileChoice(EvalConfig.profile)
-_HEADS = HeadsChoice(EvalConfig.heads)
 _DEVICE = DeviceChoice(EvalConfig.device)
 _ORDER_SEED = _NO_ORDER_SEED if EvalConfig.order_seed is None else EvalConfig.order_seed
 _ORDER = OrderChoice(EvalConfig.order)
@@ -221,7 +226,7 @@ def evaluate_command(
     severity: Severity = _SEVERITIES,
     profile: Profile = _PROFILE,
     mode: Mode = None,
-    heads: Heads = _HEADS,
+    heads: Heads = None,
     group_size: GroupSize = None,
     batch_size: BatchSize = str(EvalConfig.batch_size),
     data: Data = None,
@@ -296,7 +301,7 @@ def _config(p: dict[str, Any], gate: run.Gate) -> EvalConfig:
         severities=parse_severities(p["severity"]),
         profile=p["profile"].value,
         modes=parse_list(p["mode"], MODES, "mode") if p["mode"] else None,
-        heads=p["heads"].value,
+        heads=None if p["heads"] is None else p["heads"].value,
         group_size=p["group_size"],
         batch_size=sizes[0],
         batch_sizes=sizes if len(sizes) > 1 else (),
@@ -329,10 +334,9 @@ def _sweep(
     p: dict[str, Any], config: EvalConfig, gate: run.Gate, pre: Any, show_progress: bool
 ) -> tuple[list[LoadedCheckpoint], list[EvalRecord]]:
     """Load the checkpoints and the test set, check them against the asked columns, and run the grid."""
-    from lncli.jobs.evaluate import check_group_sizes, column_keys, evaluate_grid, resolve_data
+    from lncli.jobs.evaluate import column_keys, evaluate_grid, resolve_data
 
     models = run.load_models(p["checkpoints"], config, p["data"], p["data_dir"], p["download"])
-    check_group_sizes(models, config)
     if p["baseline"]:  # against the columns the sweep will have, before any compute
         report.resolve_baseline(report.columns(column_keys(models, config)), p["baseline"])
     run.check_columns(gate, models, config)

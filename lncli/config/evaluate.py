@@ -44,7 +44,9 @@ DEFAULT_TENT_LR = 1e-3
 """``tent`` mode's Adam learning rate: TENT's CIFAR-10-C setting (Wang et al. 2021, ICLR)."""
 
 HEADS: tuple[str, ...] = ("position", "mean")
-"""How ``local`` (and ``batch``/``running``) groups pick LocalNorm's affine head."""
+"""How LocalNorm's affine head is chosen where test images form groups (``local``, ``batch``, ``prior``,
+``tent``): by the group's position in the batch (the paper), or the mean of the heads. The per-image
+modes (``running``, ``single``) always take the mean: an image there belongs to no group."""
 
 """Where the models run (train's vocabulary): ``auto`` = CUDA when available, ``cuda:LOCAL_RANK`` under torchrun."""
 
@@ -80,8 +82,9 @@ class EvalConfig:
     # None = each checkpoint's natural modes: BN -> DEFAULT_BN_MODES, LocalNorm -> DEFAULT_LN_MODES.
     # GroupNorm checkpoints always run in DEFAULT_GN_MODES (their only mode), whatever this says.
     modes: tuple[str, ...] | None = None
-    # "position" is what the authors' code does (group k uses head k); "mean" removes the order dependence.
-    heads: str = "position"
+    # Where test images form groups: "position" is what the authors' code does (group k uses head k); "mean"
+    # removes the order dependence. None = "position" there; the per-image modes always take the mean (HEADS).
+    heads: str | None = None
     # None = the checkpoint's own group size, else DEFAULT_GROUP_SIZE (the paper's CIFAR setting).
     group_size: int | None = None
     # 128 is the paper's CIFAR batch; it fixes which images share test-batch statistics.

@@ -1,7 +1,7 @@
 """LocalNorm (arXiv 1902.06550) as PyTorch modules: the layer, its factory, test-time control, conversion.
 
 * :mod:`lncli.nn.localnorm`: :class:`LocalNorm2d` and the names of its settings
-  (:data:`GROUPINGS`, :data:`TEST_STATS`, :data:`TEST_HEADS`).
+  (:data:`GROUPINGS`, :data:`TEST_STATS`, :data:`PER_IMAGE_STATS`, :data:`TEST_HEADS`).
 * :mod:`lncli.nn._grouped_cpu`: the copy-free CPU kernel behind its training and ``local`` passes.
 * :mod:`lncli.nn.testtime`: :func:`set_test_mode`, :func:`vote_predict`, :func:`majority_predict`.
 * :mod:`lncli.nn.tent`: :class:`Tent`, online entropy minimisation over the affine parameters (TENT).
@@ -19,7 +19,7 @@ from lncli.nn.convert import (
 )
 from lncli.nn.factory import NORM_KINDS, get_norm_layer
 from lncli.nn.groupnorm import default_groups, group_norm
-from lncli.nn.localnorm import GROUPINGS, TEST_HEADS, TEST_STATS, LocalNorm2d, localnorm_layers
+from lncli.nn.localnorm import GROUPINGS, PER_IMAGE_STATS, TEST_HEADS, TEST_STATS, LocalNorm2d, localnorm_layers
 from lncli.nn.tent import Tent, affine_parameters, softmax_entropy
 from lncli.nn.testtime import majority_predict, set_test_mode, vote_predict
 
@@ -27,6 +27,7 @@ __all__ = [
     "CONVERT_TARGETS",
     "GROUPINGS",
     "NORM_KINDS",
+    "PER_IMAGE_STATS",
     "TEST_HEADS",
     "TEST_STATS",
     "ConversionSummary",

@@ -53,6 +53,7 @@ from lncli.nn._grouped_cpu import group_moments, grouped_norm
 
 __all__ = [
     "GROUPINGS",
+    "PER_IMAGE_STATS",
     "TEST_HEADS",
     "TEST_STATS",
     "LocalNorm2d",
@@ -68,8 +69,14 @@ __all__ = [
 #: ``prior``: the running statistics and the whole test batch's, mixed with weights N and n
 #: (Schneider et al. 2020; N = ``LocalNorm2d.prior_n``).
 TEST_STATS: tuple[str, ...] = ("running", "batch", "local", "single", "prior")
+#: The test statistics that do not come from the batch: each image is normalised on its own
+#: (``single``) or with fixed statistics (``running``), so no test image belongs to a group, and
+#: an image's prediction must not depend on its batch, its place in it or the stream's order.
+PER_IMAGE_STATS: tuple[str, ...] = ("running", "single")
 #: Which affine head a test sample uses. ``position``: group k uses head k mod num_heads
-#: (the paper; results depend on test-set order); ``mean``: the average of the heads
+#: (the paper; results depend on test-set order), where test images form groups (``local``,
+#: ``batch``, ``prior``); under :data:`PER_IMAGE_STATS` there is no group, and ``position``
+#: takes the mean of the heads as ``mean`` does. ``mean``: the average of the heads
 #: (order-independent); ``vote``: every head in turn, softmax averaged (see
 #: :func:`lncli.nn.vote_predict`; :func:`lncli.nn.majority_predict` is the authors' majority
 #: of per-head argmaxes).
@@ -157,10 +164,13 @@ class LocalNorm2d(nn.BatchNorm2d):
     one-value tail group, one sample of a 1x1 map, has no variance and is left out of it).
 
     **Test time** (``eval()``): ``test_stats`` picks the statistics (see :data:`TEST_STATS`)
-    and ``test_heads`` the affine (see :data:`TEST_HEADS`). The affine position of a sample
-    always follows the G-grouping above, whatever the statistics: under ``single`` stats
-    with ``position`` heads, sample i uses the head of the group it would be in under
-    ``local``. ``running`` (and ``prior``) without running buffers (``track_running_stats=False``)
+    and ``test_heads`` the affine (see :data:`TEST_HEADS`). With ``position`` heads, the affine of
+    a sample follows the G-grouping above where the statistics come from the batch (``local``,
+    ``batch``, ``prior``): under ``batch`` stats, sample i uses the head of the group it would be
+    in under ``local``. Under :data:`PER_IMAGE_STATS` (``running``, ``single``) no image belongs to
+    a group, so every sample takes the mean of the heads: a sample's output then depends on the
+    sample alone, never on the batch size or its position in the batch.
+    ``running`` (and ``prior``) without running buffers (``track_running_stats=False``)
     uses batch statistics, as BatchNorm2d does. ``prior`` normalises with
     (N * running + n * batch) / (N + n) for the mean and the variance (n the batch size, N =
     ``prior_n``, a run-time setting like ``test_stats``), the batch variance being the biased
@@ -309,8 +319,12 @@ class LocalNorm2d(nn.BatchNorm2d):
         ) + (f", prior_n={self.prior_n:g}" if self.test_stats == "prior" else "")
 
     # -- helpers ---------------------------------------------------------------------
-    def _affine(self, n_groups: int) -> tuple[Tensor | None, Tensor | None]:
-        """The affine of each group: both (C,) when shared by all groups, else (n_groups, C)."""
+    def _affine(self, n_groups: int, per_image: bool = False) -> tuple[Tensor | None, Tensor | None]:
+        """The affine of each group: both (C,) when shared by all groups, else (n_groups, C).
+
+        ``per_image``: the test statistics do not come from the batch (:data:`PER_IMAGE_STATS`), so
+        there are no groups to take a head by position from: the heads' mean.
+        """
         if self.head_weight is None:
             return None, None
         hw, hb = self.head_weight, self.head_bias  # (num_heads, C)
@@ -319,8 +333,8 @@ class LocalNorm2d(nn.BatchNorm2d):
             if not 0 <= h < self.num_heads:
                 raise ValueError(f"force_head={h} out of range for num_heads={self.num_heads}")
             return hw[h], hb[h]
-        if not self.training and self.test_heads != "position":
-            return hw.mean(0), hb.mean(0)  # "mean"; "vote" without force_head also lands here
+        if not self.training and (self.test_heads != "position" or per_image):
+            return hw.mean(0), hb.mean(0)  # "mean"; per-image stats and "vote" without force_head also land here
         if self.num_heads == 1 or n_groups == 1:
             return hw[0], hb[0]
         if n_groups == self.num_heads:
@@ -374,7 +388,7 @@ class LocalNorm2d(nn.BatchNorm2d):
             stats = "batch"  # BatchNorm2d's own rule when there are no running buffers
         if stats == "local":
             return self._local(input, self.group_size, 0.0)
-        w, b = self._affine(-(-n // self.group_size))  # the affine of every G-group
+        w, b = self._affine(-(-n // self.group_size), stats in PER_IMAGE_STATS)  # the affine of every G-group
         if w is None or b is None or w.dim() == 1:  # no affine, or one (C,) shared by every sample
             return self._eval_shared(input, stats, w, b)
         return self._eval_per_sample(input, stats, self._per_sample(w, n), self._per_sample(b, n))

@@ -31,7 +31,6 @@ from lncli.jobs.evaluate.grid import (
     Column,
     ColumnKey,
     check_config,
-    check_group_sizes,
     column_keys,
     evaluate_grid,
     mode_notes,
@@ -50,6 +49,7 @@ from lncli.jobs.evaluate.modes import (
     mode_spec,
     modes_for,
     predict,
+    resolve_heads,
     resolve_mode,
     scores,
 )
@@ -105,7 +105,6 @@ __all__ = [
     "ModeRunner",
     "check_config",
     "check_data_matches",
-    "check_group_sizes",
     "column_keys",
     "default_modes",
     "draw_cells",
@@ -128,6 +127,7 @@ __all__ = [
     "preprocess_flags",
     "resolve_checkpoint_paths",
     "resolve_data",
+    "resolve_heads",
     "resolve_mode",
     "scores",
 ]

@@ -66,6 +66,7 @@ from lncli.jobs.evaluate.modes import (
     make_runner,
     mode_spec,
     modes_for,
+    resolve_heads,
     resolve_mode,
 )
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
@@ -79,7 +80,6 @@ __all__ = [
     "ColumnKey",
     "batch_order",
     "check_config",
-    "check_group_sizes",
     "column_keys",
     "evaluate_grid",
     "mode_notes",
@@ -163,7 +163,6 @@ def evaluate_grid(
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
     if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
         raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
-    check_group_sizes(models, config)  # every batch size, before any model or data work
     models = data.prepared(models)  # each model's resolved preprocessing (testset.resolve_data)
     source = open_source(
         data, seed=config.seed, profile=config.profile, workers=config.workers, pin=device.type == "cuda"
@@ -231,7 +230,7 @@ def check_config(config: EvalConfig) -> None:
         raise LncliError(f"--tent-steps must be >= 1, got {config.tent_steps}")
     if config.group_size is not None and config.group_size < 1:
         raise LncliError(f"--group-size must be >= 1, got {config.group_size}")
-    if config.heads not in HEADS:
+    if config.heads is not None and config.heads not in HEADS:
         raise LncliError(f"unknown heads {config.heads!r}; valid: {', '.join(HEADS)}")
     for mode in config.modes or ():
         mode_spec(mode)
@@ -256,7 +255,11 @@ def _modes(loaded: LoadedCheckpoint, config: EvalConfig) -> tuple[str, ...]:
 def mode_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
     """What the sweep does other than asked, for the caller to show once (compute never prints).
 
-    Today one note at most: the GroupNorm checkpoints, which run in their only mode whatever ``--mode`` asks.
+    * GroupNorm checkpoints run in their only mode whatever ``--mode`` asks;
+    * ``--heads position`` does not apply to a multi-head LocalNorm checkpoint's per-image modes
+      (``running``, ``single``), which take the mean of the heads;
+    * a local-statistics column (``local``; ``tent`` on LocalNorm) at a batch size smaller than its G
+      uses G = the batch size; at one that G does not divide, each batch ends in a smaller group.
 
     Args:
         models: the loaded checkpoints.
@@ -265,14 +268,67 @@ def mode_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[s
     Returns:
         The notes, one line each (empty when everything runs as asked).
     """
+    notes: list[str] = []
     overridden = [m for m in models if is_groupnorm(m.checkpoint) and config.modes and config.modes != ("groupnorm",)]
-    if not overridden:
+    if overridden:
+        names = ", ".join(Path(m.path).name for m in overridden)
+        uses = "uses" if len(overridden) == 1 else "use"
+        asked = ", ".join(mode for mode in config.modes or () if mode != "groupnorm")
+        note = f"{names} {uses} GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
+        notes.append(f"{note}, not in {asked}")
+    return notes + _heads_notes(models, config) + _group_size_notes(models, config)
+
+
+def _heads_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
+    """``--heads position`` asked, and a multi-head LocalNorm checkpoint runs a per-image mode."""
+    if config.heads != "position":
         return []
-    names = ", ".join(Path(m.path).name for m in overridden)
-    uses = "uses" if len(overridden) == 1 else "use"
-    asked = ", ".join(mode for mode in config.modes or () if mode != "groupnorm")
-    note = f"{names} {uses} GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
-    return [f"{note}, not in {asked}"]
+    notes = []
+    for loaded in models:
+        ckpt = loaded.checkpoint
+        heads = max((int(t.shape[0]) for k, t in ckpt.state_dict.items() if k.endswith("head_weight")), default=1)
+        if not is_localnorm_checkpoint(ckpt) or heads < 2:
+            continue
+        per_image = [
+            m
+            for m in _modes(loaded, config)
+            if mode_spec(m).voter is None and resolve_heads("position", resolve_mode(m, True).stats) == "mean"
+        ]
+        if per_image:
+            notes.append(
+                f"--heads position applies where test images form groups; {Path(loaded.path).name} in "
+                f"{', '.join(per_image)} (per-image statistics) takes the mean of its heads"
+            )
+    return notes
+
+
+def _group_size_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
+    """The batch sizes at which a local-statistics column cannot use its G as it is (see :func:`mode_notes`)."""
+    notes = []
+    for loaded in models:
+        ckpt = loaded.checkpoint
+        localnorm = is_localnorm_checkpoint(ckpt)
+        local = [m for m in _modes(loaded, config) if resolve_mode(m, localnorm).stats == "local"]
+        if not local:
+            continue
+        g, name, cols = _group_size(ckpt, config), Path(loaded.path).name, ", ".join(local)
+        small = [b for b in config.all_batch_sizes if b < g]
+        ragged = [b for b in config.all_batch_sizes if b > g and b % g]
+        if small:
+            notes.append(
+                f"{name}: batch size {_sizes(small)} is smaller than G = {g}; {cols} normalise each batch as one "
+                "group there (G = the batch size, recorded as group_size)"
+            )
+        if ragged:
+            notes.append(
+                f"{name}: G = {g} does not divide batch size {_sizes(ragged)}; in {cols} the last images of each "
+                "batch form one smaller group (LocalNorm's ragged rule)"
+            )
+    return notes
+
+
+def _sizes(sizes: Sequence[int]) -> str:
+    return ",".join(map(str, sizes))
 
 
 def column_keys(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[ColumnKey]:
@@ -293,27 +349,6 @@ def _group_size(ckpt: Checkpoint, config: EvalConfig) -> int:
     if config.group_size is not None:
         return config.group_size
     return int(ckpt.norm.group_size) if ckpt.norm.group_size else DEFAULT_GROUP_SIZE
-
-
-def check_group_sizes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> None:
-    """Refuse, in one line and before any work, a batch size that a local-statistics column cannot cut
-    into whole groups of its G (``local``, and ``tent`` on a LocalNorm checkpoint).
-
-    Raises:
-        LncliError: the batch sizes that are not multiples of some column's G.
-    """
-    for loaded in models:
-        ckpt = loaded.checkpoint
-        localnorm = is_localnorm_checkpoint(ckpt)
-        if not any(resolve_mode(m, localnorm).stats == "local" for m in _modes(loaded, config)):
-            continue
-        g = _group_size(ckpt, config)
-        bad = [b for b in config.all_batch_sizes if b % g]
-        if bad:
-            raise LncliError(
-                f"--batch-size {','.join(map(str, bad))} is not a multiple of the group size {g} "
-                f"({Path(loaded.path).name}, local mode needs whole groups of G images)"
-            )
 
 
 class _Built:
@@ -346,15 +381,13 @@ def plan_columns(
     Returns:
         The columns, by checkpoint then mode.
 
-    Raises:
-        LncliError: a local-statistics mode whose G does not divide the batch size.
+    A batch smaller than a checkpoint's G is one group: G = the batch size there (:func:`mode_notes`).
     """
-    check_group_sizes(models, replace(config, batch_sizes=()))
     built = built or _Built(device)
     columns: list[Column] = []
     for loaded in models:
         ckpt = loaded.checkpoint
-        g, model = _group_size(ckpt, config), built.model(loaded)
+        g, model = min(_group_size(ckpt, config), config.batch_size), built.model(loaded)
         for mode in _modes(loaded, config):
             runner = make_runner(
                 model,

@@ -3,14 +3,21 @@
 Test-time modes (LocalNorm, arXiv 1902.06550):
 
 * ``running`` - statistics from training (running averages): plain BatchNorm
-  inference, and LocalNorm with its running statistics.
+  inference, and LocalNorm with its running statistics and the mean of its heads.
 * ``batch``   - statistics over the whole test batch (the prediction-time BN
   baseline; a BN model is converted to a one-head LocalNorm copy for this).
 * ``local``   - LocalNorm statistics over groups of ``group_size`` test images
   (the checkpoint's grouping, consecutive by default); group ``k`` uses head ``k``
   (``--heads position``, the authors' behaviour) or the mean of the heads
   (``--heads mean``, order independent).
-* ``single``  - statistics of each image alone.
+* ``single``  - statistics of each image alone, and the mean of the heads.
+
+``running`` and ``single`` are per-image modes (:data:`lncli.nn.PER_IMAGE_STATS`): no test image
+shares statistics, so none belongs to a group and the affine is the mean of LocalNorm's heads
+(recorded as heads ``mean``), whatever ``--heads`` says; an image's prediction then does not depend
+on its batch, its place in it or the stream's order (nor does it in ``vote``, ``majority`` and
+``groupnorm``). ``--heads`` chooses among the heads where images form groups: ``local``, ``batch``,
+``prior`` and ``tent``.
 * ``vote``    - single-image statistics, with the softmax averaged over every
   head (lncli's voting rule, smoother than the authors': :func:`lncli.nn.vote_predict`).
 * ``majority`` - single-image statistics, each head votes for its argmax class and
@@ -55,7 +62,15 @@ from lncli.config.evaluate import (
     MODES,
 )
 from lncli.errors import LncliError
-from lncli.nn import LocalNorm2d, Tent, convert_batchnorm_to_localnorm, majority_predict, set_test_mode, vote_predict
+from lncli.nn import (
+    PER_IMAGE_STATS,
+    LocalNorm2d,
+    Tent,
+    convert_batchnorm_to_localnorm,
+    majority_predict,
+    set_test_mode,
+    vote_predict,
+)
 
 __all__ = [
     "DEFAULT_STATS",
@@ -71,6 +86,7 @@ __all__ = [
     "mode_spec",
     "modes_for",
     "predict",
+    "resolve_heads",
     "resolve_mode",
     "scores",
 ]
@@ -159,6 +175,19 @@ def resolve_mode(mode: str, localnorm: bool) -> Mode:
     return dataclasses.replace(spec, stats=own.stats, shared=own.shared)
 
 
+def resolve_heads(heads: str | None, stats: str) -> str:
+    """The affine-head rule a column really uses: the mean under per-image statistics, else ``heads``.
+
+    Args:
+        heads: ``--heads`` (``position`` or ``mean``; None: ``position``, the paper's).
+        stats: the column's resolved statistics (:attr:`Mode.stats`).
+
+    Returns:
+        ``mean`` for :data:`lncli.nn.PER_IMAGE_STATS` (no image belongs to a group), else ``heads``.
+    """
+    return "mean" if stats in PER_IMAGE_STATS else heads or "position"
+
+
 def is_localnorm_checkpoint(ckpt: Checkpoint) -> bool:
     """Whether a checkpoint's norm kind is LocalNorm (in any accepted spelling)."""
     return NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
@@ -233,7 +262,7 @@ class ModeRunner:
     """One model in one mode: the module to call, how to set it up, and what the records say about it."""
 
     mode: str
-    heads: str  # recorded: position/mean, the mode's name for the voting modes, "none" for groupnorm
+    heads: str  # recorded: position/mean (mean in the per-image modes), the voting modes' name, "none" for groupnorm
     group_size: int | None  # recorded: how many images share statistics (None = running statistics)
     model: nn.Module
     # (stats, heads, G) set on the LocalNorm layers before each call: a module may serve several columns.
@@ -263,7 +292,7 @@ def make_runner(
     model: nn.Module,
     mode: str,
     *,
-    heads: str,
+    heads: str | None,
     group_size: int,
     batch_size: int,
     copies: LocalNormCopies | None = None,
@@ -277,8 +306,9 @@ def make_runner(
     Args:
         model: a BN, LocalNorm or (mode ``groupnorm`` only) GroupNorm classifier.
         mode: one of :data:`lncli.config.evaluate.MODES`.
-        heads: ``position`` or ``mean``.
-        group_size: G for ``local`` (and LocalNorm's head positions in every mode).
+        heads: ``position`` or ``mean`` where images form groups (None: ``position``); the per-image
+            modes take the mean whatever this says (:func:`resolve_heads`).
+        group_size: G for ``local`` (and LocalNorm's head positions where images form groups).
         batch_size: the test batch size (recorded as the ``batch`` mode's group).
         copies: where BN models' LocalNorm copies are kept, so that a model's modes share one
             (``None``: a fresh copy for this runner).
@@ -296,6 +326,7 @@ def make_runner(
     localnorm = has_localnorm(model)
     spec = resolve_mode(mode, localnorm)
     model.eval()
+    heads = resolve_heads(heads, spec.stats)
     recorded_heads = mode if spec.voter is not None else heads
     assert spec.shared is not None  # resolved
     shared = spec.shared(batch_size, group_size)
@@ -343,7 +374,7 @@ def scores(
     x: Tensor,
     mode: str,
     *,
-    heads: str = "position",
+    heads: str | None = None,
     group_size: int = DEFAULT_GROUP_SIZE,
     prior_n: float = DEFAULT_PRIOR_N,
 ) -> Tensor:
@@ -356,7 +387,7 @@ def scores(
         model: a BN or LocalNorm classifier.
         x: (N, C, H, W) float batch, already normalised.
         mode: one of :data:`lncli.config.evaluate.MODES`.
-        heads: ``position`` or ``mean``.
+        heads: ``position`` or ``mean`` where images form groups (None: ``position``; see :func:`make_runner`).
         group_size: G for ``local`` (and the head positions).
         prior_n: N of ``prior`` mode.
 
@@ -375,7 +406,7 @@ def predict(
     x: Tensor,
     mode: str,
     *,
-    heads: str = "position",
+    heads: str | None = None,
     group_size: int = DEFAULT_GROUP_SIZE,
     prior_n: float = DEFAULT_PRIOR_N,
 ) -> Tensor:
