@@ -4,17 +4,20 @@ The reproduction (``reproduce_fashion_mnist.py``) measured every model on shuffl
 of 128, the most favourable condition for batch statistics there is. This study measures the
 same small_cnn models on real Fashion-MNIST in the conditions users deploy into:
 
-* **Models:** small_cnn trained with BatchNorm, LocalNorm and GroupNorm, 3 seeds each. BN and LN
-  are the reproduction's runs (same configs, same ``runs/reproduce_fashion_mnist`` folder: reused
-  with ``--reuse``); GN is trained from ``sample_configs/fashion_mnist_groupnorm.yaml``.
+* **Models:** small_cnn trained with BatchNorm, LocalNorm and GroupNorm for seeds 0, 1 and 2
+  (``sample_configs/fashion_mnist_{bn,localnorm,groupnorm}.yaml``), trained from scratch on one
+  thread, and kept in ``benchmarks/checkpoints/`` (``{bn,ln,gn}_seed{0,1,2}.pt``, :mod:`_kept`): the
+  records name those files and their hashes, so every cell can be re-evaluated (``--check``). The
+  reproduction evaluates the same BN and LN files (same configs, same seeds).
 * **Modes:** BN ``running``, ``batch``, ``prior`` (Schneider et al. 2020, N = 16) and ``tent``
-  (Wang et al. 2021, Adam 1e-3, one step per batch); LN ``local``, ``single``, ``vote`` (softmax
-  averaged over the heads) and ``tent``; GN in its only mode (``groupnorm``).
+  (Wang et al. 2021, Adam 1e-3, one step per batch); LN ``running`` and ``single`` (per-image
+  statistics, the heads' mean), ``local``, ``vote`` (softmax averaged over the heads) and ``tent``;
+  GN in its only mode (``groupnorm``).
 * **Conditions:** ``shuffled`` (a seeded shuffle: batches mix classes), ``sorted`` (by label: a
   class-correlated stream) and ``mixed`` (shuffled, each image with its own noise x severity drawn
   from the cells below, clean included); batch sizes 1, 4, 16 and 128. LocalNorm's G = 16 does not
-  divide batches of 1 or 4: there ``local`` and ``tent`` use G = the batch size, which is exactly
-  LocalNorm's rule for a batch smaller than G (one group, head 0).
+  fit batches of 1 or 4: there lncli runs ``local`` and ``tent`` with G = the batch size (one group
+  per batch), as it does for any batch smaller than G, and records that G.
 * **Noises:** ImageNet-C gaussian, shot and impulse at severities 3 and 5, plus clean.
 
 Every (model, seed) x condition x batch size is one ``evaluate_grid`` call (noise seed and order
@@ -23,16 +26,21 @@ Outputs: ``benchmarks/results/conditions.{md,csv,png}`` (mean +- std over seeds,
 95% interval of the counts pooled over seeds, per cell) and ``conditions_records.csv`` (every
 per-seed record), with hardware, versions and runs in the header.
 
+``--check`` re-evaluates a stated sample of the stored records from the kept checkpoints (every
+model kind x condition once, which covers every mode and condition; the batch sizes and seeds
+rotate) and exits 1 on any count that differs or any checkpoint whose hash is not the records';
+``--check --quick`` checks three cheap groups (CI runs it).
+
 Cost: the results header records the wall time of the run that wrote it (the committed one:
-``--images 1000``, the 9 models trained from scratch, on 1 thread of a 2-core machine); the
-evaluation grows in proportion to ``--images``, and batch size 1 (one forward per image and
-column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 2,048 training
+``--images 1000``, the 9 models trained from scratch, on 1 thread of a 2-core machine, with its load
+average); the evaluation grows in proportion to ``--images``, and batch size 1 (one forward per image
+and column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 2,048 training
 images, 96 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
 pipeline, its numbers mean nothing.
 
-    python benchmarks/reproduce_conditions.py --reuse     # 3 seeds, the reproduction's BN/LN models reused
-    python benchmarks/reproduce_conditions.py             # 3 seeds, every model trained (runs/ must not hold them)
-    python benchmarks/reproduce_conditions.py --quick     # the smoke run
+    python benchmarks/reproduce_conditions.py --images 1000 --reuse   # 3 seeds, the kept models (training those missing)
+    python benchmarks/reproduce_conditions.py --check                  # re-evaluate a sample of the stored records
+    python benchmarks/reproduce_conditions.py --quick                  # the smoke run
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import os
 import platform
 import statistics
 import sys
@@ -55,7 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import cpu_model
-from reproduce_fashion_mnist import git_commit
+from _kept import KEPT, keep, kept_path, read_rows, repo_path, run_check
+from reproduce_fashion_mnist import CONFIGS, git_commit
 from reproduce_fashion_mnist import train_models as train_bn_ln
 
 from lncli import __version__
@@ -71,7 +81,11 @@ from lncli.stats import wilson_interval
 GN_CONFIG = ROOT / "sample_configs/fashion_mnist_groupnorm.yaml"
 """The GroupNorm twin of the BN/LN configs (added with the GroupNorm norm kind)."""
 GN_MODE = "groupnorm"
-MODELS = {"BN": ("running", "batch", "prior", "tent"), "LN": ("local", "single", "vote", "tent"), "GN": (GN_MODE,)}
+MODELS = {
+    "BN": ("running", "batch", "prior", "tent"),
+    "LN": ("running", "local", "single", "vote", "tent"),
+    "GN": (GN_MODE,),
+}
 """The columns: modes per model kind, in table order."""
 CONDITIONS = ("shuffled", "sorted", "mixed")
 BATCH_SIZES = (1, 4, 16, 128)
@@ -82,21 +96,31 @@ NOISY = "noisy mean"
 
 
 def train_models(args: argparse.Namespace, seeds: list[int]) -> dict[tuple[str, int], Path]:
-    """BN and LN from the reproduction's runs (trained when missing), GN from its config; ``{(kind, seed): last.pt}``."""
-    paths = train_bn_ln(seeds, args.epochs, args.runs, args.reuse, args.overrides)
-    if not gn_available():
+    """The kept BN, LN and GN models, ``{(kind, seed): kept file}``: with ``--reuse`` the files in
+    ``--keep`` as they are; the others trained under ``--runs`` (the reproduction's BN/LN configs, the GN
+    config) and kept."""
+    want = [(kind, seed) for seed in seeds for kind in ("BN", "LN", "GN") if kind != "GN" or gn_available()]
+    if args.reuse and all(kept_path(k, s, args.keep).exists() for k, s in want):
+        return {(k, s): kept_path(k, s, args.keep) for k, s in want}
+    commit = git_commit()
+    trained = train_bn_ln(seeds, args.epochs, args.runs, args.reuse, args.overrides)
+    configs = {**CONFIGS}
+    if gn_available():
+        configs["GN"] = GN_CONFIG
+        for seed in seeds:
+            out = args.runs / f"gn_seed{seed}"
+            if not (args.reuse and (out / "last.pt").exists()):
+                overrides = [f"seed={seed}"] + ([f"epochs={args.epochs}"] if args.epochs else []) + args.overrides
+                t0 = time.perf_counter()
+                res = train(load_train_config(GN_CONFIG, overrides), out)
+                acc = res.final.test_accuracy if res.final else float("nan")
+                print(
+                    f"trained GN seed {seed}: test acc {acc:.4f} in {time.perf_counter() - t0:.0f} s", file=sys.stderr
+                )
+            trained[("GN", seed)] = out / "last.pt"
+    else:
         print(f"GroupNorm skipped: no {GN_CONFIG.relative_to(ROOT)} or no '{GN_MODE}' mode here", file=sys.stderr)
-        return paths
-    for seed in seeds:
-        out = args.runs / f"gn_seed{seed}"
-        if not (args.reuse and (out / "last.pt").exists()):
-            overrides = [f"seed={seed}"] + ([f"epochs={args.epochs}"] if args.epochs else []) + args.overrides
-            t0 = time.perf_counter()
-            res = train(load_train_config(GN_CONFIG, overrides), out)
-            acc = res.final.test_accuracy if res.final else float("nan")
-            print(f"trained GN seed {seed}: test acc {acc:.4f} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        paths[("GN", seed)] = out / "last.pt"
-    return paths
+    return {(k, s): keep(path, k, s, configs[k], commit, args.keep) for (k, s), path in trained.items()}
 
 
 def gn_available() -> bool:
@@ -104,7 +128,7 @@ def gn_available() -> bool:
     return GN_CONFIG.exists() and GN_MODE in MODES
 
 
-def configs(kind: str, seed: int, group_size: int) -> list[tuple[str, EvalConfig]]:
+def configs(kind: str, seed: int) -> list[tuple[str, EvalConfig]]:
     """Every (condition, config) of one model: the conditions x batch sizes."""
     base = EvalConfig(
         noises=NOISES, severities=SEVERITIES, profile="imagenet-c", modes=MODELS[kind], seed=seed, order_seed=seed
@@ -112,11 +136,9 @@ def configs(kind: str, seed: int, group_size: int) -> list[tuple[str, EvalConfig
     out = []
     for condition in CONDITIONS:
         for b in BATCH_SIZES:
-            # LocalNorm at b < G: one group of the whole batch, head 0 (its own rule), recorded as G = b.
-            g = min(group_size, b) if kind == "LN" else None
+            # LocalNorm at b < G: lncli itself makes the whole batch one group (G = b, recorded).
             order = "sorted" if condition == "sorted" else "shuffled"
-            conf = dataclasses.replace(base, batch_size=b, group_size=g, order=order, mix=condition == "mixed")
-            out.append((condition, conf))
+            out.append((condition, dataclasses.replace(base, batch_size=b, order=order, mix=condition == "mixed")))
     return out
 
 
@@ -129,13 +151,59 @@ def evaluate_all(paths: dict[tuple[str, int], Path], data: EvalData, log: Callab
     rows: list[Row] = []
     for (kind, seed), path in paths.items():
         loaded: list[LoadedCheckpoint] = load_checkpoints([path])
-        g = int(loaded[0].checkpoint.norm.group_size or 16)
-        for condition, conf in configs(kind, seed, g):
+        for condition, conf in configs(kind, seed):
             t0 = time.perf_counter()
-            recs = evaluate_grid(loaded, data, conf)
+            recs = _evaluate(loaded, data, conf)
             rows += [(kind, seed, condition, r) for r in recs]
             log(f"{kind} seed {seed} {condition} batch {conf.batch_size}: {time.perf_counter() - t0:.1f} s")
     return rows
+
+
+def _evaluate(loaded: list[LoadedCheckpoint], data: EvalData, conf: EvalConfig) -> list[EvalRecord]:
+    """One ``evaluate_grid`` call, its records naming the checkpoint as the repository does."""
+    return [dataclasses.replace(r, checkpoint=repo_path(Path(r.checkpoint))) for r in evaluate_grid(loaded, data, conf)]
+
+
+CHECK_SAMPLE = [
+    (kind, condition, BATCH_SIZES[(k + c) % len(BATCH_SIZES)], (k + c) % 3)
+    for k, kind in enumerate(MODELS)
+    for c, condition in enumerate(CONDITIONS)
+]
+"""``--check``'s groups, (model kind, condition, batch size, seed): every kind x condition once (so every
+mode x condition), the batch sizes and seeds rotating so that each is used."""
+
+CHECK_QUICK = [("BN", "shuffled", 128, 0), ("LN", "sorted", 16, 1), ("GN", "mixed", 128, 2)]
+"""``--check --quick``'s groups: three cheap ones (no batch of 1), one per kind and condition."""
+
+
+def check(args: argparse.Namespace) -> int:
+    """Re-evaluate the ``--check`` sample of the stored records from the kept checkpoints; the exit code."""
+    stored = read_rows(args.out / "conditions_records.csv")
+    sample = CHECK_QUICK if args.quick else CHECK_SAMPLE
+    groups = []
+    for kind, condition, b, seed in sample:
+        rows = [
+            r
+            for r in stored
+            if (r["model"], r["condition"], r["batch_size"], r["seed"]) == (kind, condition, str(b), str(seed))
+        ]
+        if not rows:
+            print(f"MISMATCH {kind} seed {seed} {condition} batch {b}: no stored records", file=sys.stderr)
+            return 1
+        groups.append((f"{kind} seed {seed} {condition} batch {b}", rows))
+    n_test = {int(r["n"]) for r in stored if r["noise"] != MIXED}
+    data = EvalData.from_imageset(load_dataset("fashion-mnist", "test", data_dir=args.data_dir, limit=max(n_test)))
+
+    def evaluate(rows: list[dict[str, str]]) -> list[EvalRecord]:
+        first = rows[0]
+        (config,) = [
+            c
+            for condition, c in configs(first["model"], int(first["seed"]))
+            if condition == first["condition"] and c.batch_size == int(first["batch_size"])
+        ]
+        return evaluate_grid(load_checkpoints([ROOT / first["checkpoint"]]), data, config)
+
+    return run_check(groups, evaluate, lambda line: print(line, file=sys.stderr))
 
 
 def aggregate(rows: list[Row]) -> list[dict]:
@@ -265,10 +333,11 @@ def _evidence(meta: dict) -> str:
         f"`sample_configs/fashion_mnist_{{{configs}}}.yaml`"
         f"{'' if meta['gn'] else ' (GroupNorm absent from this lncli: not run)'}. "
         "Noise seed and order seed = the training seed; ImageNet-C constants. LN: G = 16 (G = batch size below "
-        "16), 8 heads, `--heads position`; BN prior N = 16; TENT Adam lr 1e-3, 1 step per batch. "
-        f"Hardware: {meta['hardware']}; torch {torch.__version__}, lncli {__version__}, Python "
-        f"{platform.python_version()}; models at commit {meta['commit']}. Wall time {meta['wall_s']:.0f} s "
-        f"({meta['runs']})."
+        "16), 8 heads, position heads where test images form groups (local, tent), the heads' mean in the per-image "
+        "modes (running, single); BN prior N = 16; TENT Adam lr 1e-3, 1 step per batch. "
+        f"Hardware: {meta['hardware']}, {meta['load']}; torch {torch.__version__}, lncli {__version__}, Python "
+        f"{platform.python_version()}; models kept in `benchmarks/checkpoints/`, trained at commit {meta['commit']}. "
+        f"Wall time {meta['wall_s']:.0f} s ({meta['runs']})."
     )
 
 
@@ -343,16 +412,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=Path, default=None, help="training outputs (default: the reproduction's runs)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--reuse", action="store_true", help="reuse trained models found under --runs")
-    ap.add_argument("--quick", action="store_true", help="one-minute smoke run into a temporary folder")
+    ap.add_argument("--reuse", action="store_true", help="reuse the kept models (and trained ones found under --runs)")
+    ap.add_argument("--keep", type=Path, default=None, help=f"where the models are kept (default {repo_path(KEPT)})")
+    ap.add_argument(
+        "--check", action="store_true", help="re-evaluate a sample of the stored records; exit 1 on a change"
+    )
+    ap.add_argument("--quick", action="store_true", help="smoke run into a temporary folder (with --check: 3 groups)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: batch size 1 is many tiny ops)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra train override key=value")
     args = ap.parse_args(argv)
-    if args.quick:
+    if args.quick and not args.check:
         args.seeds, args.epochs, args.images = "0", 1, min(args.images, 96)
         args.overrides = ["data.train_limit=2048", "data.test_limit=256", *args.overrides]
         scratch = Path(tempfile.mkdtemp(prefix="reproduce_conditions_quick_"))
         args.runs, args.out = args.runs or scratch / "runs", args.out or scratch / "results"
+        args.keep = args.keep or scratch / "checkpoints"
+    args.keep = args.keep or KEPT
     args.runs = args.runs or ROOT / "runs/reproduce_fashion_mnist"
     args.out = args.out or ROOT / "benchmarks/results"
     return args
@@ -361,9 +436,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.check:
+        sys.exit(check(args))
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
-    commit = git_commit()
+    load_before = os.getloadavg()
     paths = train_models(args, seeds)
     data = EvalData.from_imageset(load_dataset("fashion-mnist", "test", data_dir=args.data_dir, limit=args.images))
     rows = evaluate_all(paths, data, lambda line: print(line, file=sys.stderr))
@@ -378,7 +455,8 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": time.perf_counter() - t0,
         "runs": f"{len(paths)} models x {len(CONDITIONS)} conditions x {len(BATCH_SIZES)} batch sizes; {trained}"
         + ("; --quick smoke run: the numbers mean nothing" if args.quick else ""),
-        "commit": commit,
+        "load": f"load average {load_before[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min)",
+        "commit": load_checkpoints([next(iter(paths.values()))])[0].checkpoint.provenance.get("commit", "unknown"),
         "gn": any(k == "GN" for k, _ in paths),
     }
     write_outputs(rows, agg, args.out, meta)

@@ -10,10 +10,16 @@ paper's own noises (``paper`` profile), in these test-time modes:
 * BN ``local``    - the trained BN model converted to LocalNorm (G test images per group), no retraining;
 * LN ``running``, ``local`` (the paper), ``single`` and ``vote`` (single-image statistics, voting over heads).
 
-Results (mean ± std over seeds) go to ``benchmarks/results/fashion_mnist.{csv,md,png}``; per-seed
-records to ``fashion_mnist_records.csv``. Needs Debian's ``dataset-fashion-mnist`` (or ``--data-dir``).
+The trained models are kept in ``benchmarks/checkpoints/`` (``{bn,ln}_seed{0,1,2}.pt``; :mod:`_kept`),
+shared with the deployment-conditions study (``reproduce_conditions.py``, same configs and seeds), and
+the records name those files and their hashes. Results (mean ± std over seeds) go to
+``benchmarks/results/fashion_mnist.{csv,md,png}``; per-seed records to ``fashion_mnist_records.csv``.
+``--check`` re-evaluates a stated sample of those records from the kept models (each model kind x
+profile once, the seeds rotating; ``--quick``: two groups) and exits 1 on any count that differs.
+Needs Debian's ``dataset-fashion-mnist`` (or ``--data-dir``).
 
-    python benchmarks/reproduce_fashion_mnist.py            # 3 seeds, the committed configs
+    python benchmarks/reproduce_fashion_mnist.py --eval-limit 2000 --reuse   # 3 seeds, the kept models
+    python benchmarks/reproduce_fashion_mnist.py --check                      # re-evaluate a sample
     python benchmarks/reproduce_fashion_mnist.py --seeds 0 --epochs 1 --eval-limit 500   # a quick look
 """
 
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import os
 import platform
 import statistics
 import sys
@@ -34,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import cpu_model
+from _kept import KEPT, keep, kept_path, read_rows, repo_path, run_check
 
 from lncli import __version__
 from lncli.config import load_train_config
@@ -87,6 +96,22 @@ def train_models(
     return paths
 
 
+def profile_config(norm: str, seed: int, profile: str, batch_size: int) -> EvalConfig:
+    """The sweep of one model x one row of :data:`PROFILES` (``paper+rescale``: the paper profile, rescaled)."""
+    first = profile == PROFILES[0][0]  # the clean row once, with the first profile
+    return EvalConfig(
+        noises=dict(PROFILES)[profile],
+        severities=(0, 1, 2, 3, 4, 5) if first else (1, 2, 3, 4, 5),
+        profile=profile.split("+")[0],
+        rescale=profile.endswith("+rescale"),
+        modes=MODES[norm],
+        batch_size=batch_size,
+        seed=seed,
+        order_seed=seed,
+        device="cpu",
+    )
+
+
 def evaluate_all(
     paths: dict[tuple[str, int], Path], limit: int | None, batch_size: int, data_dir: Path | None
 ) -> list[tuple[str, int, EvalRecord]]:
@@ -96,23 +121,48 @@ def evaluate_all(
     out = []
     for (norm, seed), path in paths.items():
         loaded = load_checkpoints([path])
-        for i, (profile, noises) in enumerate(PROFILES):
-            cfg = EvalConfig(
-                noises=noises,
-                severities=(0, 1, 2, 3, 4, 5) if i == 0 else (1, 2, 3, 4, 5),
-                profile=profile.split("+")[0],
-                rescale=profile.endswith("+rescale"),
-                modes=MODES[norm],
-                batch_size=batch_size,
-                seed=seed,
-                order_seed=seed,
-                device="cpu",
-            )
+        for profile, _ in PROFILES:
             t0 = time.perf_counter()
-            recs = evaluate_grid(loaded, data, cfg)
+            recs = evaluate_grid(loaded, data, profile_config(norm, seed, profile, batch_size))
             print(f"evaluated {norm} seed {seed} {profile}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-            out += [(norm, seed, r) for r in recs]
+            out += [(norm, seed, dataclasses.replace(r, checkpoint=repo_path(Path(r.checkpoint)))) for r in recs]
     return out
+
+
+def _profile_label(row: dict[str, str]) -> str:
+    """The :data:`PROFILES` row a stored record came from (its clean row: the first)."""
+    if row["noise"] == "clean":
+        return PROFILES[0][0]
+    return row["profile"] + ("+rescale" if row["rescale"] == "True" else "")
+
+
+CHECK_SAMPLE = [(norm, profile, (k + p) % 3) for k, norm in enumerate(MODES) for p, (profile, _) in enumerate(PROFILES)]
+"""``--check``'s groups, (model, profile, seed): every model x profile once, the seeds rotating."""
+
+CHECK_QUICK = [("BN", "imagenet-c", 0), ("LN", "paper+rescale", 1)]
+"""``--check --quick``'s groups: one per model, the rescaled paper profile among them."""
+
+
+def check(args: argparse.Namespace) -> int:
+    """Re-evaluate the ``--check`` sample of the stored records from the kept checkpoints; the exit code."""
+    stored = read_rows(args.out / "fashion_mnist_records.csv")
+    groups = []
+    for norm, profile, seed in CHECK_QUICK if args.quick else CHECK_SAMPLE:
+        rows = [r for r in stored if (r["model"], r["seed"], _profile_label(r)) == (norm, str(seed), profile)]
+        if not rows:
+            print(f"MISMATCH {norm} seed {seed} {profile}: no stored records", file=sys.stderr)
+            return 1
+        groups.append((f"{norm} seed {seed} {profile}", rows))
+    data = EvalData.from_imageset(
+        load_dataset("fashion-mnist", "test", data_dir=args.data_dir, limit=int(stored[0]["n"]))
+    )
+
+    def evaluate(rows: list[dict[str, str]]) -> list[EvalRecord]:
+        first = rows[0]
+        config = profile_config(first["model"], int(first["seed"]), _profile_label(first), int(first["batch_size"]))
+        return evaluate_grid(load_checkpoints([ROOT / first["checkpoint"]]), data, config)
+
+    return run_check(groups, evaluate, lambda line: print(line, file=sys.stderr))
 
 
 def aggregate(rows: list[tuple[str, int, EvalRecord]]) -> list[dict]:
@@ -177,14 +227,12 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
         f"Evidence: accuracy (%) mean ± std over n={meta['seeds']} seeds ({meta['seed_list']}) per cell; "
         f"{meta['n_test']} test images per cell; small_cnn trained {meta['epochs']} epochs per seed with "
         f"`sample_configs/fashion_mnist_{{bn,localnorm}}.yaml`. Test batch {meta['batch_size']}, G = {meta['group_size']} "
-        f"(LN: {meta['heads']} heads, `--heads position`), test order shuffled with the seed. "
-        f"Hardware: {meta['hardware']}; torch {torch.__version__}, lncli {__version__}, Python {platform.python_version()}. "
+        f"(LN: {meta['heads']} heads; position heads in `local`, the heads' mean in the per-image modes `running` "
+        "and `single`), test order shuffled with the seed. "
+        f"Hardware: {meta['hardware']}, {meta['load']}; torch {torch.__version__}, lncli {__version__}, Python "
+        f"{platform.python_version()}; models kept in `benchmarks/checkpoints/`, trained at commit {meta['commit']}. "
         f"Wall time {meta['wall_s']:.0f} s"
-        + (
-            " (evaluation only: models reused from an earlier run)."
-            if meta["reused"]
-            else " (training and evaluation)."
-        ),
+        + (" (evaluation only: the kept models reused)." if meta["reused"] else " (training and evaluation)."),
         "",
         "| profile | noise | sev | param | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
@@ -301,7 +349,12 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/reproduce_fashion_mnist", help="training outputs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--reuse", action="store_true", help="reuse trained models found under --runs")
+    ap.add_argument("--reuse", action="store_true", help="reuse the kept models (and trained ones found under --runs)")
+    ap.add_argument("--keep", type=Path, default=KEPT, help=f"where the models are kept (default {repo_path(KEPT)})")
+    ap.add_argument(
+        "--check", action="store_true", help="re-evaluate a sample of the stored records; exit 1 on a change"
+    )
+    ap.add_argument("--quick", action="store_true", help="with --check: two groups only")
     ap.add_argument(
         "--export", type=Path, default=None, help="also write the first seed's models here (examples/checkpoints)"
     )
@@ -309,10 +362,17 @@ def main() -> None:
         "--set", dest="overrides", action="append", default=[], help="extra train config override key=value"
     )
     args = ap.parse_args()
+    if args.check:
+        sys.exit(check(args))
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
+    load_before = os.getloadavg()
     commit = git_commit()
-    paths = train_models(seeds, args.epochs, args.runs, args.reuse, args.overrides)
+    paths = {key: kept_path(*key, args.keep) for key in ((norm, seed) for seed in seeds for norm in CONFIGS)}
+    reused = args.reuse and all(p.exists() for p in paths.values())
+    if not reused:
+        trained = train_models(seeds, args.epochs, args.runs, args.reuse, args.overrides)
+        paths = {(n, s): keep(path, n, s, CONFIGS[n], commit, args.keep) for (n, s), path in trained.items()}
     if args.export:
         export_examples(paths, seeds[0], args.export, commit)
     rows = evaluate_all(paths, args.eval_limit, args.batch_size, args.data_dir)
@@ -328,7 +388,9 @@ def main() -> None:
         "heads": ln_cfg.norm.num_heads,
         "hardware": hardware(),
         "wall_s": time.perf_counter() - t0,
-        "reused": args.reuse,
+        "load": f"load average {load_before[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min)",
+        "commit": load_checkpoints([next(iter(paths.values()))])[0].checkpoint.provenance.get("commit", "unknown"),
+        "reused": reused,
     }
     write_outputs(rows, agg, args.out, meta)
     print((args.out / "fashion_mnist.md").read_text())
