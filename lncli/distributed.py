@@ -81,6 +81,13 @@ def local_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size of the joined process group; (0, 1) outside one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor across ranks in place (a no-op in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

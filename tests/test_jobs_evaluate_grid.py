@@ -16,9 +16,9 @@ from evaluate_helpers import LIMIT, META, cfg, counts, make_bn
 from lncli.checkpoint import build_model, load_checkpoint, save_checkpoint
 from lncli.data import load_dataset, normalize
 from lncli.errors import LncliError
-from lncli.jobs.evaluate import EvalConfig, EvalData, column_keys, evaluate_grid, load_checkpoints
+from lncli.jobs.evaluate import EvalConfig, EvalData, column_keys, evaluate_grid, load_checkpoints, plan_grid, run_grid
 from lncli.jobs.evaluate.grid import batch_order
-from lncli.records import CLEAN, JSON_FIELDS, RECORD_FIELDS, unpack_hits
+from lncli.records import CLEAN, JSON_FIELDS, RECORD_FIELDS, EvalRecord, unpack_hits
 
 # ---------------------------------------------------------------------------
 # records
@@ -160,7 +160,6 @@ def test_progress_reports_every_image(eval_ckpts: dict[str, Path], eval_data: Ev
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [
-        ({"modes": ("local",), "group_size": 5}, "not a multiple of the group size 5"),
         ({"batch_size": 0}, "--batch-size must be >= 1"),
         ({"group_size": 0}, "--group-size must be >= 1"),
         ({"modes": ("bogus",)}, "unknown mode 'bogus'"),
@@ -169,7 +168,6 @@ def test_progress_reports_every_image(eval_ckpts: dict[str, Path], eval_data: Ev
         ({"severities": (0, 6)}, "severity"),
         ({"profile": "nope"}, "unknown profile"),
         ({"batch_sizes": (0, 16)}, "--batch-size must be >= 1, got 0"),
-        ({"modes": ("local",), "group_size": 8, "batch_sizes": (16, 12, 6)}, "--batch-size 12,6 is not a multiple of"),
         ({"prior_n": -1.0}, "--prior-n must be a finite number >= 0, got -1.0"),
         ({"prior_n": float("nan")}, "--prior-n"),
         ({"tent_lr": 0.0}, "--tent-lr must be > 0, got 0.0"),
@@ -280,19 +278,11 @@ def test_paper_rescale_changes_the_input_and_needs_the_paper_profile(
         evaluate_grid(models, eval_data, cfg(rescale=True))
 
 
-def _spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
-    """Record every batch evaluate_grid feeds the models (it normalises each batch once, through lncli.data)."""
-    import lncli.data
-
+def _watched(models: list, data: EvalData, config: EvalConfig) -> tuple[list[EvalRecord], list[torch.Tensor]]:
+    """The records of a sweep, and every batch it fed the models (``run_grid``'s ``on_batch`` hook)."""
     seen: list[torch.Tensor] = []
-    real = lncli.data.normalize
-
-    def spy(images: torch.Tensor, meta: object) -> torch.Tensor:
-        seen.append(images.clone())
-        return real(images, meta)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(lncli.data, "normalize", spy)
-    return seen
+    records = run_grid(plan_grid(models, data, config), on_batch=lambda _row, x, _y: seen.append(x.clone()))
+    return records, seen
 
 
 def _minmax_reference(
@@ -329,7 +319,6 @@ def test_paper_rescale_maps_onto_the_training_range(
     assert not np.allclose(lo, 0.0) and not np.allclose(hi, 1.0)  # differs from the test set's [0, 1]
     train_range = (torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32))
     with_train = EvalData.from_imageset(eval_data.clean, train_range=train_range)
-    batches = _spy_batches(monkeypatch)
     config = cfg(
         profile="paper",
         noises=(noise,),
@@ -339,7 +328,7 @@ def test_paper_rescale_maps_onto_the_training_range(
         seed=seed,
         order_seed=None,
     )
-    (rec,) = evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), with_train, config)
+    (rec,), batches = _watched(load_checkpoints([eval_ckpts["bn"]]), with_train, config)
     got = torch.cat(batches).double()  # dataset order (order_seed None), the ragged last batch included
     expected = _minmax_reference(eval_data.clean.images, noise, severity, seed, lo, hi)
     err = (got - expected).abs().max().item()
@@ -356,28 +345,16 @@ def test_paper_rescale_maps_onto_the_training_range(
 # ---------------------------------------------------------------------------
 
 
-def test_sorted_order_yields_batches_of_few_classes(
-    eval_ckpts: dict[str, Path], eval_data: EvalData, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from lncli.jobs.evaluate.sources import GeneratedNoise
-
+def test_sorted_order_yields_batches_of_few_classes(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
     assert eval_data.clean is not None
     labels = eval_data.clean.labels
-    seen: dict[str, list[torch.Tensor]] = {"sorted": [], "shuffled": []}
-    batch = GeneratedNoise.batch
-    current = {"order": ""}
-
-    def watching(self, cell, indices, clean=None):  # type: ignore[no-untyped-def]
-        if cell.noise == CLEAN:
-            seen[current["order"]].append(indices.clone())
-        return batch(self, cell, indices, clean)
-
-    monkeypatch.setattr(GeneratedNoise, "batch", watching)
     models = load_checkpoints([eval_ckpts["bn"]])
+    seen: dict[str, list[torch.Tensor]] = {}
     recs = {}
     for order in ("sorted", "shuffled"):
-        current["order"] = order
-        recs[order] = evaluate_grid(models, eval_data, cfg(modes=("batch",), order=order, batch_size=8))
+        plan = plan_grid(models, eval_data, cfg(modes=("batch",), order=order, batch_size=8))
+        seen[order] = list(plan.order.split(8))  # the batches, in stream order
+        recs[order] = run_grid(plan)
     sorted_batches = seen["sorted"]
     # Stable sort by label: consecutive batches walk the classes in turn, dataset order within a class.
     assert torch.equal(torch.cat(sorted_batches), torch.sort(labels, stable=True).indices)

@@ -285,11 +285,12 @@ def test_tent_first_batch_is_the_unadapted_prediction(eval_ckpts: dict[str, Path
 def test_tent_is_refused_under_torchrun(
     eval_ckpts: dict[str, Path], eval_data: EvalData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lncli.jobs.evaluate import grid
+    import torch.distributed as dist
 
-    monkeypatch.setattr(grid.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(grid.dist, "get_rank", lambda: 0)
-    monkeypatch.setattr(grid.dist, "get_world_size", lambda: 2)
+    # A process group of two, as torchrun would have made (torch's own functions, whoever asks them).
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     with pytest.raises(LncliError, match="mode tent adapts along the whole test stream"):
         evaluate_grid(load_checkpoints([eval_ckpts["bn"]]), eval_data, _tent_conf())
 

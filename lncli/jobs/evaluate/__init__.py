@@ -8,7 +8,9 @@
   memory or from image files decoded by DataLoader workers.
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
 * :mod:`.mix`: mixed streams, each image with its own noise and severity.
-* :mod:`.grid`: :func:`evaluate_grid`, the sweep itself.
+* :mod:`.columns`: the sweep's columns (checkpoint x mode), their runners and the notes on them.
+* :mod:`.grid`: the sweep itself: :func:`plan_grid` (everything but the compute), :func:`run_grid`, and
+  :func:`evaluate_grid`, the two in one call.
 """
 
 from lncli.config.evaluate import (
@@ -27,14 +29,8 @@ from lncli.jobs.evaluate.checkpoints import (
     natural_key,
     resolve_checkpoint_paths,
 )
-from lncli.jobs.evaluate.grid import (
-    Column,
-    ColumnKey,
-    check_config,
-    column_keys,
-    evaluate_grid,
-    mode_notes,
-)
+from lncli.jobs.evaluate.columns import ColumnKey, GridColumn, ModelCache, column_keys, mode_notes, plan_columns
+from lncli.jobs.evaluate.grid import GridPlan, check_config, evaluate_grid, plan_grid, run_grid
 from lncli.jobs.evaluate.mix import MixedCell, draw_cells, mixed_batch, mixed_cell
 from lncli.jobs.evaluate.modes import (
     DEFAULT_STATS,
@@ -90,11 +86,12 @@ __all__ = [
     "NOISE_FAMILY",
     "Cell",
     "Cifar10CFiles",
-    "Column",
     "ColumnKey",
     "EvalConfig",
     "EvalData",
     "GeneratedNoise",
+    "GridColumn",
+    "GridPlan",
     "ImageNetCFiles",
     "ImageSource",
     "LoadedCheckpoint",
@@ -103,6 +100,7 @@ __all__ = [
     "MixedCell",
     "Mode",
     "ModeRunner",
+    "ModelCache",
     "check_config",
     "check_data_matches",
     "column_keys",
@@ -123,11 +121,14 @@ __all__ = [
     "modes_for",
     "natural_key",
     "open_source",
+    "plan_columns",
+    "plan_grid",
     "predict",
     "preprocess_flags",
     "resolve_checkpoint_paths",
     "resolve_data",
     "resolve_heads",
     "resolve_mode",
+    "run_grid",
     "scores",
 ]

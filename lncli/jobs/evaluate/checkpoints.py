@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, LoadReport, complete_weights, file_sha256, load_checkpoint
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, LncliError
@@ -31,6 +33,9 @@ class LoadedCheckpoint:
     sha256: str  # full hex digest of the file
     checkpoint: Checkpoint
     load_report: LoadReport = field(default_factory=LoadReport)  # empty unless loaded with strict=False
+    # A Python caller's model (lncli.evaluate): the sweep runs a deep copy of it instead of building
+    # one from ``checkpoint`` (whose state_dict and metadata then describe the module).
+    module: nn.Module | None = field(default=None, compare=False)
 
 
 def natural_key(text: str) -> list[Any]:

@@ -2,11 +2,13 @@
 
 :func:`evaluate_grid` is the compute behind ``lncli evaluate``. It returns one
 :class:`~lncli.records.EvalRecord` per batch size x checkpoint x mode x noise x severity and
-never prints or writes files; :mod:`lncli.report` renders the records. It runs as named steps:
-check the batch sizes against the group sizes, plan the cells (noise x severity, from the image
-source, :mod:`.sources`; or one mixed row, :mod:`.mix`), order the stream, plan the columns
-(checkpoint x mode, :mod:`.modes`) for each batch size, take the rescale's ranges, then for each
-batch size: shard and run the batches, sum the counts over ranks, make the records.
+never prints or writes files; :mod:`lncli.report` renders the records. It runs in two halves.
+:func:`plan_grid` checks the sweep and makes everything but the compute: the cells (noise x
+severity, from the image source, :mod:`.sources`; or one mixed row, :mod:`.mix`), the stream's
+order, and the columns (checkpoint x mode, :mod:`.columns`) for each batch size, with their models
+built; its :class:`GridPlan` can list every record to come (:meth:`GridPlan.skeleton`). Then
+:func:`run_grid` takes the rescale's ranges and, for each batch size, shards and runs the batches,
+sums the counts over ranks and makes the records.
 
 Batch composition matters for every mode but ``running``, so it is explicit: the test
 stream is put in one order (``EvalConfig.order``: shuffled once with ``order_seed`` so that
@@ -42,70 +44,35 @@ import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-import lncli.data  # normalize is looked up at call time (tests watch the batches through it)
 from lncli import __version__
-from lncli.checkpoint import Checkpoint, build_model
-from lncli.config.common import DEFAULT_GROUP_SIZE
 from lncli.config.evaluate import HEADS, ORDERS, EvalConfig
-from lncli.data import DataMeta
-from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
+from lncli.data import DataMeta, normalize
+from lncli.distributed import all_reduce_sum, local_device, prefetch, rank_and_world, whole_batches
 from lncli.errors import LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
+from lncli.jobs.evaluate.columns import GridColumn, ModelCache, plan_columns
 from lncli.jobs.evaluate.mix import MixedCell, mixed_batch, mixed_cell
-from lncli.jobs.evaluate.modes import (
-    LocalNormCopies,
-    ModeRunner,
-    is_groupnorm,
-    is_localnorm_checkpoint,
-    make_runner,
-    mode_spec,
-    modes_for,
-    resolve_heads,
-    resolve_mode,
-)
+from lncli.jobs.evaluate.modes import mode_spec
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
 from lncli.jobs.evaluate.testset import EvalData
 from lncli.noise import PROFILES
 from lncli.records import CLEAN, EvalRecord, pack_hits
 from lncli.stats import wilson_interval
 
-__all__ = [
-    "Column",
-    "ColumnKey",
-    "batch_order",
-    "check_config",
-    "column_keys",
-    "evaluate_grid",
-    "mode_notes",
-]
+__all__ = ["GridPlan", "batch_order", "check_config", "evaluate_grid", "plan_grid", "run_grid"]
 
 Progress = Callable[[int, int], None]
 
 Row = Cell | MixedCell
 """One row of the sweep: a noise x severity cell (or clean), or the mixed stream."""
 
-
-@dataclass(frozen=True)
-class ColumnKey:
-    """Which column a record belongs to: what :func:`lncli.report.columns` reads."""
-
-    checkpoint: str
-    mode: str
-
-
-@dataclass(frozen=True)
-class Column:
-    """One (checkpoint, mode) column of the sweep."""
-
-    loaded: LoadedCheckpoint
-    runner: ModeRunner
-    meta: DataMeta  # the checkpoint's data: its normalisation
+BatchHook = Callable[[int, Tensor, Tensor], None]
+"""``on_batch(row index, images (B, C, H, W), labels (B,))``: each batch as fed to the models, before normalisation."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +96,130 @@ class _Run:
     rescale_range: str | None  # the rescale's reference (train/test), None without a rescale
 
 
+@dataclass(frozen=True, eq=False)
+class GridPlan:
+    """Everything a sweep will do, fixed before its first forward pass (:func:`plan_grid`).
+
+    The models are built and every column's runner made (one per checkpoint x mode x batch size),
+    the image source opened and its cells planned, and the stream put in order; what is left is
+    compute (:func:`run_grid`). :meth:`skeleton` gives every record the run will return with its
+    settings and no result yet, so that a ``--compare`` baseline's settings and the ``--fail-under``
+    cells can be checked against them before any image is evaluated.
+    """
+
+    config: EvalConfig
+    data: EvalData
+    device: torch.device
+    rank: int
+    world: int
+    source: ImageSource
+    cells: tuple[Cell, ...]  # what the source serves: clean first, then noise x severity
+    rows: tuple[Row, ...]  # the sweep's rows: the cells, or the one mixed row
+    order: Tensor  # (N,) global image indices in stream order
+    sizes: tuple[tuple[EvalConfig, tuple[GridColumn, ...]], ...]  # per batch size: its config and columns
+    rescale_range: str | None  # the rescale's reference (train/test), None without a rescale
+
+    @property
+    def run_info(self) -> _Run:
+        """What every record of the sweep shares besides the config and the data."""
+        return _Run(str(self.device), _uses_amp(self.config, self.device), self.world, self.rescale_range)
+
+    def skeleton(self) -> list[EvalRecord]:
+        """Every record the run will return, in order, with its settings and 0 correct (no result yet)."""
+        n = len(self.source)
+        return [
+            _record(column, row, 0, n, None, self.data, sized, self.run_info)
+            for sized, columns in self.sizes
+            for column in columns
+            for row in self.rows
+        ]
+
+
+def plan_grid(models: Sequence[LoadedCheckpoint], data: EvalData, config: EvalConfig) -> GridPlan:
+    """Check a sweep and make everything it needs but the compute.
+
+    Args:
+        models: loaded checkpoints (see :func:`~lncli.jobs.evaluate.checkpoints.load_checkpoints`).
+        data: test images (see :func:`~lncli.jobs.evaluate.testset.resolve_data`).
+        config: the sweep.
+
+    Returns:
+        The plan (:func:`run_grid` runs it).
+
+    Raises:
+        LncliError: invalid settings (unknown mode/noise, no cell, data mismatch, ``tent`` under torchrun).
+    """
+    check_config(config)
+    if not models:
+        raise LncliError("no checkpoint to evaluate")
+    device = local_device(config.device)
+    rank, world = rank_and_world()
+    if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
+        raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
+    models = data.prepared(models)  # each model's resolved preprocessing (testset.resolve_data)
+    source = open_source(
+        data, seed=config.seed, profile=config.profile, workers=config.workers, pin=device.type == "cuda"
+    )
+    cells = tuple(source.cells(config.noises, config.severities))
+    if not cells:
+        raise LncliError("nothing to evaluate: no clean data and no noisy severity")
+    rows: tuple[Row, ...] = (mixed_cell(cells, len(source), config.seed),) if config.mix else cells
+    cache = ModelCache(device)  # each model built once, shared by every batch size
+    sizes = tuple((sized, tuple(plan_columns(models, sized, cache))) for sized in _per_batch_size(config))
+    return GridPlan(
+        config=config,
+        data=data,
+        device=device,
+        rank=rank,
+        world=world,
+        source=source,
+        cells=cells,
+        rows=rows,
+        order=batch_order(source.labels, config.stream_order, config.order_seed),
+        sizes=sizes,
+        rescale_range=_rescale_reference(source, data, config),
+    )
+
+
+def run_grid(
+    plan: GridPlan, *, progress: Progress | None = None, on_batch: BatchHook | None = None
+) -> list[EvalRecord]:
+    """Run a planned sweep: every column on every row's batches, counted, summed over ranks.
+
+    Args:
+        plan: from :func:`plan_grid`.
+        progress: called as ``progress(done, total)`` in images x rows x columns on this rank.
+        on_batch: called with (row index, images, labels) for every batch fed to the models, before
+            normalisation (to watch what the models see).
+
+    Returns:
+        Records ordered by batch size (as given), checkpoint, mode, then row (clean first, then
+        noise by severity; or the one mixed row with ``config.mix``).
+    """
+    source = rescale_pre_pass(plan.source, plan.cells, plan.data, plan.config)
+    shards = {
+        sized.batch_size: whole_batches(len(plan.order), sized.batch_size, plan.rank, plan.world)
+        for sized, _ in plan.sizes
+    }
+    work = [sum(e - s for s, e in shards[sized.batch_size]) * len(plan.rows) * len(cols) for sized, cols in plan.sizes]
+    records: list[EvalRecord] = []
+    for k, (sized, columns) in enumerate(plan.sizes):
+        batches = [plan.order[s:e] for s, e in shards[sized.batch_size]]  # (B,) global indices each
+        counts = run_batches(
+            source,
+            plan.rows,
+            columns,
+            batches,
+            sized,
+            plan.device,
+            _offset(progress, sum(work[:k]), sum(work)),
+            on_batch,
+        )
+        counts = _sum_over_ranks(counts, plan.device, plan.world)
+        records += _records(counts, columns, plan.rows, plan.data, sized, plan.run_info)
+    return records
+
+
 def evaluate_grid(
     models: Sequence[LoadedCheckpoint],
     data: EvalData,
@@ -136,7 +227,7 @@ def evaluate_grid(
     *,
     progress: Progress | None = None,
 ) -> list[EvalRecord]:
-    """Evaluate every checkpoint x mode on every noise x severity.
+    """Evaluate every checkpoint x mode on every noise x severity: :func:`run_grid` of :func:`plan_grid`.
 
     Under ``torch.distributed`` (already initialised, e.g. by the CLI under
     ``torchrun``) each rank evaluates a contiguous shard of whole batches and the
@@ -149,41 +240,12 @@ def evaluate_grid(
         progress: called as ``progress(done, total)`` in images x columns per rank.
 
     Returns:
-        Records ordered by batch size (as given), checkpoint, mode, then row (clean first, then
-        noise by severity; or the one mixed row with ``config.mix``).
+        Records ordered by batch size (as given), checkpoint, mode, then row.
 
     Raises:
-        LncliError: invalid settings (unknown mode/noise, impossible group or batch size, data
-            mismatch, ``tent`` under torchrun).
+        LncliError: as :func:`plan_grid`.
     """
-    check_config(config)
-    if not models:
-        raise LncliError("no checkpoint to evaluate")
-    device = local_device(config.device)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-    if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
-        raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
-    models = data.prepared(models)  # each model's resolved preprocessing (testset.resolve_data)
-    source = open_source(
-        data, seed=config.seed, profile=config.profile, workers=config.workers, pin=device.type == "cuda"
-    )
-    cells = source.cells(config.noises, config.severities)
-    if not cells:
-        raise LncliError("nothing to evaluate: no clean data and no noisy severity")
-    rows: list[Row] = [mixed_cell(cells, len(source), config.seed)] if config.mix else list(cells)
-    order = batch_order(source.labels, config.stream_order, config.order_seed)
-    built = _Built(device)  # each model built once, shared by every batch size
-    plans = [(sized, plan_columns(models, sized, device, built)) for sized in _per_batch_size(config)]
-    source, rescale_range = rescale_pre_pass(source, cells, data, config)
-    run = _Run(str(device), _uses_amp(config, device), world, rescale_range)
-    shards = {sized.batch_size: whole_batches(len(order), sized.batch_size, rank, world) for sized, _ in plans}
-    work = [sum(e - s for s, e in shards[sized.batch_size]) * len(rows) * len(cols) for sized, cols in plans]
-    records: list[EvalRecord] = []
-    for k, (sized, columns) in enumerate(plans):
-        batches = [order[s:e] for s, e in shards[sized.batch_size]]  # (B,) global indices each
-        counts = run_batches(source, rows, columns, batches, sized, device, _offset(progress, sum(work[:k]), sum(work)))
-        records += _records(_sum_over_ranks(counts, device, world), columns, rows, data, sized, run)
-    return records
+    return run_grid(plan_grid(models, data, config), progress=progress)
 
 
 def _per_batch_size(config: EvalConfig) -> list[EvalConfig]:
@@ -200,7 +262,7 @@ def _offset(progress: Progress | None, done: int, total: int) -> Progress | None
 
 
 def _records(
-    counts: _Counts, columns: Sequence[Column], rows: Sequence[Row], data: EvalData, config: EvalConfig, run: _Run
+    counts: _Counts, columns: Sequence[GridColumn], rows: Sequence[Row], data: EvalData, config: EvalConfig, run: _Run
 ) -> list[EvalRecord]:
     """One batch size's records: by column, then row."""
     correct, hits = counts.correct, counts.hits.cpu().numpy()
@@ -248,162 +310,6 @@ def check_config(config: EvalConfig) -> None:
         )
 
 
-def _modes(loaded: LoadedCheckpoint, config: EvalConfig) -> tuple[str, ...]:
-    return modes_for(loaded.checkpoint, config.modes, Path(loaded.path).name)
-
-
-def mode_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
-    """What the sweep does other than asked, for the caller to show once (compute never prints).
-
-    * GroupNorm checkpoints run in their only mode whatever ``--mode`` asks;
-    * ``--heads position`` does not apply to a multi-head LocalNorm checkpoint's per-image modes
-      (``running``, ``single``), which take the mean of the heads;
-    * a local-statistics column (``local``; ``tent`` on LocalNorm) at a batch size smaller than its G
-      uses G = the batch size; at one that G does not divide, each batch ends in a smaller group.
-
-    Args:
-        models: the loaded checkpoints.
-        config: the sweep.
-
-    Returns:
-        The notes, one line each (empty when everything runs as asked).
-    """
-    notes: list[str] = []
-    overridden = [m for m in models if is_groupnorm(m.checkpoint) and config.modes and config.modes != ("groupnorm",)]
-    if overridden:
-        names = ", ".join(Path(m.path).name for m in overridden)
-        uses = "uses" if len(overridden) == 1 else "use"
-        asked = ", ".join(mode for mode in config.modes or () if mode != "groupnorm")
-        note = f"{names} {uses} GroupNorm, which has no test-time statistics; evaluated as it is (mode 'groupnorm')"
-        notes.append(f"{note}, not in {asked}")
-    return notes + _heads_notes(models, config) + _group_size_notes(models, config)
-
-
-def _heads_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
-    """``--heads position`` asked, and a multi-head LocalNorm checkpoint runs a per-image mode."""
-    if config.heads != "position":
-        return []
-    notes = []
-    for loaded in models:
-        ckpt = loaded.checkpoint
-        heads = max((int(t.shape[0]) for k, t in ckpt.state_dict.items() if k.endswith("head_weight")), default=1)
-        if not is_localnorm_checkpoint(ckpt) or heads < 2:
-            continue
-        per_image = [
-            m
-            for m in _modes(loaded, config)
-            if mode_spec(m).voter is None and resolve_heads("position", resolve_mode(m, True).stats) == "mean"
-        ]
-        if per_image:
-            notes.append(
-                f"--heads position applies where test images form groups; {Path(loaded.path).name} in "
-                f"{', '.join(per_image)} (per-image statistics) takes the mean of its heads"
-            )
-    return notes
-
-
-def _group_size_notes(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[str]:
-    """The batch sizes at which a local-statistics column cannot use its G as it is (see :func:`mode_notes`)."""
-    notes = []
-    for loaded in models:
-        ckpt = loaded.checkpoint
-        localnorm = is_localnorm_checkpoint(ckpt)
-        local = [m for m in _modes(loaded, config) if resolve_mode(m, localnorm).stats == "local"]
-        if not local:
-            continue
-        g, name, cols = _group_size(ckpt, config), Path(loaded.path).name, ", ".join(local)
-        small = [b for b in config.all_batch_sizes if b < g]
-        ragged = [b for b in config.all_batch_sizes if b > g and b % g]
-        if small:
-            notes.append(
-                f"{name}: batch size {_sizes(small)} is smaller than G = {g}; {cols} normalise each batch as one "
-                "group there (G = the batch size, recorded as group_size)"
-            )
-        if ragged:
-            notes.append(
-                f"{name}: G = {g} does not divide batch size {_sizes(ragged)}; in {cols} the last images of each "
-                "batch form one smaller group (LocalNorm's ragged rule)"
-            )
-    return notes
-
-
-def _sizes(sizes: Sequence[int]) -> str:
-    return ",".join(map(str, sizes))
-
-
-def column_keys(models: Sequence[LoadedCheckpoint], config: EvalConfig) -> list[ColumnKey]:
-    """The sweep's columns, in record order, without building any model (e.g. to check ``--baseline`` first).
-
-    Args:
-        models: the loaded checkpoints.
-        config: the sweep.
-
-    Returns:
-        One key per checkpoint x mode.
-    """
-    return [ColumnKey(m.path, mode) for m in models for mode in _modes(m, config)]
-
-
-def _group_size(ckpt: Checkpoint, config: EvalConfig) -> int:
-    """``--group-size``, else the checkpoint's own G, else the default."""
-    if config.group_size is not None:
-        return config.group_size
-    return int(ckpt.norm.group_size) if ckpt.norm.group_size else DEFAULT_GROUP_SIZE
-
-
-class _Built:
-    """Each checkpoint's model built on the device once, and the BN models' shared LocalNorm copies,
-    for every batch size's columns."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.copies = LocalNormCopies(device)  # a BN model's test-statistics modes share one LocalNorm copy
-        self._models: dict[int, nn.Module] = {}
-
-    def model(self, loaded: LoadedCheckpoint) -> nn.Module:
-        """The model of one loaded checkpoint (built on first use)."""
-        if id(loaded) not in self._models:
-            self._models[id(loaded)] = build_model(loaded.checkpoint).to(self.device)
-        return self._models[id(loaded)]
-
-
-def plan_columns(
-    models: Sequence[LoadedCheckpoint], config: EvalConfig, device: torch.device, built: _Built | None = None
-) -> list[Column]:
-    """A runner per checkpoint x mode at ``config.batch_size``.
-
-    Args:
-        models: the loaded checkpoints.
-        config: the sweep, at one batch size.
-        device: where the models run.
-        built: models already built (shared across batch sizes); ``None``: build them here.
-
-    Returns:
-        The columns, by checkpoint then mode.
-
-    A batch smaller than a checkpoint's G is one group: G = the batch size there (:func:`mode_notes`).
-    """
-    built = built or _Built(device)
-    columns: list[Column] = []
-    for loaded in models:
-        ckpt = loaded.checkpoint
-        g, model = min(_group_size(ckpt, config), config.batch_size), built.model(loaded)
-        for mode in _modes(loaded, config):
-            runner = make_runner(
-                model,
-                mode,
-                heads=config.heads,
-                group_size=g,
-                batch_size=config.batch_size,
-                copies=built.copies,
-                prior_n=config.prior_n,
-                tent_lr=config.tent_lr,
-                tent_steps=config.tent_steps,
-            )
-            columns.append(Column(loaded, runner, ckpt.data))
-    return columns
-
-
 def batch_order(labels: Tensor, order: str, order_seed: int | None = None) -> Tensor:
     """(N,) global image indices in stream order. The noise stays keyed by the global index.
 
@@ -425,33 +331,45 @@ def batch_order(labels: Tensor, order: str, order_seed: int | None = None) -> Te
     return torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
 
 
-def rescale_pre_pass(
-    source: ImageSource, cells: Sequence[Cell], data: EvalData, config: EvalConfig
-) -> tuple[ImageSource, str | None]:
+def _rescale_reference(source: ImageSource, data: EvalData, config: EvalConfig) -> str | None:
+    """What ``--rescale`` maps onto, as recorded: ``train`` (the training split's range, the authors'
+    reference), else ``test`` (the clean test set's); None when nothing is rescaled (released files are
+    what they are)."""
+    if not config.rescale or not isinstance(source, GeneratedNoise):
+        return None
+    return "train" if data.train_range is not None else "test"
+
+
+def rescale_pre_pass(source: ImageSource, cells: Sequence[Cell], data: EvalData, config: EvalConfig) -> ImageSource:
     """The paper's dataset-level min-max rescale (``--rescale``), when it applies: generated noise only.
 
-    The noisy ranges are mapped onto the training split's range (the authors' reference),
-    else the clean test set's.
+    One streamed pass over the whole test set takes the noisy ranges (compute, so it runs in
+    :func:`run_grid`, not in the plan).
 
     Returns:
-        The source to read batches from, and the reference recorded (``train``/``test``;
-        ``None`` when nothing is rescaled).
+        The source to read batches from.
     """
-    if not config.rescale or not isinstance(source, GeneratedNoise):
-        return source, None  # released files are what they are
-    if data.train_range is not None:
-        return source.minmax_rescaled(cells, data.train_range), "train"
-    return source.minmax_rescaled(cells, source.clean_range()), "test"
+    reference = _rescale_reference(source, data, config)
+    if reference is None or not isinstance(source, GeneratedNoise):
+        return source
+    target = data.train_range if reference == "train" and data.train_range is not None else source.clean_range()
+    return source.minmax_rescaled(cells, target)
 
 
-_Job = tuple[int, Row, Tensor, "Tensor | None"]  # (row index, row, (B,) global indices, clean images or None)
+class _Job(NamedTuple):
+    """One row of one batch, to be made in a prefetch thread."""
+
+    row_index: int
+    row: Row
+    indices: Tensor  # (B,) global image indices
+    clean: Tensor | None  # the batch's clean images, read once for every row (None: the source reads its own)
 
 
 def _jobs(source: ImageSource, rows: Sequence[Row], batches: Sequence[Tensor]) -> Iterator[_Job]:
     """Every row of each batch in turn, the batches in order: each batch's clean images are read once."""
     for indices, clean in zip(batches, source.clean_batches(batches)):
         for ci, row in enumerate(rows):
-            yield ci, row, indices, clean
+            yield _Job(ci, row, indices, clean)
 
 
 def _load_batch(source: ImageSource, pin: bool, job: _Job) -> tuple[int, Tensor, Tensor, Tensor]:
@@ -470,11 +388,12 @@ def _meta_key(meta: DataMeta) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def run_batches(
     source: ImageSource,
     cells: Sequence[Row],
-    columns: Sequence[Column],
+    columns: Sequence[GridColumn],
     batches: Sequence[Tensor],
     config: EvalConfig,
     device: torch.device,
     progress: Progress | None,
+    on_batch: BatchHook | None = None,
 ) -> _Counts:
     """Feed this rank's batches (each (B,) global indices, in order) of every row to every column.
 
@@ -497,8 +416,10 @@ def run_batches(
     with torch.inference_mode(), autocast:
         for ci, indices, x, y in prefetch(load, _jobs(source, cells, batches), config.workers):
             x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+            if on_batch is not None:
+                on_batch(ci, x, y)
             at = indices.to(device, non_blocking=pin)  # (B,) global indices
-            normed = {k: lncli.data.normalize(x, meta) for k, meta in metas.items()}  # one per distinct DataMeta
+            normed = {k: normalize(x, meta) for k, meta in metas.items()}  # one per distinct DataMeta
             seen[ci] += y.shape[0]
             for j, column in enumerate(columns):
                 hits[ci, j, at] = column.runner.predict(normed[_meta_key(column.meta)], ci) == y
@@ -524,7 +445,7 @@ def _sum_over_ranks(counts: _Counts, device: torch.device, world: int) -> _Count
 
 
 def _record(
-    column: Column, cell: Row, c: int, n: int, hits: str, data: EvalData, config: EvalConfig, run: _Run
+    column: GridColumn, cell: Row, c: int, n: int, hits: str | None, data: EvalData, config: EvalConfig, run: _Run
 ) -> EvalRecord:
     """The record of one column in one row: ``c`` correct of ``n``, which images in ``hits`` (packed)."""
     lo, hi = wilson_interval(c, n)
