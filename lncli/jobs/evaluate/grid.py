@@ -45,16 +45,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 import lncli.data  # normalize is looked up at call time (tests watch the batches through it)
 from lncli import __version__
-from lncli.checkpoint import Checkpoint, build_model
+from lncli.checkpoint import Checkpoint, model_from_checkpoint
 from lncli.config.common import DEFAULT_GROUP_SIZE
 from lncli.config.evaluate import HEADS, ORDERS, EvalConfig
 from lncli.data import DataMeta
-from lncli.distributed import all_reduce_sum, local_device, prefetch, whole_batches
+from lncli.distributed import all_reduce_sum, local_device, prefetch, rank_and_world, whole_batches
 from lncli.errors import LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
 from lncli.jobs.evaluate.mix import MixedCell, mixed_batch, mixed_cell
@@ -160,7 +159,7 @@ def evaluate_grid(
     if not models:
         raise LncliError("no checkpoint to evaluate")
     device = local_device(config.device)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    rank, world = rank_and_world()
     if world > 1 and any(mode_spec(m).adapt for m in config.modes or ()):
         raise LncliError("mode tent adapts along the whole test stream: run it in one process, not under torchrun")
     check_group_sizes(models, config)  # every batch size, before any model or data work
@@ -328,7 +327,7 @@ class _Built:
     def model(self, loaded: LoadedCheckpoint) -> nn.Module:
         """The model of one loaded checkpoint (built on first use)."""
         if id(loaded) not in self._models:
-            self._models[id(loaded)] = build_model(loaded.checkpoint).to(self.device)
+            self._models[id(loaded)] = model_from_checkpoint(loaded.checkpoint).to(self.device)
         return self._models[id(loaded)]
 
 
