@@ -92,6 +92,16 @@ def test_profile_names_are_the_noise_profiles() -> None:
     assert PROFILE_NAMES == tuple(PROFILES)
 
 
+def test_preset_names_are_the_preprocessing_presets() -> None:
+    # Names here (torch-free, for the CLI's help), values beside the preprocessing: the two must agree.
+    from lncli.config.common import INTERPOLATIONS, NORMALIZATION_PRESETS
+    from lncli.data.meta import DEFAULT_INTERPOLATION
+    from lncli.data.preprocess import PRESETS
+
+    assert NORMALIZATION_PRESETS == tuple(PRESETS)
+    assert DEFAULT_INTERPOLATION in INTERPOLATIONS
+
+
 def test_cli_imports_no_torch() -> None:
     import subprocess
     import sys
