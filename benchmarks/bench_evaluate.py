@@ -81,11 +81,11 @@ def time_sweep(models: list[LoadedCheckpoint], data: EvalData, config: EvalConfi
 
 def time_forward(models: list[LoadedCheckpoint], data: EvalData, config: EvalConfig, n_cells: int) -> float:
     """The forward passes alone: same modules and modes, pre-normalised batches, no noise, no counting."""
-    from lncli.checkpoint import build_model
+    from lncli.checkpoint import model_from_checkpoint
 
     runners, copies = [], LocalNormCopies()
     for lc in models:
-        model = build_model(lc.checkpoint)
+        model = model_from_checkpoint(lc.checkpoint)
         modes = ("local",) if lc.checkpoint.norm.kind == "localnorm" else ("running", "batch")
         g = lc.checkpoint.norm.group_size or 16
         for mode in modes:

@@ -46,7 +46,7 @@ import torch
 from _common import cpu_model
 
 from lncli import __version__
-from lncli.checkpoint import NormSpec, build_model, checkpoint_from_model
+from lncli.checkpoint import NormSpec, checkpoint_from_model, model_from_checkpoint
 from lncli.data import IMAGENET_MEAN, IMAGENET_STD, DataMeta, normalize
 from lncli.io import atomic_write
 from lncli.jobs.evaluate import EvalConfig, LoadedCheckpoint, evaluate_grid, make_runner, open_source, resolve_data
@@ -138,7 +138,7 @@ def components(models: list[LoadedCheckpoint], folder: Path, n: int) -> dict[str
 def time_forward(models: list[LoadedCheckpoint], batches: list[torch.Tensor], cells: int) -> float:
     """The forward passes alone: the same prepared module, pre-normalised batches, one pass per cell."""
     runners = [
-        make_runner(build_model(m.checkpoint), "running", heads="position", group_size=16, batch_size=BATCH)
+        make_runner(model_from_checkpoint(m.checkpoint), "running", heads="position", group_size=16, batch_size=BATCH)
         for m in models
     ]
     t0 = time.perf_counter()

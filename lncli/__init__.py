@@ -4,18 +4,86 @@ LocalNorm is the BatchNorm variant of Yin et al., "LocalNorm: Robust Image
 Classification through Dynamically Regularized Normalization" (arXiv 1902.06550,
 ICANN 2021).
 
-Layout (arrows point down: each layer imports only from the ones below it):
+The names a user needs are here, at the top level::
+
+    import lncli
+    model = lncli.convert_batchnorm_to_localnorm(model, group_size=16)
+    lncli.set_test_mode(model, stats="local")
+    noisy = lncli.corrupt(images, "gaussian", 3, seed=0)
+
+The subpackages hold the rest: :mod:`lncli.nn`, :mod:`lncli.noise`, :mod:`lncli.data`,
+:mod:`lncli.models`, :mod:`lncli.checkpoint`, :mod:`lncli.jobs`, :mod:`lncli.report`,
+:mod:`lncli.config`. The top-level names are imported on first use, so ``import lncli``
+(and ``lncli --help``) does not import torch.
+
+Floors (arrows point down: a module imports only from its own floor and the floors below,
+and never in a cycle; ``tests/test_layers.py`` checks every import, module-level and call-time):
 
 * :mod:`lncli.cli`: the Typer commands, which only translate options into configs;
-* :mod:`lncli.jobs`: ``train``, ``convert``, ``corrupt`` and ``evaluate``, each returning records;
-* :mod:`lncli.report`: renders records (tables, CSV/JSON, plots, threshold checks);
-* :mod:`lncli.nn` (LocalNorm and BN <-> LN conversion), :mod:`lncli.noise` (seeded noise),
-  :mod:`lncli.models`, :mod:`lncli.data`, :mod:`lncli.images`, :mod:`lncli.checkpoint`;
+* :mod:`lncli.jobs` (``train``, ``convert``, ``corrupt``, ``evaluate``, each returning records)
+  and :mod:`lncli.compare` (baseline comparisons of records);
+* :mod:`lncli.checkpoint`: the checkpoint file format; it builds the model a file records,
+  so it sits above the models, layers and data it puts together;
+* :mod:`lncli.nn` (LocalNorm and BN <-> LN swaps of models), :mod:`lncli.noise` (seeded noise),
+  :mod:`lncli.models`, :mod:`lncli.data`, :mod:`lncli.images`, :mod:`lncli.report` (renders records);
 * :mod:`lncli.config`, :mod:`lncli.records`, :mod:`lncli.stats`, :mod:`lncli.errors`,
   :mod:`lncli.io`, :mod:`lncli.distributed`.
 
-The earlier module names (:mod:`lncli.norm`, :mod:`lncli.convert`, :mod:`lncli.corruptions`,
-:mod:`lncli.evaluate`, :mod:`lncli.train`, :mod:`lncli.imageio`) remain as re-exports.
+:mod:`lncli.nn` and :mod:`lncli.data` import no command's config (``lncli.config.evaluate``,
+``.train``, ...): the vocabulary they share is :mod:`lncli.config.common`. This module itself
+imports nothing from lncli until a name is asked for, so any module may read ``__version__``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# The public names and the module each comes from, loaded on first use (module __getattr__,
+# PEP 562) because every one of them imports torch. The evaluate job's entry points
+# (``lncli.evaluate``, ``lncli.load_model``) join this table with the evaluate API.
+_PUBLIC: dict[str, str] = {
+    "LocalNorm2d": "lncli.nn",
+    "convert_batchnorm_to_localnorm": "lncli.nn",
+    "convert_localnorm_to_batchnorm": "lncli.nn",
+    "get_norm_layer": "lncli.nn",
+    "set_test_mode": "lncli.nn",
+    "corrupt": "lncli.noise",
+    "load_checkpoint": "lncli.checkpoint",
+}
+
+if TYPE_CHECKING:  # the same names, for type checkers (`X as X`: a re-export); a test holds the three lists equal
+    from lncli.checkpoint import load_checkpoint as load_checkpoint
+    from lncli.nn import LocalNorm2d as LocalNorm2d
+    from lncli.nn import convert_batchnorm_to_localnorm as convert_batchnorm_to_localnorm
+    from lncli.nn import convert_localnorm_to_batchnorm as convert_localnorm_to_batchnorm
+    from lncli.nn import get_norm_layer as get_norm_layer
+    from lncli.nn import set_test_mode as set_test_mode
+    from lncli.noise import corrupt as corrupt
+
+__all__ = [
+    "LocalNorm2d",
+    "__version__",
+    "convert_batchnorm_to_localnorm",
+    "convert_localnorm_to_batchnorm",
+    "corrupt",
+    "get_norm_layer",
+    "load_checkpoint",
+    "set_test_mode",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562); other names are not attributes."""
+    home = _PUBLIC.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lncli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -57,12 +57,12 @@ __all__ = [
     "Checkpoint",
     "LoadReport",
     "NormSpec",
-    "build_model",
     "checkpoint_from_model",
     "complete_weights",
     "file_sha256",
     "load_checkpoint",
     "load_model",
+    "model_from_checkpoint",
     "save_checkpoint",
 ]
 
@@ -103,7 +103,7 @@ class Checkpoint:
         provenance: where the weights came from (source file, conversion, git commit...).
         train_state: optimizer / scheduler / RNG / epoch state for resuming; None in released checkpoints.
         lncli_version: the version that wrote it.
-        allow_code: whether :func:`build_model` may import and run a ``package.module:function``
+        allow_code: whether :func:`model_from_checkpoint` may import and run a ``package.module:function``
             arch. Never written to or read from a file: True only when the caller named this
             arch itself (:func:`load_checkpoint`'s ``allow_code``).
     """
@@ -394,7 +394,7 @@ def load_checkpoint(
             ``package.module:function`` arch may be imported and, at build time, run.
 
     Returns:
-        The :class:`Checkpoint` (keys not yet checked against the arch: see :func:`build_model`).
+        The :class:`Checkpoint` (keys not yet checked against the arch: see :func:`model_from_checkpoint`).
 
     Raises:
         CheckpointError: missing file, not a checkpoint, truncated, needs code to unpickle,
@@ -525,8 +525,11 @@ def load_model(ckpt: Checkpoint, *, strict: bool = True) -> tuple[nn.Module, Loa
     return model.eval(), report
 
 
-def build_model(ckpt: Checkpoint) -> nn.Module:
+def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """Build ``ckpt``'s architecture with its norm layer and load its weights strictly.
+
+    (:func:`lncli.models.build_model` builds an architecture by name with fresh weights; this
+    builds the one a checkpoint records, through it, and fills it.)
 
     Args:
         ckpt: a checkpoint from :func:`load_checkpoint` or :func:`checkpoint_from_model`.
@@ -547,7 +550,7 @@ def complete_weights(ckpt: Checkpoint, *, strict: bool = True) -> tuple[Checkpoi
     on every run, and the global RNG is left as it was). When keys were missing or
     unexpected (``strict=False`` only), the returned checkpoint holds the model's full
     state_dict instead (missing keys at their initial values, unexpected ones dropped),
-    so that every later :func:`build_model` loads it strictly, and its provenance records
+    so that every later :func:`model_from_checkpoint` loads it strictly, and its provenance records
     the keys under ``"load"``.
 
     Args:

@@ -21,6 +21,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from lncli.errors import LncliError
+
 T = TypeVar("T")
 R = TypeVar("R")
 _DONE = object()  # end-of-items marker for prefetch
@@ -49,6 +51,17 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def in_process_group() -> bool:
+    """True when this process has joined a torch.distributed process group (the one place this is asked)."""
+    # is_available() first: on a build without distributed support is_initialized() does not exist.
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes: ``(0, 1)`` outside a process group."""
+    return (dist.get_rank(), dist.get_world_size()) if in_process_group() else (0, 1)
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group that ``torchrun`` set up, if any.
 
@@ -60,7 +73,7 @@ def init_distributed(device: torch.device) -> DistInfo:
     """
     if not launched_by_torchrun():
         return DistInfo()
-    if not dist.is_initialized():
+    if not in_process_group():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return DistInfo(
@@ -74,36 +87,27 @@ def local_device(requested: str) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            from lncli.errors import LncliError
-
             raise LncliError("--device cuda was requested but no CUDA GPU is available")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(requested)
 
 
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size of the joined process group; (0, 1) outside one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor across ranks in place (a no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if rank_and_world()[1] > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
 def barrier() -> None:
     """Wait for all ranks (a no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if rank_and_world()[1] > 1:
         dist.barrier()
 
 
 def cleanup() -> None:
     """Leave the process group if we joined one."""
-    if dist.is_available() and dist.is_initialized():
+    if in_process_group():
         dist.destroy_process_group()
 
 

@@ -119,11 +119,11 @@ def fmnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with the user's cache, $LNCLI_DATA and the system copy out of reach."""
     from evaluate_helpers import write_fmnist
 
-    import lncli.data
+    from lncli.data import fashion_mnist
 
     monkeypatch.delenv("LNCLI_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(lncli.data, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
     return write_fmnist(tmp_path / "fmnist")
 
 

@@ -16,7 +16,7 @@ from lncli.checkpoint import NormSpec, checkpoint_from_model, save_checkpoint
 from lncli.config.evaluate import EvalConfig
 from lncli.data import DATASETS, load_dataset, normalize
 from lncli.models import create_model
-from lncli.norm import LocalNorm2d
+from lncli.nn import LocalNorm2d
 from lncli.records import EvalRecord
 
 META = DATASETS["synthetic"]
@@ -50,7 +50,7 @@ def make_bn(path: Path, seed: int = 0) -> Path:
 
 def make_ln(path: Path, seed: int = 0, *, group_size: int = 8, num_heads: int = 2) -> Path:
     """A LocalNorm tiny net whose heads differ strongly (so the head choice changes predictions)."""
-    from lncli.convert import convert_batchnorm_to_localnorm
+    from lncli.nn import convert_batchnorm_to_localnorm
 
     # Fitted as BN then converted: these tests are about evaluation, not LocalNorm training.
     torch.manual_seed(seed)

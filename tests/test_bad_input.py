@@ -198,7 +198,7 @@ ROWS = [
     Row("evaluate/cifar10c-float-images", ev("--data", "cifar10c:floats"), "expected uint8"),
     Row("evaluate/cifar10c-float-labels", ev("--data", "cifar10c:floatlabels"), "expected integer labels"),
     Row("evaluate/cifar10c-wrong-shape", ev("--data", "cifar10c:shape"), "C 1 or 3"),
-    Row("evaluate/cifar10c-bare", ev("--data", "cifar10c:"), "cifar10c needs a folder"),
+    Row("evaluate/cifar10c-bare", ev("--data", "cifar10c:"), "cifar10c needs a path: use cifar10c:DIR"),
     Row("evaluate/imagenetc-empty", ev("--data", "imagenetc:folder"), "no <corruption>/<severity>/ folders"),
     Row("evaluate/mean-garbage", ev("--mean", "0.1,0.2"), "--mean '0.1,0.2' is not 1 or 3"),
     Row("evaluate/std-zero", ev("--std", "0"), "--std must be > 0"),

@@ -20,10 +20,10 @@ from lncli.checkpoint import (
     FORMAT,
     Checkpoint,
     NormSpec,
-    build_model,
     checkpoint_from_model,
     file_sha256,
     load_checkpoint,
+    model_from_checkpoint,
     save_checkpoint,
 )
 from lncli.config.common import DEFAULT_GROUP_SIZE
@@ -31,6 +31,7 @@ from lncli.config.train import NormConfig, TrainConfig
 from lncli.data import DATASETS
 from lncli.errors import CheckpointError, LncliError
 from lncli.models import create_model
+from lncli.nn import LocalNorm2d, get_norm_layer, localnorm_layers
 
 META = DATASETS["synthetic"]
 
@@ -46,8 +47,6 @@ def _tiny(norm: NormSpec | None = None, seed: int = 0) -> tuple[nn.Module, Check
     torch.manual_seed(seed)
     norm = norm or NormSpec()
     if norm.kind == "localnorm":
-        from lncli.norm import get_norm_layer
-
         layer = get_norm_layer("localnorm", group_size=norm.group_size, num_heads=norm.num_heads or 1)
     else:
         layer = nn.BatchNorm2d
@@ -91,21 +90,20 @@ def test_round_trip_batchnorm(tmp_path: Path, seed: int) -> None:
     assert loaded.state_dict.keys() == ckpt.state_dict.keys()
     for k, v in ckpt.state_dict.items():
         assert torch.equal(loaded.state_dict[k], v), k
-    rebuilt = build_model(loaded)
+    rebuilt = model_from_checkpoint(loaded)
     assert not rebuilt.training
     _assert_same_outputs(model, rebuilt, seed)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_round_trip_localnorm(tmp_path: Path, seed: int) -> None:
-    norm = pytest.importorskip("lncli.norm")
     spec = NormSpec("localnorm", group_size=4, num_heads=2)
     model, ckpt = _tiny(spec, seed=seed)
     save_checkpoint(ckpt, tmp_path / "ln.pt")
     loaded = load_checkpoint(tmp_path / "ln.pt")
     assert loaded.norm == spec
-    rebuilt = build_model(loaded)
-    layers = [m for m in rebuilt.modules() if isinstance(m, norm.LocalNorm2d)]
+    rebuilt = model_from_checkpoint(loaded)
+    layers = [m for m in rebuilt.modules() if isinstance(m, LocalNorm2d)]
     assert layers and all(m.group_size == 4 and m.num_heads == 2 for m in layers)
     _assert_same_outputs(model, rebuilt, seed)
 
@@ -250,11 +248,11 @@ def test_norm_record_keeps_the_objects_it_read() -> None:
 
 
 def test_checkpoint_suffixes() -> None:
-    import lncli.evaluate
+    import lncli.jobs.evaluate
 
     assert CHECKPOINT_SUFFIXES == (".pt", ".pth", ".ckpt")
-    # evaluate keeps its own copy until it imports this one (issue 12): they must agree.
-    assert tuple(lncli.evaluate.CHECKPOINT_SUFFIXES) == CHECKPOINT_SUFFIXES
+    # evaluate picks up folders' files by the checkpoint format's own suffixes, not a copy of them.
+    assert lncli.jobs.evaluate.CHECKPOINT_SUFFIXES is CHECKPOINT_SUFFIXES
 
 
 # --------------------------------------------------------------------------- foreign checkpoints
@@ -278,26 +276,44 @@ def test_foreign_formats_load(tmp_path: Path, wrap: object) -> None:
     ckpt = load_checkpoint(tmp_path / "f.pt", arch="tiny", arch_kwargs={"width": 4}, data=META)
     assert ckpt.norm == NormSpec()
     assert ckpt.provenance["source"] == str(tmp_path / "f.pt")
-    _assert_same_outputs(model, build_model(ckpt), 0)
+    _assert_same_outputs(model, model_from_checkpoint(ckpt), 0)
 
 
 def test_foreign_localnorm_is_detected(tmp_path: Path) -> None:
-    pytest.importorskip("lncli.norm")
     model, _ = _tiny(NormSpec("localnorm", group_size=4, num_heads=3))
     torch.save(model.state_dict(), tmp_path / "f.pt")
     ckpt = load_checkpoint(tmp_path / "f.pt", arch="tiny", arch_kwargs={"width": 4}, data=META)
     assert ckpt.norm.kind == "localnorm" and ckpt.norm.num_heads == 3
-    build_model(ckpt)
+    rebuilt = model_from_checkpoint(ckpt)  # G is not in a state_dict: the default, so compare weights, not outputs
+    assert [m.num_heads for m in rebuilt.modules() if isinstance(m, LocalNorm2d)] == [3] * len(localnorm_layers(model))
+    want = model.state_dict()
+    assert (
+        all(torch.equal(v, want[k]) for k, v in rebuilt.state_dict().items())
+        and rebuilt.state_dict().keys() == want.keys()
+    )
 
 
 def test_batchnorm_weights_load_into_localnorm_model(tmp_path: Path) -> None:
-    pytest.importorskip("lncli.norm")
     model, _ = _tiny()
-    torch.save(model.state_dict(), tmp_path / "bn.pt")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # affine values no fresh head could have (a fresh head is 1 and 0)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+    state = model.state_dict()
+    torch.save(state, tmp_path / "bn.pt")
     ckpt = load_checkpoint(
         tmp_path / "bn.pt", arch="tiny", arch_kwargs={"width": 4}, data=META, norm=NormSpec("localnorm", 4, 2)
     )
-    build_model(ckpt)  # LocalNorm fills its heads from BN's weight/bias
+    layers = {name: m for name, m in model_from_checkpoint(ckpt).named_modules() if isinstance(m, LocalNorm2d)}
+    assert set(layers) == {name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    for name, layer in layers.items():  # every head of every layer is BN's weight/bias, bit for bit
+        assert layer.head_weight.shape == (2, *state[f"{name}.weight"].shape), name
+        for head in range(2):
+            assert torch.equal(layer.head_weight[head], state[f"{name}.weight"]), (name, head)
+            assert torch.equal(layer.head_bias[head], state[f"{name}.bias"]), (name, head)
+        assert torch.equal(layer.running_mean, state[f"{name}.running_mean"]), name
 
 
 def test_foreign_needs_arch_and_data(tmp_path: Path) -> None:
@@ -400,7 +416,7 @@ def test_error_missing_and_unexpected_keys_are_named(tmp_path: Path) -> None:
     sd["extra.weight"] = torch.zeros(1)
     ckpt.state_dict = sd
     with pytest.raises(CheckpointError, match=r"missing keys: fc\.weight; unexpected keys: extra\.weight") as exc:
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
     _message(exc)
 
 
@@ -408,7 +424,7 @@ def test_error_many_missing_keys_are_abbreviated() -> None:
     _, ckpt = _tiny()
     ckpt.state_dict = {}
     with pytest.raises(CheckpointError, match=r"missing keys: .*, \.\.\. \(\d+ in all\)"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
 
 
 def test_error_wrong_arch(tmp_path: Path) -> None:
@@ -419,10 +435,10 @@ def test_error_wrong_arch(tmp_path: Path) -> None:
     with pytest.raises(
         CheckpointError, match=r"weights do not match arch 'resnet32'.*missing keys: layer1\.3\..*is --arch right\?"
     ):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
     ckpt = load_checkpoint(tmp_path / "r20.pt", arch="small_cnn", data=DATASETS["cifar10"])
     with pytest.raises(CheckpointError, match="small_cnn"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
     # An lncli checkpoint records its arch: asking for another one is an error.
     _, tiny = _tiny()
     save_checkpoint(tiny, tmp_path / "tiny.pt")
@@ -434,7 +450,7 @@ def test_error_shape_mismatch_names_the_tensors(tmp_path: Path) -> None:
     _, ckpt = _tiny()
     ckpt.data = dataclasses.replace(META, num_classes=5, classes=())
     with pytest.raises(CheckpointError, match=r"shape mismatch for fc\.weight \(10, 32\) vs model \(5, 32\)"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
 
 
 def test_error_unknown_arch_in_file(tmp_path: Path) -> None:
@@ -442,7 +458,7 @@ def test_error_unknown_arch_in_file(tmp_path: Path) -> None:
     ckpt.arch = "resnet9000"
     save_checkpoint(ckpt, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="unknown arch 'resnet9000'"):
-        build_model(load_checkpoint(tmp_path / "m.pt"))
+        model_from_checkpoint(load_checkpoint(tmp_path / "m.pt"))
 
 
 def test_error_newer_format_and_malformed_payload(tmp_path: Path) -> None:
@@ -475,29 +491,28 @@ def test_error_malformed_payload_fields_are_checkpoint_errors(tmp_path: Path, ke
     _, ckpt = _tiny()
     torch.save({**ckpt.to_dict(), key: value}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="malformed lncli checkpoint"):
-        build_model(load_checkpoint(tmp_path / "bad.pt"))
+        model_from_checkpoint(load_checkpoint(tmp_path / "bad.pt"))
 
 
 def test_error_bad_arch_kwargs() -> None:
     _, ckpt = _tiny()
     ckpt.arch_kwargs = {"depth": 3}
     with pytest.raises(CheckpointError, match="cannot build 'tiny'.*takes no option depth"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
 
 
 def test_error_reserved_arch_kwargs() -> None:
     _, ckpt = _tiny()
     ckpt.arch_kwargs = {"width": 4, "norm_layer": None}
     with pytest.raises(CheckpointError, match="cannot build 'tiny'.*norm_layer is set by lncli"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
 
 
 def test_error_unknown_norm_kind() -> None:
-    pytest.importorskip("lncli.norm")
     _, ckpt = _tiny()
     ckpt.norm = NormSpec("weightnorm")  # type: ignore[arg-type]
     with pytest.raises(CheckpointError, match="bad norm spec"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
 
 
 def test_save_refuses_namedtuples(tmp_path: Path) -> None:
@@ -539,7 +554,7 @@ def test_round_trip_groupnorm(tmp_path: Path, seed: int, groups: int | None) -> 
     }
     back = load_checkpoint(tmp_path / "gn.pt")
     assert back.norm == spec
-    rebuilt = build_model(back)
+    rebuilt = model_from_checkpoint(back)
     norms = [m for m in rebuilt.modules() if isinstance(m, nn.GroupNorm)]
     assert norms and all(m.num_groups == (groups or min(32, m.num_channels)) for m in norms)
     _assert_same_outputs(model, rebuilt, seed)
@@ -573,4 +588,4 @@ def test_bn_weights_do_not_load_into_a_groupnorm_model() -> None:
     _, ckpt = _tiny()
     ckpt.norm = NormSpec("groupnorm")
     with pytest.raises(CheckpointError, match="with groupnorm.*unexpected keys: features.1.running_mean"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)

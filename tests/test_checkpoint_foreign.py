@@ -12,11 +12,11 @@ from foreign_helpers import BUILDERS, SAME_MODEL_TOL, batch, trained_like, write
 from lncli.checkpoint import (
     Checkpoint,
     NormSpec,
-    build_model,
     checkpoint_from_model,
     complete_weights,
     load_checkpoint,
     load_model,
+    model_from_checkpoint,
     save_checkpoint,
 )
 from lncli.data import DATASETS
@@ -56,7 +56,7 @@ def test_classes_and_channels_are_checked_before_building(
 def test_keys_are_unwrapped_and_prefixed_keys_load(tmp_path: Path) -> None:
     state = _small_cnn_state()
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "f.pt")
-    model = build_model(load_checkpoint(tmp_path / "f.pt", arch="small_cnn", data=GRAY))
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "f.pt", arch="small_cnn", data=GRAY))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
@@ -72,7 +72,7 @@ def _damaged(tmp_path: Path) -> Path:
 def test_strict_by_default_non_strict_reports(tmp_path: Path) -> None:
     ckpt = load_checkpoint(_damaged(tmp_path), arch="small_cnn", data=GRAY)
     with pytest.raises(CheckpointError, match=r"missing keys: classifier\.3\.bias; unexpected keys: extra\.weight"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match="--non-strict loads anyway"):
         complete_weights(ckpt)
     model, report = load_model(ckpt, strict=False)
@@ -94,7 +94,7 @@ def test_complete_weights_fills_missing_keys_the_same_way_every_time(tmp_path: P
         "missing_keys": ["classifier.3.bias"],
         "unexpected_keys": ["extra.weight"],
     }
-    build_model(done)  # now complete: loads strictly
+    model_from_checkpoint(done)  # now complete: loads strictly
     same, empty = complete_weights(done)
     assert same is done and not empty
 
@@ -145,7 +145,7 @@ def test_a_recorded_code_arch_is_refused_and_nothing_is_imported(tmp_path: Path,
     # A Checkpoint made in memory with such an arch does not build either, unless the caller allows it.
     ckpt = Checkpoint(arch=arch, arch_kwargs={}, norm=NormSpec(), data=RGB, state_dict={})
     with pytest.raises(CheckpointError, match="runs code"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)
     assert not evil.exists()
 
 
@@ -173,7 +173,7 @@ def test_a_recorded_code_arch_loads_when_the_user_names_it(tmp_path: Path, monke
             load_checkpoint(path)
         loaded = load_checkpoint(path, arch="lnclitest_nets:build", allow_code=True)
         with torch.no_grad():
-            got, want = build_model(loaded)(x), net(x)
+            got, want = model_from_checkpoint(loaded)(x), net(x)
         rtol, atol = SAME_MODEL_TOL
         torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
         assert loaded.allow_code and "allow_code" not in loaded.to_dict()
@@ -185,4 +185,4 @@ def test_a_recorded_library_arch_resolves_only_through_its_registry(tmp_path: Pa
     path = _lncli_checkpoint_with_arch(tmp_path / "tv.pt", "torchvision:os")
     ckpt = load_checkpoint(path)  # a library name is data, not code: reading it is harmless
     with pytest.raises(CheckpointError, match="unknown torchvision model 'os'"):
-        build_model(ckpt)
+        model_from_checkpoint(ckpt)

@@ -45,8 +45,8 @@ def test_choices_are_built_from_the_library() -> None:
     from lncli.cli.app import DeviceChoice, GroupingChoice, HeadsChoice, NormChoice, ProfileChoice
     from lncli.config.common import CONVERT_TARGETS, DEVICES
     from lncli.config.evaluate import HEADS
+    from lncli.nn import GROUPINGS
     from lncli.noise import PROFILES
-    from lncli.norm import GROUPINGS
 
     for choice, values in (
         (ProfileChoice, tuple(PROFILES)),

@@ -31,9 +31,9 @@ def test_convert_round_trip_via_cli(bn_checkpoint: Path, tmp_path: Path) -> None
     ln = load_checkpoint(ln_path)
     assert (ln.norm.kind, ln.norm.group_size, ln.norm.num_heads) == ("localnorm", 4, 2)
     assert any(k.endswith("head_weight") for k in ln.state_dict)
-    from lncli.checkpoint import build_model
+    from lncli.checkpoint import model_from_checkpoint
 
-    assert any(isinstance(m, LocalNorm2d) for m in build_model(ln).modules())
+    assert any(isinstance(m, LocalNorm2d) for m in model_from_checkpoint(ln).modules())
     res = runner.invoke(app, ["convert", str(ln_path), str(back_path), "--to", "batchnorm"])
     assert res.exit_code == 0, res.output
     assert "averaged" in res.stdout and "parameters removed:" in res.stdout

@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lncli.cli import app
+from lncli.config.common import parse_severities
 from lncli.config.corrupt import CorruptConfig, OutputFormat
-from lncli.corruptions import parse_severities
 from lncli.jobs.corrupt import run_corrupt
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from evaluate_helpers import fmnist_ckpt  # tests/ is on sys.path under pytest
 from typer.testing import CliRunner
 
 from lncli.cli import app
-from lncli.evaluate import RECORD_FIELDS
+from lncli.records import RECORD_FIELDS
 
 runner = CliRunner()
 # Small but not trivial: 40 images = 2 batches of 16 + a ragged 8; two noises at two severities + clean.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lncli.config.common import NORM_KINDS, canonical_norm, parse_list, parse_severities
@@ -38,11 +40,25 @@ def test_bad_severities_name_the_option(spec: str, match: str) -> None:
         parse_severities(spec)
 
 
-def test_both_commands_share_the_grammar() -> None:
-    # corrupt and evaluate once parsed severities differently ('1,,3' worked in one only).
-    from lncli import corruptions, evaluate
+def test_both_commands_share_the_grammar(tmp_path: Path) -> None:
+    # corrupt and evaluate once parsed severities differently ('1,,3' worked in one only): both
+    # commands must refuse a bad list with the grammar's own words, before any work.
+    from typer.testing import CliRunner
 
-    assert corruptions.parse_severities is parse_severities is evaluate.parse_severities
+    from lncli.cli import app
+
+    ckpt = Path(__file__).resolve().parents[1] / "examples" / "checkpoints" / "fashion_mnist_small_cnn_bn.pt"
+    commands = {
+        "corrupt": ["corrupt", "--data", "synthetic", "--out", str(tmp_path / "out")],
+        "evaluate": ["evaluate", str(ckpt), "--data", "synthetic-gray"],
+    }
+    with pytest.raises(LncliError) as want:
+        parse_severities("0,3-1")
+    for name, argv in commands.items():
+        result = CliRunner().invoke(app, [*argv, "--severity", "0,3-1"])
+        assert result.exit_code == 2, (name, result.output)
+        assert str(want.value) in " ".join(result.output.split()), (name, result.output)
+    assert not (tmp_path / "out").exists()
 
 
 def test_list_grammar() -> None:
@@ -74,6 +90,16 @@ def test_profile_names_are_the_noise_profiles() -> None:
     from lncli.noise import PROFILES
 
     assert PROFILE_NAMES == tuple(PROFILES)
+
+
+def test_preset_names_are_the_preprocessing_presets() -> None:
+    # Names here (torch-free, for the CLI's help), values beside the preprocessing: the two must agree.
+    from lncli.config.common import INTERPOLATIONS, NORMALIZATION_PRESETS
+    from lncli.data.meta import DEFAULT_INTERPOLATION
+    from lncli.data.preprocess import PRESETS
+
+    assert NORMALIZATION_PRESETS == tuple(PRESETS)
+    assert DEFAULT_INTERPOLATION in INTERPOLATIONS
 
 
 def test_cli_imports_no_torch() -> None:

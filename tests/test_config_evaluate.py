@@ -1,4 +1,4 @@
-"""Tests for lncli.config.evaluate (EvalConfig and the names its options choose from) and the lncli.evaluate names."""
+"""Tests for lncli.config.evaluate (EvalConfig and the names its options choose from)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from lncli.config.common import MAX_SEVERITY
+from lncli.config.common import DEFAULT_PRIOR_N, MAX_SEVERITY, parse_list, parse_severities
 from lncli.config.evaluate import (
     DEFAULT_BN_MODES,
     DEFAULT_GN_MODES,
@@ -17,7 +17,6 @@ from lncli.config.evaluate import (
     EvalConfig,
 )
 from lncli.errors import LncliError
-from lncli.evaluate import parse_list, parse_severities
 
 
 def test_parse_helpers() -> None:
@@ -42,19 +41,8 @@ def test_config_is_frozen_and_its_defaults_are_the_named_facts() -> None:
     assert DEFAULT_GN_MODES == ("groupnorm",) and "groupnorm" in MODES  # GroupNorm's only mode
 
 
-def test_the_old_module_keeps_the_readme_names() -> None:
-    import lncli.evaluate as old
-    import lncli.jobs.evaluate as new
-
-    for name in ("evaluate_grid", "EvalData", "load_checkpoints", "resolve_data", "scores", "predict", "default_modes"):
-        assert getattr(old, name) is getattr(new, name), name
-    assert old.EvalConfig is EvalConfig and old.MODES is MODES and old.HEADS is HEADS
-    for name in ("EvalRecord", "RECORD_FIELDS", "CLEAN", "wilson_interval", "NOISE_FAMILY", "CHECKPOINT_SUFFIXES"):
-        assert hasattr(old, name), name
-
-
 def test_batch_sizes_and_stream_order() -> None:
-    from lncli.config.evaluate import DEFAULT_PRIOR_N, DEFAULT_TENT_LR, ORDERS, parse_batch_sizes
+    from lncli.config.evaluate import DEFAULT_TENT_LR, ORDERS, parse_batch_sizes
 
     assert parse_batch_sizes("128") == (128,) and parse_batch_sizes(" 1, 16,128,16 ") == (1, 16, 128)
     assert parse_batch_sizes("0,16") == (0, 16)  # the range is the sweep's check (one place for API and CLI)

@@ -14,7 +14,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lncli import data as data_mod
-from lncli.data import DATASETS, DataMeta, ImageSet, list_datasets, load_cifar10c, load_dataset, normalize
+from lncli.data import (
+    DATASETS,
+    DataMeta,
+    DataSpec,
+    ImageSet,
+    fashion_mnist,
+    list_datasets,
+    load_cifar10c,
+    load_dataset,
+    normalize,
+)
 from lncli.errors import DataError
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -25,7 +35,7 @@ def _isolated_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     """No test may find the user's cache, $LNCLI_DATA or the system copy unless it puts them there."""
     monkeypatch.delenv("LNCLI_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(data_mod, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_FASHION_MNIST_DIRS", (tmp_path / "no-system-copy",))
 
 
 # --------------------------------------------------------------------------- writers of tiny files
@@ -98,6 +108,32 @@ def test_list_datasets_and_unknown_spec() -> None:
         load_dataset("imagefolder:")
 
 
+def test_data_spec_is_the_one_grammar() -> None:
+    assert DataSpec.parse(" FashionMNIST ") == DataSpec("dataset", "fashion-mnist", None, " FashionMNIST ")
+    assert DataSpec.parse("CIFAR-10").name == "cifar10" and DataSpec.parse("synthetic-gray").name == "synthetic-gray"
+    folder = DataSpec.parse("ImageFolder:photos/x")
+    assert (folder.kind, folder.folder, folder.reads_image_files, str(folder)) == (
+        "imagefolder",
+        Path("photos/x"),
+        True,
+        "ImageFolder:photos/x",
+    )
+    assert DataSpec.parse(folder) is folder
+    assert DataSpec.parse("cifar10c:d").kind == "cifar10c" and not DataSpec.parse("cifar10c:d").reads_image_files
+    assert DataSpec.parse("IMAGENETC:d").kind == "imagenetc" and DataSpec.parse("imagenetc:d").reads_image_files
+    for kind, placeholder in (("imagefolder", "PATH"), ("cifar10c", "DIR"), ("imagenetc", "DIR")):
+        for text in (kind, f"{kind}:", f" {kind.upper()}:"):  # one message, whatever the spelling
+            with pytest.raises(DataError, match=f"^{kind} needs a path: use {kind}:{placeholder}$"):
+                DataSpec.parse(text)
+    for bad in ("mnist", "cifar10:x", ""):
+        with pytest.raises(DataError, match="unknown dataset .*; valid: fashion-mnist, .*, imagenetc:DIR$"):
+            DataSpec.parse(bad)
+    with pytest.raises(ValueError, match="not a folder"):
+        _ = DataSpec.parse("cifar10").folder
+    with pytest.raises(DataError, match="'cifar10c:d' is a corruption release, not a dataset"):
+        load_dataset("cifar10c:d")  # whole datasets and image folders only: evaluate reads the releases
+
+
 def test_normalisation_constants_are_sane() -> None:
     for meta in DATASETS.values():
         assert len(meta.mean) == len(meta.std) == meta.in_channels
@@ -132,7 +168,7 @@ def test_fashion_mnist_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # Four copies with different sizes show which one was read.
     system = tmp_path / "system"
     _write_fmnist(system, n=4)
-    monkeypatch.setattr(data_mod, "SYSTEM_FASHION_MNIST_DIRS", (system,))
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_FASHION_MNIST_DIRS", (system,))
     assert len(load_dataset("fashion-mnist")) == 4
     _write_fmnist(tmp_path / "xdg-cache" / "lncli" / "fashion-mnist", n=5)
     assert len(load_dataset("fashion-mnist")) == 5
@@ -198,7 +234,7 @@ def test_fashion_mnist_damaged_gzip_and_short_header_are_data_errors(tmp_path: P
 
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_mod, "SYSTEM_FASHION_MNIST_DIRS", (SYSTEM_FMNIST,))
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_FASHION_MNIST_DIRS", (SYSTEM_FMNIST,))
     ds = load_dataset("fashion-mnist", "test", limit=1000)
     assert ds.images.shape == (1000, 1, 28, 28)
     assert set(ds.labels.tolist()) == set(range(10))
@@ -374,9 +410,8 @@ def test_synthetic_is_deterministic_balanced_and_labelled(name: str, shape: tupl
     assert train.images.shape[1:] == shape and train.images.dtype == torch.uint8
     assert train.meta.synthetic and train.meta.name == name
     assert train.labels.bincount(minlength=10).tolist() == [len(train) // 10] * 10
-    data_mod._synthetic_arrays.cache_clear()  # regenerate from scratch: same bytes
-    again = load_dataset(name, "train")
-    assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
+    images, labels = data_mod.generate_synthetic("train", name == "synthetic-gray")  # from scratch: same bytes
+    assert torch.equal(torch.from_numpy(images), train.images) and torch.equal(torch.from_numpy(labels), train.labels)
     assert not torch.equal(train.images[: len(test)], test.images)  # splits are seeded apart
     # The recorded normalisation constants are the train split's statistics.
     x = train.images.double() / 255

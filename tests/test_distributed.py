@@ -1,4 +1,4 @@
-"""lncli.distributed: the whole-batch shard formula and the ordered prefetch helper."""
+"""lncli.distributed: the process-group check, the whole-batch shard formula and the ordered prefetch helper."""
 
 from __future__ import annotations
 
@@ -57,3 +57,20 @@ def test_prefetch_looks_ahead_boundedly_and_lazily() -> None:
     time.sleep(0.05)
     assert len(started) <= 4  # the item yielded, plus at most workers + 1 ahead
     it.close()
+
+
+def test_process_group_helpers_outside_and_inside_a_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from lncli.distributed import all_reduce_sum, in_process_group, rank_and_world
+
+    assert not in_process_group() and rank_and_world() == (0, 1)
+    t = torch.ones(3)
+    assert all_reduce_sum(t) is t and torch.equal(t, torch.ones(3))  # one process: no collective
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 2)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    assert in_process_group() and rank_and_world() == (2, 4)
+    monkeypatch.setattr(dist, "is_available", lambda: False)  # a torch built without distributed support
+    assert not in_process_group() and rank_and_world() == (0, 1)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lncli.checkpoint import build_model, load_checkpoint
+from lncli.checkpoint import load_checkpoint, model_from_checkpoint
 from lncli.cli import app
-from lncli.evaluate import RECORD_FIELDS
+from lncli.records import RECORD_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = sorted((ROOT / "examples" / "checkpoints").glob("*.pt"))
@@ -29,7 +29,7 @@ def test_both_norms_are_shipped() -> None:
 def test_example_checkpoint_loads_and_records_provenance(path: Path) -> None:
     assert path.stat().st_size <= 2 * 1024 * 1024, f"{path.name} is {path.stat().st_size} bytes (> 2 MB)"
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt)
+    model = model_from_checkpoint(ckpt)
     assert ckpt.data.name == "fashion-mnist" and ckpt.data.in_channels == 1
     assert sum(p.numel() for p in model.parameters()) > 0
     prov = ckpt.provenance

@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lncli import imageio, images
 from lncli.config.corrupt import OutputFormat
 from lncli.errors import LncliError
 from lncli.images import IMAGE_FORMAT_SUFFIX, find_images, read_image, write_image
@@ -147,11 +146,6 @@ def test_write_image_refuses_a_non_image_format(tmp_path: Path):
     with pytest.raises(ValueError, match="not npy"):
         write_image(torch.zeros(3, 4, 4, dtype=torch.uint8), tmp_path / "x.npy", fmt=OutputFormat.npy)
     assert not list(tmp_path.iterdir())
-
-
-def test_imageio_shim_reexports_the_image_functions():
-    assert imageio.read_image is images.read_image and imageio.write_image is images.write_image
-    assert imageio.find_images is images.find_images and imageio.IMAGE_SUFFIXES is images.IMAGE_SUFFIXES
 
 
 # --------------------------------------------------------------------------- reading for a model (DataLoader workers)

@@ -9,12 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lncli import imageio
 from lncli.config.corrupt import CorruptConfig, OutputFormat
 from lncli.data import load_cifar10c, load_dataset
 from lncli.errors import LncliError, OutputError
 from lncli.images import read_image
-from lncli.jobs import corrupt as job
 from lncli.jobs.corrupt import run_corrupt
 from lncli.noise import corrupt
 
@@ -209,8 +207,3 @@ def test_outputs_over_inputs_and_existing_outputs_are_refused(sample_images: Pat
     with pytest.raises(LncliError, match="--overwrite"):
         run_corrupt(CorruptConfig(**{**cfg.__dict__, "seed": 9}))
     assert target.read_bytes() == written
-
-
-def test_imageio_shim_reexports_the_job():
-    assert imageio.run_corrupt is job.run_corrupt and imageio.write_preview is job.write_preview
-    assert imageio.CorruptConfig is CorruptConfig and imageio.OutputFormat is OutputFormat

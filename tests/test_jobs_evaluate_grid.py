@@ -13,7 +13,7 @@ import pytest
 import torch
 from evaluate_helpers import LIMIT, META, cfg, counts, make_bn
 
-from lncli.checkpoint import build_model, load_checkpoint, save_checkpoint
+from lncli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from lncli.data import load_dataset, normalize
 from lncli.errors import LncliError
 from lncli.jobs.evaluate import EvalConfig, EvalData, column_keys, evaluate_grid, load_checkpoints, plan_grid, run_grid
@@ -86,7 +86,7 @@ def test_hits_are_each_images_own_prediction(eval_ckpts: dict[str, Path], eval_d
     models = load_checkpoints([eval_ckpts["bn"]])
     conf = cfg(modes=("running",), noises=("gaussian",), severities=(0, 3), seed=seed, order_seed=seed, batch_size=7)
     recs = evaluate_grid(models, eval_data, conf)
-    model = build_model(models[0].checkpoint)
+    model = model_from_checkpoint(models[0].checkpoint)
     images, labels = eval_data.clean.images, eval_data.clean.labels
     idx = torch.arange(len(labels))
     for rec, x in zip(recs, (images, corrupt(images, "gaussian", 3, seed=seed, indices=idx))):
@@ -136,7 +136,7 @@ def test_running_mode_invariant_to_batch_size_and_order(eval_ckpts: dict[str, Pa
 
 @pytest.mark.parametrize("limit", [48, 60])  # whole batches, and a ragged last batch of 12
 def test_ln_local_with_G_equal_batch_equals_bn_batch_stats(tmp_path: Path, limit: int) -> None:
-    from lncli.convert import convert_checkpoint
+    from lncli.jobs.convert import convert_checkpoint
 
     bn_path = make_bn(tmp_path / "bn.pt", seed=3)
     bn = load_checkpoints([bn_path])[0]
@@ -249,7 +249,7 @@ def test_paper_rescale_matches_whole_set_reference(
     eval_ckpts: dict[str, Path], eval_data: EvalData, noise: str, severity: int
 ) -> None:
     """Batched evaluation with --rescale equals rescaling the whole noisy set at once (corruptions.rescale_minmax)."""
-    from lncli.corruptions import corrupt, rescale_minmax
+    from lncli.noise import corrupt, rescale_minmax
 
     assert eval_data.clean is not None
     config = cfg(profile="paper", noises=(noise,), severities=(severity,), modes=("running",), rescale=True)
@@ -257,7 +257,7 @@ def test_paper_rescale_matches_whole_set_reference(
     images, labels = eval_data.clean.images, eval_data.clean.labels
     noisy = corrupt(images.float() / 255.0, noise, severity, seed=0, profile="paper")  # unclipped floats
     x = rescale_minmax(noisy, reference=images)
-    model = build_model(load_checkpoint(eval_ckpts["bn"])).eval()
+    model = model_from_checkpoint(load_checkpoint(eval_ckpts["bn"])).eval()
     with torch.inference_mode():
         expected = int((model(normalize(x, META)).argmax(1) == labels).sum())
     assert rec.rescale and rec.profile == "paper" and rec.rescale_range == "test"
@@ -289,7 +289,7 @@ def _minmax_reference(
     images: torch.Tensor, noise: str, severity: int, seed: int, lo: np.ndarray, hi: np.ndarray
 ) -> torch.Tensor:
     """The authors' rescale written out in float64 on the whole set: each channel's noisy [min, max] -> [lo, hi]."""
-    from lncli.corruptions import corrupt
+    from lncli.noise import corrupt
 
     noisy = corrupt(images.float() / 255.0, noise, severity, seed=seed, profile="paper").double().numpy()  # unclipped
     nlo, nhi = noisy.min(axis=(0, 2, 3), keepdims=True), noisy.max(axis=(0, 2, 3), keepdims=True)  # (1, C, 1, 1)
@@ -406,7 +406,7 @@ def test_bn_batch_equals_single_at_batch_size_1(eval_ckpts: dict[str, Path], eva
     from lncli.jobs.evaluate import scores
 
     assert eval_data.clean is not None
-    model = build_model(load_checkpoint(eval_ckpts["bn"]))
+    model = model_from_checkpoint(load_checkpoint(eval_ckpts["bn"]))
     x = normalize(eval_data.clean.images[:6], META)
     outs = [(scores(model, x[i : i + 1], "batch"), scores(model, x[i : i + 1], "single")) for i in range(6)]
     assert all(torch.equal(b, s) for b, s in outs)

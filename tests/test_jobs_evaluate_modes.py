@@ -10,7 +10,7 @@ import pytest
 import torch
 from evaluate_helpers import META, cfg, counts, make_ln
 
-from lncli.checkpoint import build_model
+from lncli.checkpoint import model_from_checkpoint
 from lncli.config.evaluate import MODES
 from lncli.data import load_dataset, normalize
 from lncli.errors import LncliError
@@ -27,7 +27,7 @@ from lncli.jobs.evaluate import (
     predict,
     scores,
 )
-from lncli.norm import LocalNorm2d
+from lncli.nn import LocalNorm2d
 from lncli.records import CLEAN
 
 
@@ -59,7 +59,7 @@ def test_runners_record_what_shares_statistics(
     eval_ckpts: dict[str, Path], mode: str, heads: str, group_size: int | None, uses_copy: bool
 ) -> None:
     """BN model: ``running`` calls it as it is; every other mode a one-head LocalNorm copy."""
-    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    model = model_from_checkpoint(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
     runner = make_runner(model, mode, heads="position", group_size=8, batch_size=32)
     assert (runner.mode, runner.heads, runner.group_size) == (mode, heads, group_size)
     assert (runner.model is not model) is uses_copy and has_localnorm(runner.model) is uses_copy
@@ -67,7 +67,7 @@ def test_runners_record_what_shares_statistics(
 
 
 def test_a_bn_models_modes_share_one_copy(eval_ckpts: dict[str, Path]) -> None:
-    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    model = model_from_checkpoint(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
     copies = LocalNormCopies()
     a, b = (
         make_runner(model, m, heads="position", group_size=8, batch_size=32, copies=copies) for m in ("batch", "local")
@@ -80,7 +80,7 @@ def test_a_bn_models_modes_share_one_copy(eval_ckpts: dict[str, Path]) -> None:
 
 
 def test_unknown_mode_is_one_line(eval_ckpts: dict[str, Path]) -> None:
-    model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    model = model_from_checkpoint(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
     with pytest.raises(LncliError, match="unknown mode 'bogus'; valid: running, batch"):
         scores(model, torch.zeros(2, 3, 32, 32), "bogus")
 
@@ -90,7 +90,7 @@ def test_batch_mode_depends_on_batch_size(eval_ckpts: dict[str, Path], eval_data
     assert eval_data.clean is not None
     models = load_checkpoints([eval_ckpts["bn"]])
     x = normalize(eval_data.clean.images[:32], META)
-    model = build_model(models[0].checkpoint).eval()
+    model = model_from_checkpoint(models[0].checkpoint).eval()
     small = torch.cat([predict(model, part, "batch") for part in x.split(4)])
     assert not torch.equal(small, predict(model, x, "batch"))
 
@@ -113,7 +113,7 @@ def test_majority_mode_end_to_end(eval_ckpts: dict[str, Path], eval_data: EvalDa
     recs = evaluate_grid(models, eval_data, cfg(modes=("majority",)))
     assert [(r.mode, r.noise, r.severity) for r in recs] == [("majority", CLEAN, 0), ("majority", "gaussian", 3)]
     assert {r.heads for r in recs} == {"majority"} and {r.group_size for r in recs} == {1}
-    model = build_model(models[0].checkpoint).eval()
+    model = model_from_checkpoint(models[0].checkpoint).eval()
     layers = [m for m in model.modules() if isinstance(m, LocalNorm2d)]
     x = normalize(eval_data.clean.images, META)
     per_head = []
@@ -133,7 +133,7 @@ def test_position_heads_depend_on_order_mean_heads_do_not(tmp_path: Path, seed: 
     """``local`` statistics with whole groups moved isolate the head effect: each group keeps its
     members (so its statistics), and only the head its position picks can change."""
     ln = load_checkpoints([make_ln(tmp_path / "ln.pt", seed=seed, group_size=4, num_heads=2)])[0]
-    model = build_model(ln.checkpoint).eval()
+    model = model_from_checkpoint(ln.checkpoint).eval()
     x = normalize(load_dataset("synthetic", "test", limit=16).images, META)  # 4 groups of 4 -> heads 0,1,0,1
     perm = torch.roll(torch.arange(16), 4)  # every group moves to a position with the other head
     for heads, should_commute in (("mean", True), ("position", False)):
@@ -170,7 +170,7 @@ def test_groupnorm_checkpoints_run_in_their_only_mode(gn_checkpoint: Path, eval_
 
 
 def test_groupnorm_runner_calls_the_model_as_it_is(gn_checkpoint: Path, eval_ckpts: dict[str, Path]) -> None:
-    gn_model = build_model(load_checkpoints([gn_checkpoint])[0].checkpoint)
+    gn_model = model_from_checkpoint(load_checkpoints([gn_checkpoint])[0].checkpoint)
     runner = make_runner(gn_model, "groupnorm", heads="position", group_size=8, batch_size=32)
     assert (runner.mode, runner.heads, runner.group_size, runner.settings) == ("groupnorm", "none", None, None)
     assert runner.model is gn_model
@@ -179,7 +179,7 @@ def test_groupnorm_runner_calls_the_model_as_it_is(gn_checkpoint: Path, eval_ckp
         assert torch.equal(scores(gn_model, x, "groupnorm"), gn_model(x))
     with pytest.raises(LncliError, match="mode 'batch' sets test-time statistics; a GroupNorm model has none"):
         make_runner(gn_model, "batch", heads="position", group_size=8, batch_size=32)
-    bn_model = build_model(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
+    bn_model = model_from_checkpoint(load_checkpoints([eval_ckpts["bn"]])[0].checkpoint)
     with pytest.raises(LncliError, match="mode 'groupnorm' runs GroupNorm models"):
         make_runner(bn_model, "groupnorm", heads="position", group_size=8, batch_size=32)
 
@@ -220,7 +220,7 @@ def test_prior_limits_are_batch_and_running(
     """N = 0 weighs the running statistics not at all (``batch``); N = 1e12 all but fully (``running``,
     whose affine is the heads' mean: ``prior`` is compared with mean heads there)."""
     assert eval_data.clean is not None
-    model = build_model(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
+    model = model_from_checkpoint(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(eval_data.clean), generator=gen)[: (4, 16, 32)[seed]]
     x = normalize(eval_data.clean.images[idx], META)
@@ -287,7 +287,7 @@ def test_tent_is_refused_under_torchrun(
 ) -> None:
     import torch.distributed as dist
 
-    # A process group of two, as torchrun would have made (torch's own functions, whoever asks them).
+    # Rank 0 of 2, as torchrun would make it (lncli.distributed asks torch.distributed).
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_rank", lambda: 0)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
@@ -298,7 +298,7 @@ def test_tent_is_refused_under_torchrun(
 def test_tent_leaves_the_checkpoint_model_alone(eval_ckpts: dict[str, Path], eval_data: EvalData) -> None:
     assert eval_data.clean is not None
     for kind in ("bn", "ln"):
-        model = build_model(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
+        model = model_from_checkpoint(load_checkpoints([eval_ckpts[kind]])[0].checkpoint)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         runner = make_runner(model, "tent", heads="position", group_size=4, batch_size=16, tent_lr=0.1)
         assert runner.adapter is not None and runner.model is not model

@@ -39,6 +39,21 @@ def test_resolve_data_refuses_a_bad_limit_and_a_bare_imagefolder(eval_ckpts: dic
         resolve_data("imagefolder", models)
 
 
+def test_eval_data_holds_exactly_one_kind(eval_data: EvalData, tmp_path: Path) -> None:
+    from lncli.data.imagefolder import FolderListing
+
+    assert (eval_data.kind, eval_data.files) == ("dataset", None)
+    release = EvalData(name="cifar10-c", synthetic=False, clean=None, cifar10c_dir=tmp_path)
+    assert (release.kind, release.files) == ("cifar10c", tmp_path)
+    empty = FolderListing(tmp_path, ("a",), (), ())  # no file: falsy, still the folder kind
+    folder = EvalData(name="imagefolder", synthetic=False, clean=None, folder=empty)
+    assert folder.kind == "imagefolder" and folder.files is empty
+    with pytest.raises(LncliError, match="one kind of data, not cifar10c_dir and folder"):
+        EvalData(name="x", synthetic=False, clean=None, cifar10c_dir=tmp_path, folder=empty)
+    with pytest.raises(LncliError, match="no test images"):
+        EvalData(name="x", synthetic=False, clean=None)
+
+
 def test_train_range_must_match_the_channels(eval_data: EvalData) -> None:
     assert eval_data.clean is not None
     with pytest.raises(LncliError, match="train_range"):

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import lncli.checkpoint as ckpt_mod
 import lncli.distributed as D
 import lncli.jobs.train.loop as loop_mod
-from lncli.checkpoint import Checkpoint, build_model, load_checkpoint
+from lncli.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from lncli.cli import app
 from lncli.config import (
     TrainConfig,
@@ -102,7 +102,7 @@ def test_smoke_config_trains_end_to_end_and_loss_falls(tmp_path: Path) -> None:
     best_ck = load_checkpoint(out / "best.pt")
     assert best_ck.train_state is None
     assert best_ck.metrics["test_accuracy"] == pytest.approx(res.best_test_accuracy)
-    build_model(last_ck)
+    model_from_checkpoint(last_ck)
     # Progress: a start event, one batch event per step, one epoch event per epoch.
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds.count("epoch") == cfg.epochs
@@ -315,7 +315,7 @@ def test_cuda_amp_channels_last(tmp_path: Path, amp: str) -> None:
 
 def _test_loss(ck: Checkpoint, batch: int = 32) -> float:
     test = load_dataset("synthetic", "test", limit=256)
-    model = build_model(ck).eval()
+    model = model_from_checkpoint(ck).eval()
     x = normalize(test.images, ck.data)
     with torch.no_grad():
         logits = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
@@ -323,7 +323,7 @@ def _test_loss(ck: Checkpoint, batch: int = 32) -> float:
 
 
 def test_finetune_after_convert_improves_over_convert_alone(tmp_path: Path) -> None:
-    from lncli.convert import convert_checkpoint
+    from lncli.jobs.convert import convert_checkpoint
 
     cfg = load_train_config(SMOKE, ["epochs=3", "data.train_limit=1024"])
     train(cfg, tmp_path / "bn")
@@ -447,17 +447,6 @@ def test_cli_convert_finetune(tmp_path: Path) -> None:
     assert tuned.provenance["finetune"]["train_all"] is False
 
 
-def test_old_module_path_reexports_the_public_api() -> None:
-    import lncli.jobs.train as jobs_train
-    import lncli.train as shim
-
-    assert (
-        set(shim.__all__) == set(jobs_train.__all__) >= {"train", "finetune", "TrainEvent", "TrainResult", "lr_factor"}
-    )
-    for name in shim.__all__:
-        assert getattr(shim, name) is getattr(jobs_train, name), name
-
-
 def test_groupnorm_trains_and_its_checkpoint_loads_back(tmp_path: Path) -> None:
     """norm.kind gn: a few steps on synthetic data; the checkpoint records GroupNorm and rebuilds it (issue 14)."""
     from torch import nn
@@ -468,7 +457,7 @@ def test_groupnorm_trains_and_its_checkpoint_loads_back(tmp_path: Path) -> None:
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert (ckpt.norm.kind, ckpt.norm.groups) == ("groupnorm", 4)
     assert ckpt.config["norm"]["kind"] == "groupnorm" and ckpt.config["norm"]["groups"] == 4
-    model = build_model(ckpt)
+    model = model_from_checkpoint(ckpt)
     assert {m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)} == {4}
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert load_train_config(tmp_path / "run" / "config.yaml") == cfg

@@ -15,7 +15,7 @@ from lncli.data import DATASETS
 from lncli.errors import ConfigError
 from lncli.jobs.train.recipe import augment_batch, augment_plan, lr_factor, make_optimizer, norm_parameters
 from lncli.models import create_model
-from lncli.norm import get_norm_layer
+from lncli.nn import get_norm_layer
 
 
 def test_lr_schedules() -> None:

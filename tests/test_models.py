@@ -10,6 +10,7 @@ from torch import nn
 
 from lncli.errors import LncliError
 from lncli.models import UnknownModelError, create_model, list_models, model_kwargs, register_model
+from lncli.nn import LocalNorm2d, get_norm_layer, set_test_mode
 
 ALL = (
     "resnet20", "resnet32", "resnet44", "resnet56", "preact_resnet32", "vgg16_paper",
@@ -20,8 +21,7 @@ FAST = [n for n in ALL if n not in HEAVY]
 
 
 def _localnorm(group_size: int = 2) -> object:
-    norm = pytest.importorskip("lncli.norm")
-    return norm.get_norm_layer("localnorm", group_size=group_size)
+    return get_norm_layer("localnorm", group_size=group_size)
 
 
 def _norm_layers(kind: str) -> object:
@@ -99,12 +99,11 @@ def test_any_norm_factory_is_injected(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_localnorm_replaces_every_batchnorm(name: str) -> None:
-    norm = pytest.importorskip("lncli.norm")
     bn = create_model(name, num_classes=10, in_channels=3)
-    ln = create_model(name, num_classes=10, in_channels=3, norm_layer=norm.get_norm_layer("localnorm", group_size=2))
+    ln = create_model(name, num_classes=10, in_channels=3, norm_layer=get_norm_layer("localnorm", group_size=2))
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
     assert n_bn > 0
-    assert sum(isinstance(m, norm.LocalNorm2d) for m in ln.modules()) == n_bn
+    assert sum(isinstance(m, LocalNorm2d) for m in ln.modules()) == n_bn
     # LocalNorm keeps BN's keys, so a BN state_dict's keys are a subset of the LN model's.
     assert set(bn.state_dict()) <= set(ln.state_dict())
 
@@ -146,7 +145,7 @@ def test_resnet_shortcut_options() -> None:
 def test_small_cnn_is_small_and_flattens() -> None:
     model = create_model("small_cnn", num_classes=10, in_channels=1)
     assert _n_params(model) * 4 < 2 * 1024 * 1024  # < 2 MB of float32: checkpoints get shipped
-    # No global average pool: single-image statistics would collapse it (PAPER.md).
+    # No global average pool: single-image statistics would collapse it (lncli/models/small_cnn.py says why).
     assert not any(isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1)) for m in model.modules())
 
 
@@ -174,12 +173,11 @@ def test_model_kwargs_reports_options() -> None:
 
 
 def test_small_cnn_single_image_stats_do_not_collapse() -> None:
-    norm = pytest.importorskip("lncli.norm")
     torch.manual_seed(0)
     model = create_model(
-        "small_cnn", num_classes=10, in_channels=1, norm_layer=norm.get_norm_layer("localnorm", group_size=1)
+        "small_cnn", num_classes=10, in_channels=1, norm_layer=get_norm_layer("localnorm", group_size=1)
     )
-    norm.set_test_mode(model, stats="single")
+    set_test_mode(model, stats="single")
     model.eval()
     with torch.no_grad():
         out = model(torch.rand(6, 1, 28, 28))

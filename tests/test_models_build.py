@@ -12,7 +12,7 @@ from lncli.config.train import MODEL_CORE_KWARGS, NormConfig
 from lncli.errors import LncliError
 from lncli.models import UnknownModelError, build_model, check_arch, create_model, list_models, norm_layer_for
 from lncli.models._registry import CORE_KWARGS
-from lncli.norm import LocalNorm2d, get_norm_layer
+from lncli.nn import LocalNorm2d, get_norm_layer
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -12,8 +12,7 @@ import torch
 from foreign_helpers import BUILDERS, SAME_MODEL_TOL, batch, library_model, trained_like, write_module
 from torch import nn
 
-from lncli.checkpoint import build_model as build_from_checkpoint
-from lncli.checkpoint import load_checkpoint
+from lncli.checkpoint import load_checkpoint, model_from_checkpoint
 from lncli.config.train import NormConfig
 from lncli.errors import LncliError
 from lncli.models import build_model, check_arch, list_models
@@ -51,7 +50,7 @@ def test_logits_equal_the_library_models(tmp_path: Path, seed: int, arch: str, s
     torch.manual_seed(seed)
     lib = trained_like(library_model(arch, meta.num_classes, meta.in_channels), seed).eval()
     torch.save(lib.state_dict(), tmp_path / "model.pt")
-    model = build_from_checkpoint(load_checkpoint(tmp_path / "model.pt", arch=arch, data=meta))
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "model.pt", arch=arch, data=meta))
     with torch.no_grad():
         got, want = model(x), lib(x)  # (16, K)
     rtol, atol = SAME_MODEL_TOL

@@ -13,8 +13,8 @@ from lncli.nn.convert import (
     ConversionSummary,
     check_conversion,
     convert_batchnorm_to_localnorm,
-    convert_checkpoint,
     convert_localnorm_to_batchnorm,
+    convert_model,
 )
 
 
@@ -109,60 +109,6 @@ def test_root_module_and_settings_are_converted() -> None:
         convert_batchnorm_to_localnorm(nn.BatchNorm2d(2), group_size=0)
 
 
-def _checkpoint(arch: str = "tiny"):
-    from lncli.checkpoint import NormSpec, checkpoint_from_model
-    from lncli.data import DATASETS
-
-    data = DATASETS["synthetic"]
-    torch.manual_seed(0)
-    model = trained_like(create_model(arch, num_classes=data.num_classes, in_channels=data.in_channels), 1)
-    return checkpoint_from_model(
-        model,
-        arch=arch,
-        arch_kwargs={},
-        norm=NormSpec(),
-        data=data,
-        metrics={"acc": 0.5},
-        train_state={"epoch": 3},
-    )
-
-
-def test_convert_checkpoint_round_trip_and_summary() -> None:
-    ckpt = _checkpoint()
-    ln_ckpt, s1 = convert_checkpoint(ckpt, "localnorm", group_size=4, num_heads=2, grouping="strided")
-    n_layers = sum(k.endswith("running_mean") for k in ckpt.state_dict)
-    channels = sum(v.numel() for k, v in ckpt.state_dict.items() if k.endswith("running_mean"))
-    assert s1 == ConversionSummary("batchnorm->localnorm", n_layers, 2 * 2 * channels, 4, 2)
-    assert (ln_ckpt.norm.kind, ln_ckpt.norm.group_size, ln_ckpt.norm.num_heads, ln_ckpt.norm.grouping) == (
-        "localnorm",
-        4,
-        2,
-        "strided",
-    )
-    assert ln_ckpt.train_state is None and ln_ckpt.metrics == {"acc": 0.5}
-    assert ln_ckpt.provenance["conversions"][-1]["direction"] == "batchnorm->localnorm"
-    bn_ckpt, s2 = convert_checkpoint(ln_ckpt, "bn")
-    assert s2.direction == "localnorm->batchnorm" and s2.params_added == -s1.params_added
-    assert bn_ckpt.norm.kind == "batchnorm"
-    assert list(bn_ckpt.state_dict) == list(ckpt.state_dict)
-    for k, v in ckpt.state_dict.items():
-        assert torch.equal(bn_ckpt.state_dict[k], v), k
-    assert len(bn_ckpt.provenance["conversions"]) == 2
-    assert any("averaged" in line for line in s2.lines())
-
-
-def test_convert_checkpoint_errors() -> None:
-    ckpt = _checkpoint()
-    with pytest.raises(LncliError, match="localnorm, batchnorm"):
-        convert_checkpoint(ckpt, "groupnorm")
-    with pytest.raises(LncliError, match="already uses batchnorm"):
-        convert_checkpoint(ckpt, "batchnorm")
-    with pytest.raises(LncliError, match="group_size"):
-        convert_checkpoint(ckpt, "localnorm", group_size=0)
-    with pytest.raises(LncliError, match="grouping"):
-        convert_checkpoint(ckpt, "localnorm", grouping="diagonal")
-
-
 def test_check_conversion_resolves_aliases_and_checks_settings() -> None:
     for spelling, target in (("LN", "localnorm"), (" bn ", "batchnorm"), ("local_norm", "localnorm")):
         assert check_conversion(spelling) == target
@@ -176,14 +122,16 @@ def test_check_conversion_resolves_aliases_and_checks_settings() -> None:
             check_conversion("localnorm", **bad)
 
 
-def test_convert_checkpoint_checks_settings_before_building_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lncli.checkpoint
-
-    ckpt = _checkpoint()
-
-    def no_build(_: object) -> None:
-        raise AssertionError("the model was built before the settings were checked")
-
-    monkeypatch.setattr(lncli.checkpoint, "build_model", no_build)
+def test_convert_model_says_what_it_did() -> None:
+    torch.manual_seed(0)
+    model = trained_like(create_model("tiny", num_classes=10, in_channels=3), 1)
+    bn_layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    channels = sum(m.num_features for m in bn_layers)
+    ln, summary = convert_model(model, "LN", group_size=4, num_heads=2)
+    assert summary == ConversionSummary("batchnorm->localnorm", len(bn_layers), 2 * 2 * channels, 4, 2)
+    assert len(localnorm_layers(ln)) == len(bn_layers)
+    back, summary = convert_model(ln, "bn")
+    assert summary == ConversionSummary("localnorm->batchnorm", len(bn_layers), -2 * 2 * channels, None, None)
+    assert not localnorm_layers(back)
     with pytest.raises(LncliError, match="num_heads"):
-        convert_checkpoint(ckpt, "localnorm", num_heads=0)
+        convert_model(back, "localnorm", num_heads=0)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import lncli.corruptions
-import lncli.noise
 from lncli.errors import LncliError
 from lncli.noise import corrupt, list_noises
 
@@ -121,14 +119,3 @@ def test_uint8_threads_and_scattered_indices_identical():
         assert torch.equal(full, corrupt(x, noise, 5, seed=9, indices=idx, num_threads=2)), noise
         perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
         assert torch.equal(corrupt(x[perm], noise, 5, seed=9, indices=idx[perm]), full[perm]), noise
-
-
-def test_corruptions_shim_reexports_the_noise_package():
-    """``lncli.corruptions`` (the README's import path) hands out the very objects of lncli.noise."""
-    from lncli.config import parse_severities
-
-    names = set(lncli.corruptions.__all__)
-    assert names == set(lncli.noise.__all__) | {"parse_severities"}
-    for name in lncli.noise.__all__:
-        assert getattr(lncli.corruptions, name) is getattr(lncli.noise, name), name
-    assert lncli.corruptions.parse_severities is parse_severities

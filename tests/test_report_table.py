@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from report_helpers import LONG, demo_sweep, header_cells, sweep
 
@@ -28,7 +33,23 @@ def test_table_fixed_width_golden_rows() -> None:
 
 
 def test_table_is_deterministic() -> None:
-    assert format_table(sweep(), width=100) == format_table(sweep(), width=100)
+    """The same records give the same table in another process, whose string hashes (set order) differ."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from report_helpers import sweep; "
+        "from lncli.report import format_table; sys.stdout.write(format_table(sweep(), width=100))"
+    )
+    here = Path(__file__).resolve().parent
+    tables = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(here)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert tables[0] == tables[1] == format_table(sweep(), width=100)
 
 
 @pytest.mark.parametrize("width", [80, 200])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -17,13 +18,23 @@ from lncli.stats import (
 
 
 def test_wilson_matches_closed_form_and_edges() -> None:
-    lo, hi = wilson_interval(0, 10)
-    assert lo == 0.0 and 0.25 < hi < 0.35  # 0/10 -> [0, 0.278]
-    lo, hi = wilson_interval(10, 10)
-    assert hi == 1.0 and 0.65 < lo < 0.75
-    lo, hi = wilson_interval(50, 100)
-    assert math.isclose(lo, 0.4038, abs_tol=1e-4) and math.isclose(hi, 0.5962, abs_tol=1e-4)
+    z2 = statistics.NormalDist().inv_cdf(0.975) ** 2
+    for n in (1, 10, 500):  # at the edges the interval has a closed form: [0, z^2/(n+z^2)] and [n/(n+z^2), 1]
+        lo, hi = wilson_interval(0, n)
+        assert lo == 0.0 and math.isclose(hi, z2 / (n + z2), rel_tol=1e-12), (n, hi)
+        lo, hi = wilson_interval(n, n)
+        assert hi == 1.0 and math.isclose(lo, n / (n + z2), rel_tol=1e-12), (n, lo)
+    assert math.isclose(wilson_interval(0, 10)[1], 0.2775327999, abs_tol=1e-10)  # the value tables print
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(("k", "n"), [(50, 100), (1, 10), (9, 10), (466, 500), (3, 7), (4999, 5000)])
+def test_wilson_matches_scipy(k: int, n: int) -> None:
+    from scipy.stats import binomtest
+
+    want = binomtest(k, n).proportion_ci(0.95, "wilson")
+    lo, hi = wilson_interval(k, n)
+    assert math.isclose(lo, want.low, rel_tol=1e-12) and math.isclose(hi, want.high, rel_tol=1e-12), (lo, hi, want)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 40, 1000, 5000])

@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from lncli import __version__
-from lncli.config._typed import read_yaml_mapping
-from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, PROFILE_NAMES
-from lncli.config.evaluate import HEADS, INTERPOLATIONS, ORDERS
+from lncli.config import read_yaml_mapping
+from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, INTERPOLATIONS, PROFILE_NAMES
+from lncli.config.evaluate import HEADS, ORDERS
 from lncli.errors import ConfigError, LncliError
 
 err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji

@@ -75,9 +75,9 @@ FinetuneAll = Annotated[
     bool, typer.Option("--finetune-all", help="Fine-tune every parameter, not just norm gamma/beta/heads.")
 ]
 
-_GROUPING = GroupingChoice(
-    ConvertConfig.grouping
-)  # module-level: an Enum call as a default argument would run each time
+
+# A name, not a call in the signature: ruff's B008 flags calls in argument defaults (they run once, at definition).
+_GROUPING = GroupingChoice(ConvertConfig.grouping)
 
 
 @command("convert", no_args_is_help=True)
@@ -108,30 +108,27 @@ def convert_command(
         data=data,
         strict=not non_strict,
     )
-    tuned: list[Checkpoint] = []
-    then = functools.partial(_finetune, data=data or "", epochs=finetune, train_all=finetune_all, out=tuned)
+    then = functools.partial(_finetune, data=data or "", epochs=finetune, train_all=finetune_all)
     from lncli.jobs.convert import convert_file  # the job imports torch: not at `lncli --help` time
 
-    summary, report = convert_file(cfg, then=then if finetune else None)
-    if report:
+    result = convert_file(cfg, then=then if finetune else None)
+    if result.report:
         err_console.print(
-            f"[yellow]warning:[/] {escape(src.name)} loaded with --non-strict: {escape(report.summary())}",
+            f"[yellow]warning:[/] {escape(src.name)} loaded with --non-strict: {escape(result.report.summary())}",
             highlight=False,
             soft_wrap=True,
         )
-    for line in summary.lines():
+    for line in result.summary.lines():
         typer.echo(line)
-    if tuned:
-        typer.echo(
-            f"fine-tuned {finetune} epoch(s) on {data}: train loss {tuned[-1].metrics['finetune_train_loss']:.4f}"
-        )
+    if finetune:
+        loss = result.written.metrics["finetune_train_loss"]
+        typer.echo(f"fine-tuned {finetune} epoch(s) on {data}: train loss {loss:.4f}")
     typer.echo(f"wrote {dst}")
 
 
-def _finetune(ckpt: Checkpoint, *, data: str, epochs: int, train_all: bool, out: list[Checkpoint]) -> Checkpoint:
-    """Fine-tune the converted checkpoint before OUT is written (so a bad --data leaves no OUT); kept in ``out``."""
+def _finetune(ckpt: Checkpoint, *, data: str, epochs: int, train_all: bool) -> Checkpoint:
+    """Fine-tune the converted checkpoint before OUT is written (so a bad --data leaves no OUT)."""
     from lncli.jobs.train import finetune
 
     with train_progress(True) as progress:
-        out.append(finetune(ckpt, data, epochs, train_all=train_all, progress=progress))
-    return out[-1]
+        return finetune(ckpt, data, epochs, train_all=train_all, progress=progress)

@@ -26,8 +26,8 @@ from lncli.cli.app import (
     severity_text,
 )
 from lncli.cli.progress import eval_progress
-from lncli.config.common import DEFAULT_GROUP_SIZE, parse_list, parse_severities
-from lncli.config.evaluate import MODES, NOISE_FAMILY, NORMALIZATION_PRESETS, EvalConfig, parse_batch_sizes
+from lncli.config.common import DEFAULT_GROUP_SIZE, NORMALIZATION_PRESETS, parse_list, parse_severities
+from lncli.config.evaluate import MODES, NOISE_FAMILY, EvalConfig, parse_batch_sizes
 from lncli.records import EvalRecord
 
 if TYPE_CHECKING:  # the jobs import torch: not at `lncli --help` time
@@ -209,7 +209,7 @@ SkipUnreadable = Annotated[
 ]
 Interpolation = Annotated[InterpolationChoice | None, typer.Option(help=f"The resize's interpolation {_PRE}.")]
 
-# Defaults read from EvalConfig (module-level: an Enum call as a default argument would run at each definition).
+# Defaults read from EvalConfig, as names: ruff's B008 flags calls in argument defaults (they run once, at definition).
 _NOISES = ",".join(EvalConfig.noises)
 _SEVERITIES = severity_text(EvalConfig.severities)
 _PROFILE = ProfileChoice(EvalConfig.profile)

@@ -2,8 +2,9 @@
 
 * :mod:`lncli.config._typed`: nested mappings -> typed frozen dataclasses (coercion,
   ``--set`` overrides, YAML reading), shared by every command's config.
-* :mod:`lncli.config.common`: the default group size, norm kinds and aliases, and the
-  command-line grammars (severities, comma lists).
+* :mod:`lncli.config.common`: what every layer and command shares: the default group size and
+  ``prior`` weight, norm kinds and aliases, the preprocessing vocabulary, and the command-line
+  grammars (severities, comma lists).
 * :mod:`lncli.config.train`: :class:`TrainConfig` and its sections (``lncli train``).
 * :mod:`lncli.config.evaluate`, :mod:`lncli.config.convert`, :mod:`lncli.config.corrupt`: the
   configs of ``lncli evaluate``, ``lncli convert`` and ``lncli corrupt``.

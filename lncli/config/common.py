@@ -1,10 +1,11 @@
 """Names, defaults and grammars that every command shares, each written once.
 
-The default LocalNorm group size, the norm kinds with their accepted spellings
-(and which of them ``convert`` swaps between),
-and the two list grammars of the command line (severities such as ``0-2,5`` and
-comma lists of names such as modes) live here, so that the layer, the configs,
-the conversion and the CLI cannot drift apart.
+The default LocalNorm group size and ``prior`` weight, the norm kinds with their accepted
+spellings (and which of them ``convert`` swaps between), the preprocessing vocabulary
+(interpolations, normalisation preset names), and the two list grammars of the command line
+(severities such as ``0-2,5`` and comma lists of names such as modes) live here, so that the
+layers (:mod:`lncli.nn`, :mod:`lncli.data`), the configs, the conversion and the CLI cannot
+drift apart. Nothing here belongs to one command.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from lncli.errors import LncliError
 __all__ = [
     "CONVERT_TARGETS",
     "DEFAULT_GROUP_SIZE",
+    "DEFAULT_PRIOR_N",
     "DEVICES",
     "GROUPINGS",
+    "INTERPOLATIONS",
     "MAX_GN_GROUPS",
     "MAX_SEVERITY",
+    "NORMALIZATION_PRESETS",
     "NORM_ALIASES",
     "NORM_KINDS",
     "PROFILE_NAMES",
@@ -29,12 +33,18 @@ __all__ = [
     "NormKind",
     "ProfileName",
     "canonical_norm",
+    "canonical_norm_or_none",
     "parse_list",
     "parse_severities",
 ]
 
 DEFAULT_GROUP_SIZE = 16
 """LocalNorm's samples per group G: the authors' CIFAR setting (batch 128 / G 16 = 8 groups)."""
+
+DEFAULT_PRIOR_N = 16.0
+"""``prior`` mode's N, the weight of the training statistics in images: Schneider et al. 2020
+("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS) mix
+(N * running + n * batch) / (N + n) and use N = 16 for small test batches (their "partial adaptation")."""
 
 MAX_SEVERITY = 5
 """Severities run 0 (clean) to 5, as in ImageNet-C and CIFAR-10-C."""
@@ -73,6 +83,15 @@ choices from without importing torch (a test holds the two equal)."""
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 """Where models run: ``auto`` is CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else the CPU."""
 
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
+"""How images are resized (``--interpolation``): torchvision's and timm's eval resizes use the first two."""
+
+NORMALIZATION_PRESETS: tuple[str, ...] = ("imagenet", "cifar10", "none")
+"""Names ``--mean``/``--std`` accept besides numbers (their values: :data:`lncli.data.preprocess.PRESETS`,
+which a test holds to these names); ``none`` feeds [0, 1] pixels, for models that normalise inside
+(as RobustBench's do). The names live here, apart from the values, so that the CLI can offer them
+without importing torch."""
+
 NORM_ALIASES: dict[str, str] = {
     "batchnorm": "batchnorm",
     "bn": "batchnorm",
@@ -87,6 +106,21 @@ NORM_ALIASES: dict[str, str] = {
 """Accepted spellings of :data:`NORM_KINDS` (lower case)."""
 
 
+def canonical_norm_or_none(kind: str) -> str | None:
+    """The canonical norm kind for an accepted spelling (``" BN"`` -> ``"batchnorm"``), or None for any other.
+
+    For callers that word their own refusal (``convert``'s targets) or that must keep a file's
+    unknown kind (a checkpoint record, refused later when its model is built).
+
+    Args:
+        kind: a spelling; case and surrounding spaces are ignored.
+
+    Returns:
+        One of :data:`NORM_KINDS`, or None.
+    """
+    return NORM_ALIASES.get(str(kind).strip().lower())
+
+
 def canonical_norm(kind: str) -> str:
     """The canonical norm kind for an accepted spelling (``"BN"`` -> ``"batchnorm"``).
 
@@ -99,10 +133,10 @@ def canonical_norm(kind: str) -> str:
     Raises:
         LncliError: an unknown kind, listing the valid ones.
     """
-    try:
-        return NORM_ALIASES[str(kind).strip().lower()]
-    except KeyError:
-        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)") from None
+    canonical = canonical_norm_or_none(kind)
+    if canonical is None:
+        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)")
+    return canonical
 
 
 def parse_severities(spec: str) -> tuple[int, ...]:

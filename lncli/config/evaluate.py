@@ -3,26 +3,26 @@
 :class:`EvalConfig` describes one sweep (checkpoints x test-time modes x noises x
 severities); :mod:`lncli.jobs.evaluate` runs it. The tuples below are the vocabularies
 of its options: the job validates against them and the CLI builds its choices from them.
+The vocabulary that lower layers share (``prior``'s N, interpolations, normalisation presets)
+is in :mod:`lncli.config.common`, so that :mod:`lncli.nn` and :mod:`lncli.data` need no
+command's config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lncli.config.common import MAX_SEVERITY
+from lncli.config.common import DEFAULT_PRIOR_N, MAX_SEVERITY
 from lncli.errors import LncliError
 
 __all__ = [
     "DEFAULT_BN_MODES",
     "DEFAULT_GN_MODES",
     "DEFAULT_LN_MODES",
-    "DEFAULT_PRIOR_N",
     "DEFAULT_TENT_LR",
     "HEADS",
-    "INTERPOLATIONS",
     "MODES",
     "NOISE_FAMILY",
-    "NORMALIZATION_PRESETS",
     "ORDERS",
     "EvalConfig",
     "parse_batch_sizes",
@@ -35,11 +35,6 @@ ORDERS: tuple[str, ...] = ("shuffled", "sorted", "dataset")
 """The test stream's order: a seeded shuffle (batches mix classes), sorted by label (stable within a
 class: a class-correlated stream, as in video or one site at a time), or the dataset's own order."""
 
-DEFAULT_PRIOR_N = 16.0
-"""``prior`` mode's N, the weight of the training statistics in images: Schneider et al. 2020
-("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS) mix
-(N * running + n * batch) / (N + n) and use N = 16 for small test batches (their "partial adaptation")."""
-
 DEFAULT_TENT_LR = 1e-3
 """``tent`` mode's Adam learning rate: TENT's CIFAR-10-C setting (Wang et al. 2021, ICLR)."""
 
@@ -47,8 +42,6 @@ HEADS: tuple[str, ...] = ("position", "mean")
 """How LocalNorm's affine head is chosen where test images form groups (``local``, ``batch``, ``prior``,
 ``tent``): by the group's position in the batch (the paper), or the mean of the heads. The per-image
 modes (``running``, ``single``) always take the mean: an image there belongs to no group."""
-
-"""Where the models run (train's vocabulary): ``auto`` = CUDA when available, ``cuda:LOCAL_RANK`` under torchrun."""
 
 NOISE_FAMILY: tuple[str, ...] = ("gaussian", "shot", "impulse")
 """What ``--noise all`` means: ImageNet-C's noise family (every profile maps these names)."""
@@ -61,12 +54,6 @@ DEFAULT_LN_MODES: tuple[str, ...] = ("local",)
 
 DEFAULT_GN_MODES: tuple[str, ...] = ("groupnorm",)
 """A GroupNorm checkpoint's modes, whatever is asked for: it has no test-time statistics, so it runs as it is."""
-INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
-"""How images are resized (``--interpolation``): torchvision's and timm's eval resizes use the first two."""
-
-NORMALIZATION_PRESETS: tuple[str, ...] = ("imagenet", "cifar10", "none")
-"""Names ``--mean``/``--std`` accept besides numbers (values in :data:`lncli.data.preprocess.PRESETS`);
-``none`` feeds [0, 1] pixels, for models that normalise inside (as RobustBench's do)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +90,7 @@ class EvalConfig:
     workers: int = 0
     # The authors' min-max rescale (``paper`` profile only): off, because it is a property of their
     # protocol, not of the noise. When on, each noisy cell is computed in float without clipping and the
-    # whole noisy test set is rescaled per channel onto the training split's range (PAPER.md, "Rescale";
+    # whole noisy test set is rescaled per channel onto the training split's range (lncli.noise.rescale;
     # ``EvalData.train_range``), or the clean test set's when no training split was loaded.
     rescale: bool = False
     # The architecture of foreign checkpoints (bare state_dicts), any form of lncli.config.train.parse_arch;
@@ -137,10 +124,11 @@ class EvalConfig:
     image_size: int | None = None
     # Short side the image is resized to before the centre crop.
     resize: int | None = None
-    # Per-channel mean and std of [0, 1] pixels: comma lists of numbers, or a NORMALIZATION_PRESETS name.
+    # Per-channel mean and std of [0, 1] pixels: comma lists of numbers, or a
+    # lncli.config.common.NORMALIZATION_PRESETS name.
     mean: str | None = None
     std: str | None = None
-    # INTERPOLATIONS name of the resize.
+    # lncli.config.common.INTERPOLATIONS name of the resize.
     interpolation: str | None = None
     # 1 (L) or 3 (RGB): how images are read; None = what the model takes.
     channels: int | None = None

@@ -27,7 +27,15 @@ from typing import Any, Literal, cast
 import yaml
 
 from lncli.config._typed import apply_overrides, build, config_to_dict, read_yaml_mapping
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES, NORM_KINDS, DeviceName, Grouping, NormKind
+from lncli.config.common import (
+    DEFAULT_GROUP_SIZE,
+    NORM_ALIASES,
+    NORM_KINDS,
+    DeviceName,
+    Grouping,
+    NormKind,
+    canonical_norm_or_none,
+)
 from lncli.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -244,7 +252,7 @@ class NormConfig:
         try:
             kind = str(d.get("kind", cls.kind))
             if kind not in NORM_KINDS:  # a canonical kind keeps its object (see to_dict)
-                kind = NORM_ALIASES.get(kind.lower(), kind)
+                kind = canonical_norm_or_none(kind) or kind
             gs, nh, groups = d.get("group_size"), d.get("num_heads"), d.get("groups")
             return cls(
                 kind=cast(NormKind, kind),

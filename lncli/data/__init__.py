@@ -6,7 +6,8 @@ shape, the preprocessing and the per-channel mean/std (on [0, 1] pixels). The me
 into checkpoints (as plain types, for ``weights_only`` loading), so evaluation reads and
 normalises images exactly as training did (:func:`normalize`).
 
-Sources (``load_dataset(spec, split)``), one module each:
+A spec (``--data``) is parsed once, by :class:`DataSpec` (:mod:`.spec`). Sources
+(``load_dataset(spec, split)``), one module each:
 
 - ``fashion-mnist`` (:mod:`.fashion_mnist`): the raw idx files, searched in ``data_dir``,
   ``$LNCLI_DATA``, the user cache, Debian's ``/usr/share/datasets/fashion-mnist``; or downloaded.
@@ -49,14 +50,15 @@ from lncli.data.releases import (
     load_cifar10c,
     open_npy_release,
 )
-from lncli.data.synthetic import SYNTHETIC_SIZES, load_synthetic
-from lncli.data.synthetic import _synthetic_arrays as _synthetic_arrays  # the tests clear its cache
+from lncli.data.spec import DATA_FORMS, DataSpec, named_dataset
+from lncli.data.synthetic import SYNTHETIC_SIZES, generate_synthetic, load_synthetic
 from lncli.errors import DataError
 
 __all__ = [
     "CIFAR10C_LABELS",
     "CIFAR10_CLASSES",
     "DATASETS",
+    "DATA_FORMS",
     "FASHION_MNIST_CLASSES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -65,19 +67,18 @@ __all__ = [
     "SYNTHETIC_SIZES",
     "SYSTEM_FASHION_MNIST_DIRS",
     "DataMeta",
+    "DataSpec",
     "ImageSet",
     "cache_dir",
     "cifar10c_filename",
     "dataset_meta",
+    "generate_synthetic",
     "list_datasets",
     "load_cifar10c",
     "load_dataset",
     "named_dataset",
     "normalize",
 ]
-
-_ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}
-"""Other spellings of the registered names (:data:`DATASETS`)."""
 
 
 def list_datasets() -> list[str]:
@@ -89,15 +90,8 @@ def list_datasets() -> list[str]:
     return [*DATASETS, "imagefolder:PATH"]
 
 
-def named_dataset(spec: str) -> str | None:
-    """The registered dataset a spec names (``"FashionMNIST"`` -> ``"fashion-mnist"``), or None (folders, releases)."""
-    name = spec.strip().lower()
-    name = _ALIASES.get(name, name)
-    return name if name in DATASETS else None
-
-
 def load_dataset(
-    spec: str,
+    spec: str | DataSpec,
     split: str = "test",
     *,
     data_dir: Path | None = None,
@@ -109,7 +103,7 @@ def load_dataset(
 
     Args:
         spec: ``"fashion-mnist"``, ``"cifar10"``, ``"synthetic"``, ``"synthetic-gray"``
-            or ``"imagefolder:PATH"``.
+            or ``"imagefolder:PATH"`` (text or a parsed :class:`DataSpec`).
         split: ``"train"`` or ``"test"``.
         data_dir: first folder to search (``--data-dir``).
         download: allow a torchvision download (fashion-mnist, cifar10) when nothing is found.
@@ -121,19 +115,18 @@ def load_dataset(
         The :class:`ImageSet`.
 
     Raises:
-        DataError: unknown spec or split, missing or corrupt files (the message says
-            what was tried and how to fix it).
+        DataError: unknown spec or split, a corruption release (``cifar10c:``, ``imagenetc:``:
+            ``lncli evaluate`` reads those), missing or corrupt files (the message says what was
+            tried and how to fix it).
     """
-    kind, _, arg = spec.partition(":")
-    if kind.strip().lower() == "imagefolder":
-        if not arg:
-            raise DataError("imagefolder needs a path: use imagefolder:PATH")
-        return load_imagefolder(Path(arg), split, limit=limit, image_size=image_size or 224)
+    data = DataSpec.parse(spec)
+    if data.kind == "imagefolder":
+        return load_imagefolder(data.folder, split, limit=limit, image_size=image_size or 224)
     if image_size is not None:
-        raise DataError(f"image_size applies to imagefolder only, not {spec!r}")
-    name = named_dataset(spec)
-    if name is None:
-        raise DataError(f"unknown dataset {spec!r}; valid: {', '.join(list_datasets())}")
+        raise DataError(f"image_size applies to imagefolder only, not {data.text!r}")
+    if data.kind != "dataset":
+        raise DataError(f"{data.text!r} is a corruption release, not a dataset; valid: {', '.join(list_datasets())}")
+    name = data.name
     check_split(split, name)
     if name.startswith("synthetic"):
         return load_synthetic(name, split, limit=limit)
@@ -142,7 +135,7 @@ def load_dataset(
 
 
 def dataset_meta(
-    spec: str, *, data_dir: Path | None = None, download: bool = False, channels: int | None = None
+    spec: str | DataSpec, *, data_dir: Path | None = None, download: bool = False, channels: int | None = None
 ) -> DataMeta:
     """What a dataset tells a model (classes, channels, input size, normalisation), without its images.
 
@@ -154,7 +147,7 @@ def dataset_meta(
     (its files are read once, so that a missing dataset fails here).
 
     Args:
-        spec: a :func:`load_dataset` spec, ``cifar10c:DIR`` or ``imagenetc:DIR``.
+        spec: a :func:`load_dataset` spec, ``cifar10c:DIR`` or ``imagenetc:DIR`` (text or parsed).
         data_dir: first folder to search (named datasets).
         download: allow a torchvision download when nothing is found (named datasets).
         channels: ``--channels``: 1 or 3 instead of what the data says (the constants follow:
@@ -168,16 +161,14 @@ def dataset_meta(
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"--channels must be 1 or 3, got {channels}")
-    kind, _, arg = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind in ("imagefolder", "imagenetc"):
-        if not arg:
-            raise DataError(f"{kind} needs a path: use {kind}:PATH")
-        listing = list_image_folder(Path(arg)) if kind == "imagefolder" else list_imagenetc(Path(arg)).reference
+    data = DataSpec.parse(spec)
+    if data.reads_image_files:
+        folder = data.folder
+        listing = list_image_folder(folder) if data.kind == "imagefolder" else list_imagenetc(folder).reference
         c = channels or folder_channels(listing.files)
         assert IMAGENET.image_size is not None and IMAGENET.mean is not None and IMAGENET.std is not None
         return DataMeta(
-            name=kind,
+            name=data.kind,
             num_classes=len(listing.classes),
             in_channels=c,
             image_size=IMAGENET.image_size,
@@ -186,10 +177,10 @@ def dataset_meta(
             classes=listing.classes,
             resize=IMAGENET.resize,
         )
-    if kind == "cifar10c":
-        meta = open_npy_release(Path(arg)).meta()
+    if data.kind == "cifar10c":
+        meta = open_npy_release(data.folder).meta()
     else:
-        meta = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=1).meta
+        meta = load_dataset(data, "test", data_dir=data_dir, download=download, limit=1).meta
     if channels is None or channels == meta.in_channels:
         return meta
     return replace(

@@ -23,8 +23,8 @@ from lncli.errors import DataError
 
 __all__ = ["SYSTEM_FASHION_MNIST_DIRS", "load_fashion_mnist", "read_idx"]
 
-# Debian's dataset-fashion-mnist package. A tuple so tests can monkeypatch it (on lncli.data, which
-# re-exports it: the loader reads the package's attribute at call time).
+# Debian's dataset-fashion-mnist package. Read at call time from this module, so that a test can put
+# the system copy out of reach (monkeypatch lncli.data.fashion_mnist.SYSTEM_FASHION_MNIST_DIRS).
 SYSTEM_FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
 
 _IDX_FILES = {
@@ -80,10 +80,8 @@ def load_fashion_mnist(split: str, *, data_dir: Path | None, download: bool, lim
     Raises:
         DataError: not found (the message lists what was tried), or damaged files.
     """
-    import lncli.data  # the package's SYSTEM_FASHION_MNIST_DIRS, looked up now so that it can be patched
-
     img_stem, lbl_stem = _IDX_FILES[split]
-    roots = search_roots(data_dir) + [("system", d) for d in lncli.data.SYSTEM_FASHION_MNIST_DIRS]
+    roots = search_roots(data_dir) + [("system", d) for d in SYSTEM_FASHION_MNIST_DIRS]
     tried: list[str] = []
     for label, root in roots:
         for folder in (root, root / "fashion-mnist", root / "FashionMNIST" / "raw"):

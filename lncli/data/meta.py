@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lncli.config.evaluate import INTERPOLATIONS
+from lncli.config.common import INTERPOLATIONS
 from lncli.errors import DataError
 
 __all__ = [
@@ -49,7 +49,7 @@ class DataMeta:
         synthetic: True for generated data; reports must say so.
         resize: image files: the short side they are resized to before the centre crop;
             None = the crop's short side (no margin is cut off).
-        interpolation: the resize's interpolation (:data:`~lncli.config.evaluate.INTERPOLATIONS`).
+        interpolation: the resize's interpolation (:data:`~lncli.config.common.INTERPOLATIONS`).
     """
 
     name: str

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
-from lncli.config.evaluate import INTERPOLATIONS, NORMALIZATION_PRESETS
+from lncli.config.common import INTERPOLATIONS, NORMALIZATION_PRESETS
 from lncli.data.meta import DATASETS, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD, DataMeta
 from lncli.errors import DataError, LncliError
 from lncli.images import convert_channels, resize_crop
@@ -59,7 +59,7 @@ PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": (DATASETS["cifar10"].mean, DATASETS["cifar10"].std),
     "none": ((0.0,), (1.0,)),
 }
-"""The (mean, std) of each :data:`~lncli.config.evaluate.NORMALIZATION_PRESETS` name."""
+"""The (mean, std) of each :data:`~lncli.config.common.NORMALIZATION_PRESETS` name."""
 
 LUMA = (0.299, 0.587, 0.114)
 """ITU-R 601-2 luma weights (Pillow's ``convert("L")``): how three-channel constants become one."""
@@ -74,7 +74,7 @@ class Preprocess:
         resize: the short side before the crop.
         mean: per-channel mean of [0, 1] pixels (one value: every channel).
         std: per-channel standard deviation.
-        interpolation: the resize's (:data:`~lncli.config.evaluate.INTERPOLATIONS`).
+        interpolation: the resize's (:data:`~lncli.config.common.INTERPOLATIONS`).
         origin: who says it (``flags``, ``checkpoint``, ``dataset``, ``timm``, ``imagenet``).
     """
 

@@ -14,7 +14,7 @@ import torch
 from lncli.data._common import apply_limit
 from lncli.data.meta import DATASETS, SPLITS, ImageSet
 
-__all__ = ["SYNTHETIC_SIZES", "load_synthetic"]
+__all__ = ["SYNTHETIC_SIZES", "generate_synthetic", "load_synthetic"]
 
 # Images per split of the synthetic sets: small enough to generate in well under a second.
 SYNTHETIC_SIZES = {"train": 2000, "test": 500}
@@ -23,20 +23,23 @@ SYNTHETIC_SIZES = {"train": 2000, "test": 500}
 def load_synthetic(name: str, split: str, *, limit: int | None) -> ImageSet:
     """A split of ``synthetic`` or ``synthetic-gray`` (the first ``limit`` images)."""
     gray = name == "synthetic-gray"
-    images, labels = _synthetic_arrays(split, gray)
+    images, labels = _cached(split, gray)
     x, y = apply_limit(torch.from_numpy(images.copy()), torch.from_numpy(labels.copy()), limit)
     return ImageSet(x, y, DATASETS[name])
 
 
-@lru_cache(maxsize=4)
-def _synthetic_arrays(split: str, gray: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Generate a synthetic split; cached because it is a pure function of (split, gray).
+def generate_synthetic(split: str, gray: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Generate a synthetic split from scratch (:func:`load_synthetic` caches the result).
 
     Ten balanced classes: stripes at 0/45/90/135 degrees (random period and phase),
     disk, ring, square, cross, checkerboard and triangle (random centre, size and small
     rotation). Each image has random foreground/background colours with a minimum
     contrast and Gaussian pixel noise of a random strength, so colour and brightness
     carry no class information: only shape and texture do.
+
+    Args:
+        split: ``"train"`` or ``"test"`` (seeded apart).
+        gray: one 28x28 channel (``synthetic-gray``) instead of 32x32 RGB (``synthetic``).
 
     Returns:
         uint8 (N, C, S, S) and int64 (N,), with S = 28 (grey) or 32 (RGB).
@@ -100,3 +103,7 @@ def _contrasting_colours(rng: np.random.Generator, channels: int) -> tuple[np.nd
         fg, bg = rng.uniform(0, 1, size=channels), rng.uniform(0, 1, size=channels)
         if np.abs(fg - bg).mean() >= 0.3:
             return fg, bg
+
+
+# A pure function of (split, gray), so its result is kept: the tests and the demo load the same splits often.
+_cached = lru_cache(maxsize=4)(generate_synthetic)

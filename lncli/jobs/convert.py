@@ -1,8 +1,10 @@
 """The ``convert`` job: read a checkpoint, swap its norm layers, write the result atomically.
 
-The file edge of :func:`lncli.nn.convert.convert_checkpoint`: everything that can be
-checked (the settings, OUT's path, OUT against IN) is checked before IN is read, and
-OUT is written once, at the end, so a failure anywhere leaves no OUT (or the previous one).
+:func:`convert_checkpoint` converts a checkpoint in memory (it rebuilds the model and swaps
+its layers with :func:`lncli.nn.convert_model`); :func:`convert_file` is its file edge:
+everything that can be checked (the settings, OUT's path, OUT against IN) is checked before
+IN is read, and OUT is written once, at the end, so a failure anywhere leaves no OUT (or the
+previous one).
 
 IN may be foreign (a bare torchvision or timm state_dict) with ``arch`` and ``data``; OUT
 then records both, so ``lncli evaluate OUT`` needs no flags.
@@ -11,22 +13,109 @@ then records both, so ``lncli evaluate OUT`` needs no flags.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 from lncli.checkpoint import (
     CHECKPOINT_SUFFIXES,
     Checkpoint,
     LoadReport,
+    NormSpec,
+    checkpoint_from_model,
     complete_weights,
     load_checkpoint,
+    model_from_checkpoint,
     save_checkpoint,
 )
+from lncli.config.common import DEFAULT_GROUP_SIZE, Grouping
 from lncli.config.convert import ConvertConfig
-from lncli.data import DataMeta, dataset_meta
+from lncli.data import DataMeta, DataSpec, dataset_meta
 from lncli.data.preprocess import IMAGENET, Preprocess, apply_preprocess, resolve_preprocess, timm_layer
+from lncli.errors import ConfigError
 from lncli.io import check_distinct, check_output_file
-from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_checkpoint
+from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_model
 
-__all__ = ["check_convert_files", "convert_file", "run_convert"]
+__all__ = ["ConvertResult", "check_convert_files", "convert_checkpoint", "convert_file", "run_convert"]
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What :func:`convert_file` did.
+
+    Attributes:
+        summary: what was converted.
+        report: what a non-strict load left out (empty when every key matched).
+        written: the checkpoint written to OUT (after ``then``, e.g. the fine-tune and its metrics).
+    """
+
+    summary: ConversionSummary
+    report: LoadReport
+    written: Checkpoint
+
+
+def convert_checkpoint(
+    ckpt: Checkpoint,
+    to: str,
+    *,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    num_heads: int = 1,
+    grouping: str = "consecutive",
+) -> tuple[Checkpoint, ConversionSummary]:
+    """Convert a checkpoint's norm layers to LocalNorm or back to BatchNorm.
+
+    The model is rebuilt from ``ckpt``, converted, and snapshotted into a new
+    checkpoint with the new norm spec. Arch, data, config and metrics are kept;
+    ``provenance["conversions"]`` gains a record of this conversion; ``train_state``
+    is dropped, because optimizer state no longer matches the parameters.
+
+    Args:
+        ckpt: the source checkpoint.
+        to: ``"localnorm"`` or ``"batchnorm"`` (or an alias such as ``"ln"``, ``"bn"``).
+        group_size: G for ``to="localnorm"``.
+        num_heads: affine heads for ``to="localnorm"``.
+        grouping: ``"consecutive"`` or ``"strided"`` for ``to="localnorm"``.
+
+    Returns:
+        The new checkpoint and a :class:`~lncli.nn.convert.ConversionSummary`.
+
+    Raises:
+        LncliError: unknown target, invalid LocalNorm settings (both before the model is built),
+            or a checkpoint that already uses the target norm, has no layer to convert or is not
+            convertible (GroupNorm: :func:`~lncli.nn.convert.check_convertible`).
+    """
+    target = check_conversion(to, group_size=group_size, num_heads=num_heads, grouping=grouping)
+    source = check_convertible(ckpt.norm.kind)
+    if source == target:
+        raise ConfigError(f"the checkpoint already uses {target}; nothing to convert")
+    model, summary = convert_model(
+        model_from_checkpoint(ckpt), target, group_size=group_size, num_heads=num_heads, grouping=grouping
+    )
+    if summary.layers_converted == 0:
+        raise ConfigError(f"no {source} layers found in {ckpt.arch!r}; nothing to convert")
+    if target == "localnorm":
+        spec = NormSpec(kind="localnorm", group_size=group_size, num_heads=num_heads, grouping=cast(Grouping, grouping))
+    else:
+        spec = NormSpec(kind="batchnorm")
+    record: dict[str, Any] = {
+        "direction": summary.direction,
+        "layers_converted": summary.layers_converted,
+        "from_norm": ckpt.norm.to_dict(),
+        "to_norm": spec.to_dict(),
+    }
+    provenance = dict(ckpt.provenance)
+    provenance["conversions"] = [*provenance.get("conversions", []), record]
+    new = checkpoint_from_model(
+        model,
+        arch=ckpt.arch,
+        arch_kwargs=ckpt.arch_kwargs,
+        norm=spec,
+        data=ckpt.data,
+        config=ckpt.config,
+        metrics=ckpt.metrics,
+        provenance=provenance,
+        train_state=None,
+    )
+    return new, summary
 
 
 def check_convert_files(cfg: ConvertConfig) -> None:
@@ -42,9 +131,7 @@ def check_convert_files(cfg: ConvertConfig) -> None:
     check_distinct({"OUT": cfg.dst}, {"IN": cfg.src})
 
 
-def convert_file(
-    cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | None = None
-) -> tuple[ConversionSummary, LoadReport]:
+def convert_file(cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | None = None) -> ConvertResult:
     """Read ``cfg.src``, convert its norm layers, write ``cfg.dst`` atomically.
 
     The job behind ``lncli convert`` (the CLI calls this). The settings and OUT are
@@ -59,7 +146,7 @@ def convert_file(
             (the CLI's ``--finetune``).
 
     Returns:
-        What was converted, and what a non-strict load left out (empty when every key matched).
+        What was converted, what a non-strict load left out, and the checkpoint written.
 
     Raises:
         LncliError: invalid settings, OUT is IN, OUT cannot be written (a folder, no
@@ -70,9 +157,10 @@ def convert_file(
     check_convert_files(cfg)
     check_conversion(cfg.to, group_size=cfg.group_size, num_heads=cfg.num_heads, grouping=cfg.grouping)
     # --data names a foreign IN's classes and channels; only --arch says IN is foreign.
-    meta = dataset_meta(cfg.data) if cfg.arch and cfg.data else None
-    if meta is not None and cfg.arch is not None and cfg.data is not None:
-        meta = with_preprocessing(meta, cfg.data, cfg.arch)  # written into OUT: evaluate needs no flags later
+    meta = None
+    if cfg.arch and cfg.data:
+        data = DataSpec.parse(cfg.data)
+        meta = with_preprocessing(dataset_meta(data), data, cfg.arch)  # written into OUT: evaluate needs no flags later
     # An --arch typed by the user is theirs to run (a package.module:function builder).
     ckpt = load_checkpoint(cfg.src, arch=cfg.arch, data=meta, allow_code=cfg.arch is not None)
     check_convertible(ckpt.norm.kind, cfg.src.name)  # GroupNorm: refused before any model is built
@@ -85,10 +173,10 @@ def convert_file(
     if then is not None:
         new = then(new)
     save_checkpoint(new, cfg.dst)
-    return summary, report
+    return ConvertResult(summary, report, new)
 
 
-def with_preprocessing(meta: DataMeta, spec: str, arch: str) -> DataMeta:
+def with_preprocessing(meta: DataMeta, spec: str | DataSpec, arch: str) -> DataMeta:
     """A foreign checkpoint's data meta with the preprocessing ``lncli evaluate`` would resolve for it.
 
     The same precedence as evaluate without flags (:mod:`lncli.data.preprocess`): a named
@@ -103,7 +191,7 @@ def with_preprocessing(meta: DataMeta, spec: str, arch: str) -> DataMeta:
     Returns:
         ``meta`` with the image size, resize, interpolation and normalisation resolved.
     """
-    folder = spec.split(":", 1)[0].strip().lower() in ("imagefolder", "imagenetc")
+    folder = DataSpec.parse(spec).reads_image_files
     timm = timm_layer(arch)
     layers = [*([] if folder else [Preprocess.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
     return apply_preprocess(meta, resolve_preprocess(layers, meta.in_channels))
@@ -122,4 +210,4 @@ def run_convert(cfg: ConvertConfig, then: Callable[[Checkpoint], Checkpoint] | N
     Raises:
         LncliError: as :func:`convert_file`.
     """
-    return convert_file(cfg, then)[0]
+    return convert_file(cfg, then).summary

@@ -25,6 +25,7 @@ from lncli.config.train import ARCH_FORMS, NormConfig, parse_arch
 from lncli.errors import LncliError
 from lncli.models._registry import CORE_KWARGS, UnknownModelError, create_model, list_models
 from lncli.models.foreign import build_foreign, check_foreign
+from lncli.nn import get_norm_layer
 
 __all__ = ["build_model", "check_arch", "norm_layer_for"]
 
@@ -70,10 +71,6 @@ def norm_layer_for(norm: NormConfig) -> NormLayer:
     Raises:
         LncliError: an unknown norm kind or invalid LocalNorm/GroupNorm settings (the spec is named).
     """
-    # Imported here, not at the top: the norm package's conversion code reaches
-    # checkpoints, which import this module, so a module-level import could cycle.
-    from lncli.nn import get_norm_layer
-
     kwargs: dict[str, Any] = {"group_size": norm.group_size, "grouping": norm.grouping, "groups": norm.groups}
     if norm.num_heads is not None:
         kwargs["num_heads"] = norm.num_heads
@@ -93,6 +90,9 @@ def build_model(
     allow_code: bool = False,
 ) -> nn.Module:
     """Build ``arch`` with ``norm``'s layer and freshly initialised weights.
+
+    (:func:`lncli.checkpoint.model_from_checkpoint` builds the model a checkpoint records through
+    this, then loads its weights.)
 
     Draws its initial weights from torch's global RNG (seed it first for a
     reproducible model).

@@ -37,6 +37,7 @@ from torch import nn
 from lncli.config.train import ArchSpec, NormConfig
 from lncli.errors import LncliError
 from lncli.models._registry import UnknownModelError
+from lncli.nn import convert_batchnorm_to_localnorm
 
 __all__ = ["RESERVED_FOREIGN_KWARGS", "build_foreign", "check_foreign"]
 
@@ -239,7 +240,5 @@ def build_foreign(
         return model
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         raise UnknownModelError(f"arch {arch!r} has no BatchNorm2d layer, so it has nothing to make LocalNorm")
-    from lncli.nn import convert_batchnorm_to_localnorm  # lncli.nn reaches checkpoints, which import models
-
     heads = 1 if norm.num_heads is None else norm.num_heads
     return convert_batchnorm_to_localnorm(model, group_size=norm.group_size, num_heads=heads, grouping=norm.grouping)

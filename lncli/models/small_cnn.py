@@ -4,8 +4,8 @@ Both end in a *flatten* of a small spatial map, not in global average pooling.
 Why: with single-image statistics (LocalNorm ``single`` mode, G = 1) every
 channel of the last norm's output has a fixed mean over (H, W) for every image,
 so a global average pool after it yields (almost) the same vector for all inputs
-and accuracy collapses to chance (measured on 28x28 Fashion-MNIST; see
-PAPER.md). Flattening keeps *where* activations are, which survives per-image
+and accuracy collapses to chance (measured on 28x28 Fashion-MNIST while lncli was
+prototyped). Flattening keeps *where* activations are, which survives per-image
 normalisation.
 """
 

@@ -7,15 +7,17 @@
 * :mod:`lncli.nn.tent`: :class:`Tent`, online entropy minimisation over the affine parameters (TENT).
 * :mod:`lncli.nn.factory`: :func:`get_norm_layer`, norm names -> layer factories.
 * :mod:`lncli.nn.groupnorm`: GroupNorm, the batch-independent control, and :func:`default_groups`.
-* :mod:`lncli.nn.convert`: BatchNorm2d <-> LocalNorm2d swaps of models and checkpoints.
+* :mod:`lncli.nn.convert`: BatchNorm2d <-> LocalNorm2d swaps of models (of checkpoints: :mod:`lncli.jobs.convert`).
+
+The package imports nothing above :mod:`lncli.config` (see the floors in :mod:`lncli`).
 """
 
 from lncli.nn.convert import (
     CONVERT_TARGETS,
     ConversionSummary,
     convert_batchnorm_to_localnorm,
-    convert_checkpoint,
     convert_localnorm_to_batchnorm,
+    convert_model,
 )
 from lncli.nn.factory import NORM_KINDS, get_norm_layer
 from lncli.nn.groupnorm import default_groups, group_norm
@@ -35,8 +37,8 @@ __all__ = [
     "Tent",
     "affine_parameters",
     "convert_batchnorm_to_localnorm",
-    "convert_checkpoint",
     "convert_localnorm_to_batchnorm",
+    "convert_model",
     "default_groups",
     "get_norm_layer",
     "group_norm",

@@ -1,4 +1,4 @@
-"""Swap BatchNorm2d and LocalNorm2d in a model or a checkpoint: an inverse pair.
+"""Swap BatchNorm2d and LocalNorm2d in a model: an inverse pair.
 
 LocalNorm "can be applied to already-trained networks" (arXiv 1902.06550): a
 BatchNorm model becomes a LocalNorm model whose affine heads all start from BN's
@@ -9,8 +9,8 @@ Modelled on ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` and timm's
 
 BN -> LN -> BN gives a bit-identical state_dict as long as the heads were not
 changed in between (all heads equal: row 0 is taken instead of the mean).
-Reading and writing checkpoint files is the ``convert`` job's
-(:mod:`lncli.jobs.convert`); this module only transforms models and checkpoints in memory.
+Checkpoints (rebuilding a model from one, and snapshotting the result) are the ``convert``
+job's (:func:`lncli.jobs.convert.convert_checkpoint`); this module only transforms models.
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
-from lncli.config.common import CONVERT_TARGETS, DEFAULT_GROUP_SIZE, NORM_ALIASES, Grouping
+from lncli.config.common import CONVERT_TARGETS, DEFAULT_GROUP_SIZE, canonical_norm_or_none
 from lncli.errors import ConfigError
 from lncli.nn.factory import get_norm_layer
 from lncli.nn.localnorm import GROUPINGS, LocalNorm2d, check_choice
 from lncli.nn.norm_act import BatchNormAct2d, LocalNormAct2d, act_children
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lncli.checkpoint import Checkpoint
 
 __all__ = [
     "CONVERT_TARGETS",
@@ -39,8 +36,8 @@ __all__ = [
     "check_conversion",
     "check_convertible",
     "convert_batchnorm_to_localnorm",
-    "convert_checkpoint",
     "convert_localnorm_to_batchnorm",
+    "convert_model",
 ]
 
 
@@ -248,8 +245,8 @@ def check_conversion(
     Raises:
         LncliError: an unknown target or grouping, or (for LocalNorm) a bad group size or head count.
     """
-    target = NORM_ALIASES.get(str(to).strip().lower())
-    if target not in CONVERT_TARGETS:
+    target = canonical_norm_or_none(to)
+    if target is None or target not in CONVERT_TARGETS:
         raise ConfigError(f"unknown conversion target {to!r}; valid: {', '.join(CONVERT_TARGETS)}")
     check_choice("grouping", grouping, GROUPINGS)
     if target == "localnorm":
@@ -271,84 +268,40 @@ def check_convertible(kind: str, where: str = "the checkpoint") -> str:
         ConfigError: a GroupNorm checkpoint (it normalises each image by itself: no batch statistics,
             so no BatchNorm or LocalNorm twin) or an unknown kind.
     """
-    source = NORM_ALIASES.get(str(kind).strip().lower(), str(kind))
+    source = canonical_norm_or_none(kind) or str(kind)
     if source not in CONVERT_TARGETS:
         why = "which has no batch statistics to swap" if source == "groupnorm" else "which lncli cannot convert"
         raise ConfigError(f"{where} uses {source}, {why}; convert works between {' and '.join(CONVERT_TARGETS)} only")
     return source
 
 
-def convert_checkpoint(
-    ckpt: Checkpoint,
+def convert_model(
+    model: nn.Module,
     to: str,
     *,
     group_size: int = DEFAULT_GROUP_SIZE,
     num_heads: int = 1,
     grouping: str = "consecutive",
-) -> tuple[Checkpoint, ConversionSummary]:
-    """Convert a checkpoint's norm layers to LocalNorm or back to BatchNorm.
+) -> tuple[nn.Module, ConversionSummary]:
+    """Convert ``model``'s norm layers to LocalNorm or back to BatchNorm, and say what changed.
 
-    The model is rebuilt from ``ckpt``, converted, and snapshotted into a new
-    checkpoint with the new norm spec. Arch, data, config and metrics are kept;
-    ``provenance["conversions"]`` gains a record of this conversion; ``train_state``
-    is dropped, because optimizer state no longer matches the parameters.
+    :func:`convert_batchnorm_to_localnorm` or :func:`convert_localnorm_to_batchnorm` (same
+    sharing and copying), with the count of layers and parameters that a report needs.
 
     Args:
-        ckpt: the source checkpoint.
+        model: a model or layer.
         to: ``"localnorm"`` or ``"batchnorm"`` (or an alias such as ``"ln"``, ``"bn"``).
         group_size: G for ``to="localnorm"``.
         num_heads: affine heads for ``to="localnorm"``.
         grouping: ``"consecutive"`` or ``"strided"`` for ``to="localnorm"``.
 
     Returns:
-        The new checkpoint and a :class:`ConversionSummary`.
+        The converted root module and a :class:`ConversionSummary` (``layers_converted`` may be 0).
 
     Raises:
-        LncliError: unknown target, invalid LocalNorm settings, or a checkpoint that
-            already uses the target norm, has no layer to convert or is not convertible
-            (GroupNorm: :func:`check_convertible`).
+        LncliError: as :func:`check_conversion`.
     """
-    # Imported at call time: lncli.checkpoint builds its models with this package's
-    # layers, so neither module may need the other while it is being imported.
-    from lncli.checkpoint import NormSpec, build_model, checkpoint_from_model
-
     target = check_conversion(to, group_size=group_size, num_heads=num_heads, grouping=grouping)
-    source = check_convertible(ckpt.norm.kind)
-    if source == target:
-        raise ConfigError(f"the checkpoint already uses {target}; nothing to convert")
-    model, summary = _convert_model(build_model(ckpt), target, group_size, num_heads, grouping)
-    if summary.layers_converted == 0:
-        raise ConfigError(f"no {source} layers found in {ckpt.arch!r}; nothing to convert")
-    if target == "localnorm":
-        spec = NormSpec(kind="localnorm", group_size=group_size, num_heads=num_heads, grouping=cast(Grouping, grouping))
-    else:
-        spec = NormSpec(kind="batchnorm")
-    record: dict[str, Any] = {
-        "direction": summary.direction,
-        "layers_converted": summary.layers_converted,
-        "from_norm": ckpt.norm.to_dict(),
-        "to_norm": spec.to_dict(),
-    }
-    provenance = dict(ckpt.provenance)
-    provenance["conversions"] = [*provenance.get("conversions", []), record]
-    new = checkpoint_from_model(
-        model,
-        arch=ckpt.arch,
-        arch_kwargs=ckpt.arch_kwargs,
-        norm=spec,
-        data=ckpt.data,
-        config=ckpt.config,
-        metrics=ckpt.metrics,
-        provenance=provenance,
-        train_state=None,
-    )
-    return new, summary
-
-
-def _convert_model(
-    model: nn.Module, target: str, group_size: int, num_heads: int, grouping: str
-) -> tuple[nn.Module, ConversionSummary]:
-    """Convert ``model``'s norm layers to ``target`` (settings already checked); returns (root, summary)."""
     before = _count(model)
     if target == "localnorm":
         model, layers = _convert_bn(model, group_size, num_heads, grouping)

@@ -46,8 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lncli.config.common import DEFAULT_GROUP_SIZE, GROUPINGS
-from lncli.config.evaluate import DEFAULT_PRIOR_N
+from lncli.config.common import DEFAULT_GROUP_SIZE, DEFAULT_PRIOR_N, GROUPINGS
 from lncli.errors import ConfigError
 from lncli.nn._grouped_cpu import group_moments, grouped_norm
 

@@ -11,7 +11,8 @@ good as the noise. This package is the noise engine behind ``lncli corrupt`` and
   a constant: ``imagenet-c``, ``cifar-10-c`` and the LocalNorm authors' ``paper``
   protocol, whose dataset-level min-max rescale is :func:`rescale_minmax`.
 * The noise of image ``i`` depends only on ``(seed, noise, severity, i, C, H, W)``:
-  any batch size, chunking, order or thread count gives the same bits.
+  any batch size, chunking, order or thread count gives the same bits. :func:`image_seeds`
+  offers the same per-image hashing to callers with randomness of their own.
 
 Where things live:
 
@@ -26,6 +27,7 @@ Where things live:
   which is the fallback when numba cannot load or ``LNCLI_NUMBA=0``).
 """
 
+from lncli.noise._seeding import image_seeds
 from lncli.noise.api import corrupt
 from lncli.noise.backend import BACKEND_CORRUPTIONS
 from lncli.noise.laws import NOISES, NoiseFn
@@ -51,6 +53,7 @@ __all__ = [
     "canonical_noise",
     "channel_range",
     "corrupt",
+    "image_seeds",
     "list_noises",
     "list_profiles",
     "noise_param",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +66,28 @@ def _block_seed(key: int, block: int) -> int:
     """The seed of one block's generator (and of per-image generators, with the index as block)."""
     # 63 bits: a non-negative int64 is accepted by every seeding API (numpy, torch).
     return _splitmix64(key ^ _splitmix64(block)) >> 1
+
+
+def image_seeds(seed: int, stream: str, indices: Iterable[int]) -> list[int]:
+    """Per-image 63-bit seeds of a named random stream, each a function of ``(seed, stream, index)`` only.
+
+    The noise engine's own per-image hash (the splitmix64 chain that seeds its random-number
+    blocks, with the stream name in place of a noise name and severity 0), for callers that
+    need randomness of their own that no batching, order or sharding can change:
+    ``lncli evaluate --mix`` draws each image's cell with it. Distinct stream names give
+    unrelated seeds, and a stream named like a noise is still not that noise's numbers (those
+    are drawn per block of indices, not per index).
+
+    Args:
+        seed: the user's seed (``--seed``).
+        stream: a name for this use, e.g. ``"mix"``.
+        indices: global image indices (>= 0).
+
+    Returns:
+        One seed in ``[0, 2**63)`` per index, in order.
+    """
+    key = _stream_key(seed, stream, 0)
+    return [_block_seed(key, int(i)) for i in indices]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ returns the dtype, shape and device of ``x``:
   **truncate**, exactly in distribution. Float input is *not* quantised: the
   float result of the same formula, clipped to [0, 1].
 * ``paper_uniform``, ``paper_poisson``, ``paper_dropout``: the LocalNorm authors'
-  protocol (arXiv 1902.06550, ``shared/PAPER.md``): multiplicative uniform
-  ``x(1 + s U[0,1))``, multiplicative Poisson ``x(1 + Poisson(l))`` and pixel
+  protocol (arXiv 1902.06550, as their code implements it: github.com/byin-cwi/LocalNorm1):
+  multiplicative uniform ``x(1 + s U[0,1))``, multiplicative Poisson ``x(1 + Poisson(l))`` and pixel
   dropout shared across channels. Their float results are left unclipped when
   ``ctx.clip`` is off, so that :func:`lncli.noise.rescale_minmax` sees the real range.
 * every other imagecorruptions corruption, through :mod:`lncli.noise.backend`.

@@ -2,7 +2,7 @@
 
 * ``imagenet-c``: imagecorruptions' (Hendrycks & Dietterich) constants;
 * ``cifar-10-c``: the milder constants of Hendrycks' CIFAR-10-C release;
-* ``paper``: the LocalNorm authors' own protocol (arXiv 1902.06550, ``shared/PAPER.md``):
+* ``paper``: the LocalNorm authors' own protocol (arXiv 1902.06550; their code, github.com/byin-cwi/LocalNorm1):
   multiplicative uniform "gaussian", multiplicative Poisson and pixel dropout,
   float results unclipped for their dataset-level min-max rescale
   (:func:`lncli.noise.rescale_minmax`, an explicit separate step);
@@ -44,7 +44,7 @@ class Profile:
 
 _IC_BACKEND = {name: (name, (1.0, 2.0, 3.0, 4.0, 5.0)) for name in BACKEND_CORRUPTIONS}
 
-#: The LocalNorm authors' full level lists (shared/PAPER.md); reach any level with ``param=``.
+#: The LocalNorm authors' full level lists (their code, github.com/byin-cwi/LocalNorm1); ``param=`` reaches any.
 PAPER_LEVELS: dict[str, tuple[float, ...]] = {
     "gaussian": (0.0, 0.1, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0),  # CIFAR sigma levels
     "poisson": (0.0, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0),  # lambda

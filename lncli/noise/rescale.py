@@ -1,11 +1,12 @@
 """The LocalNorm authors' dataset-level min-max rescale, and the arithmetic it is made of.
 
 Under the ``paper`` profile the authors rescale the *whole* noisy test set per
-channel onto the training set's range after adding noise (``shared/PAPER.md``,
-"Rescale"). :func:`rescale_minmax` does that on a tensor holding the set;
-:func:`channel_range` and :func:`apply_minmax` let a caller that streams the set
-in batches (``lncli evaluate --rescale``) take the ranges first and rescale
-batch by batch, with the same arithmetic.
+channel onto the training set's range after adding noise (arXiv 1902.06550's noise
+experiments, as the authors' code does it: github.com/byin-cwi/LocalNorm1).
+:func:`rescale_minmax` does that on a tensor holding the set; :func:`channel_range`
+and :func:`apply_minmax` let a caller that streams the set in batches
+(``lncli evaluate --rescale``) take the ranges first and rescale batch by batch,
+with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def apply_minmax(
 
 
 def rescale_minmax(images: Tensor, reference: Tensor | None = None, *, clip: bool = True) -> Tensor:
-    """The LocalNorm authors' dataset-level min-max rescale (PAPER.md, "Rescale").
+    """The LocalNorm authors' dataset-level min-max rescale (see the module docstring for the source).
 
     After noise, the *whole* noisy test set is rescaled per channel so that its
     minimum and maximum map onto the reference (training) set's per-channel

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lncli.checkpoint import Checkpoint, build_model
+from lncli.checkpoint import Checkpoint, model_from_checkpoint
 from lncli.config.common import DEFAULT_GROUP_SIZE
 from lncli.config.evaluate import EvalConfig
 from lncli.data import DataMeta
@@ -99,7 +99,9 @@ class ModelCache:
     def model(self, loaded: LoadedCheckpoint) -> nn.Module:
         """The model of one loaded checkpoint (built on first use)."""
         if loaded.path not in self._models:
-            built = copy.deepcopy(loaded.module) if loaded.module is not None else build_model(loaded.checkpoint)
+            built = (
+                copy.deepcopy(loaded.module) if loaded.module is not None else model_from_checkpoint(loaded.checkpoint)
+            )
             self._models[loaded.path] = built.to(self.device)
         return self._models[loaded.path]
 

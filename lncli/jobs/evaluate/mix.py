@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from lncli.jobs.evaluate.sources import CLEAN_CELL, Cell, ImageSource
-from lncli.noise._seeding import _block_seed, _stream_key  # the noise engine's own per-index hash
+from lncli.noise import image_seeds  # the noise engine's own per-image hash
 from lncli.records import CLEAN, MIXED
 
 __all__ = ["MixedCell", "draw_cells", "mixed_batch", "mixed_cell"]
@@ -59,9 +59,8 @@ def draw_cells(n_cells: int, indices: Tensor, seed: int) -> Tensor:
     Returns:
         (B,) int64 cell numbers in [0, n_cells).
     """
-    key = _stream_key(seed, _MIX_STREAM, 0)
     # 63-bit hashes: the modulo bias is below n_cells / 2**63.
-    return torch.tensor([_block_seed(key, int(i)) % n_cells for i in indices.tolist()], dtype=torch.int64)
+    return torch.tensor([h % n_cells for h in image_seeds(seed, _MIX_STREAM, indices.tolist())], dtype=torch.int64)
 
 
 def mixed_cell(cells: Sequence[Cell], n: int, seed: int) -> MixedCell:

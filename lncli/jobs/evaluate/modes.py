@@ -52,12 +52,11 @@ import torch
 from torch import Tensor, nn
 
 from lncli.checkpoint import Checkpoint
-from lncli.config.common import DEFAULT_GROUP_SIZE, NORM_ALIASES
+from lncli.config.common import DEFAULT_GROUP_SIZE, DEFAULT_PRIOR_N, canonical_norm_or_none
 from lncli.config.evaluate import (
     DEFAULT_BN_MODES,
     DEFAULT_GN_MODES,
     DEFAULT_LN_MODES,
-    DEFAULT_PRIOR_N,
     DEFAULT_TENT_LR,
     MODES,
 )
@@ -190,7 +189,7 @@ def resolve_heads(heads: str | None, stats: str) -> str:
 
 def is_localnorm_checkpoint(ckpt: Checkpoint) -> bool:
     """Whether a checkpoint's norm kind is LocalNorm (in any accepted spelling)."""
-    return NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "localnorm"
+    return canonical_norm_or_none(ckpt.norm.kind) == "localnorm"
 
 
 def has_localnorm(model: nn.Module) -> bool:
@@ -200,7 +199,7 @@ def has_localnorm(model: nn.Module) -> bool:
 
 def is_groupnorm(ckpt: Checkpoint) -> bool:
     """Whether a checkpoint's model uses GroupNorm (which has no test-time statistics)."""
-    return NORM_ALIASES.get(str(ckpt.norm.kind).lower()) == "groupnorm"
+    return canonical_norm_or_none(ckpt.norm.kind) == "groupnorm"
 
 
 def default_modes(ckpt: Checkpoint) -> tuple[str, ...]:

@@ -194,7 +194,7 @@ class GeneratedNoise:
         return image_range(self.reader.stream(spans))
 
     def minmax_rescaled(self, cells: Sequence[Cell], reference: tuple[Tensor, Tensor]) -> MinMaxRescaled:
-        """The paper's dataset-level rescale of every noisy cell onto ``reference`` (PAPER.md, "Rescale").
+        """The paper's dataset-level rescale of every noisy cell onto ``reference`` (:mod:`lncli.noise.rescale`).
 
         One streamed pass over the WHOLE test set takes every noisy cell's per-channel range
         (on every rank, so that sharded runs rescale exactly like one process).
@@ -391,17 +391,17 @@ def open_source(data: EvalData, *, seed: int, profile: str, workers: int = 0, pi
         LncliError: no test images at all.
     """
     meta = data.input_meta
-    if data.cifar10c_dir is not None:
-        return Cifar10CFiles(data.cifar10c_dir, data.clean, data.limit, meta)
-    if (data.imagenetc is not None or data.folder is not None) and meta is None:
+    files = data.files  # its type is the kind of data (EvalData.kind)
+    if isinstance(files, Path):
+        return Cifar10CFiles(files, data.clean, data.limit, meta)
+    if files is None:
+        if data.clean is None:  # EvalData refuses this when it is made
+            raise LncliError("no test images")
+        return GeneratedNoise(InMemoryImages.of(data.clean.images, meta), data.clean.labels, seed, profile)
+    if meta is None:
         raise LncliError(f"{data.name}: image files are read at the models' size; build the data with resolve_data")
-    if data.imagenetc is not None or data.folder is not None:
-        return_freed_buffers()  # a long stream's peak memory stays flat (see there)
-    if data.imagenetc is not None and meta is not None:
-        return ImageNetCFiles(data.imagenetc, meta, workers, pin)
-    if data.folder is not None and meta is not None:
-        labels = torch.tensor(data.folder.targets, dtype=torch.int64)
-        return GeneratedNoise(ImageFiles(data.folder.files, meta, workers, pin), labels, seed, profile)
-    if data.clean is None:
-        raise LncliError("no test images")
-    return GeneratedNoise(InMemoryImages.of(data.clean.images, meta), data.clean.labels, seed, profile)
+    return_freed_buffers()  # a long stream's peak memory stays flat (see there)
+    if isinstance(files, ImageNetCListing):
+        return ImageNetCFiles(files, meta, workers, pin)
+    labels = torch.tensor(files.targets, dtype=torch.int64)
+    return GeneratedNoise(ImageFiles(files.files, meta, workers, pin), labels, seed, profile)

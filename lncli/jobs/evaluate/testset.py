@@ -26,7 +26,7 @@ from torch import Tensor
 
 from lncli.checkpoint import Checkpoint
 from lncli.config.evaluate import EvalConfig
-from lncli.data import DataMeta, ImageSet, load_dataset, named_dataset
+from lncli.data import DataMeta, DataSpec, ImageSet, load_dataset, named_dataset
 from lncli.data.imagefolder import FolderListing, check_headers, list_image_folder, stratified_subset
 from lncli.data.preprocess import (
     IMAGENET,
@@ -37,6 +37,7 @@ from lncli.data.preprocess import (
     timm_layer,
 )
 from lncli.data.releases import ImageNetCListing, NpyRelease, list_imagenetc, open_npy_release
+from lncli.data.spec import DataKind
 from lncli.errors import DataError, LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
 from lncli.noise import channel_range
@@ -61,10 +62,10 @@ RANGE_CHUNK = 4096
 class EvalData:
     """The test images of a sweep, and how each model reads them.
 
-    Exactly one kind of data: ``clean`` holds a decoded test set whose noise is generated;
-    ``folder`` lists an image folder, streamed, whose noise is generated; ``cifar10c_dir``
-    points at an array release (then ``clean`` is the matching clean test set when there is
-    one, else None); ``imagenetc`` lists a folder release.
+    Exactly one kind of data (:attr:`kind`, checked when it is made): ``clean`` holds a decoded
+    test set whose noise is generated; ``folder`` lists an image folder, streamed, whose noise is
+    generated; ``cifar10c_dir`` points at an array release (then ``clean`` is the matching clean
+    test set when there is one, else None); ``imagenetc`` lists a folder release.
 
     ``train_range`` is the training split's per-channel ``(min, max)``, each (C,) float32 on
     the [0, 1] scale (:func:`image_range`): what ``--rescale`` maps the noisy test set onto.
@@ -89,6 +90,12 @@ class EvalData:
     model_metas: tuple[tuple[str, DataMeta], ...] = ()  # (checkpoint path, resolved meta)
 
     def __post_init__(self) -> None:
+        fields = (("cifar10c_dir", self.cifar10c_dir), ("folder", self.folder), ("imagenetc", self.imagenetc))
+        kinds = [name for name, value in fields if value is not None]
+        if len(kinds) > 1:
+            raise LncliError(f"EvalData holds one kind of data, not {' and '.join(kinds)}")
+        if not kinds and self.clean is None:
+            raise LncliError("no test images")
         # A wrong shape would only fail deep inside the sweep, after the noisy ranges were computed.
         if self.train_range is None:
             return
@@ -110,6 +117,24 @@ class EvalData:
         """
         meta = images.meta
         return cls(name=meta.name, synthetic=bool(meta.synthetic), clean=images, meta=meta, train_range=train_range)
+
+    @property
+    def files(self) -> Path | FolderListing | ImageNetCListing | None:
+        """Where the images are read from: an array release's folder, an image folder's listing, a folder
+        release's listing, or None (``clean``, in memory). Its type is the kind (:attr:`kind`)."""
+        return next((f for f in (self.cifar10c_dir, self.folder, self.imagenetc) if f is not None), None)
+
+    @property
+    def kind(self) -> DataKind:
+        """Which kind of data this is, in :class:`~lncli.data.DataSpec`'s words (``dataset``: decoded in memory)."""
+        match self.files:
+            case Path():
+                return "cifar10c"
+            case FolderListing():
+                return "imagefolder"
+            case ImageNetCListing():
+                return "imagenetc"
+        return "dataset"
 
     @property
     def input_meta(self) -> DataMeta | None:
@@ -172,7 +197,7 @@ def preprocess_flags(config: EvalConfig) -> Preprocess:
 
 
 def resolve_data(
-    spec: str | None,
+    spec: str | DataSpec | None,
     checkpoints: Sequence[LoadedCheckpoint],
     *,
     limit: int | None = None,
@@ -213,34 +238,28 @@ def resolve_data(
     if limit is not None and limit < 1:
         raise LncliError(f"--limit must be >= 1, got {limit}")
     _check_channels(checkpoints, channels)
-    spec = spec if spec is not None else _checkpoints_dataset(checkpoints)
-    kind, _, arg = spec.partition(":")
-    kind = kind.strip().lower()
-    if skip_unreadable and kind != "imagefolder":
-        raise LncliError(f"--skip-unreadable applies to imagefolder: data, not {spec}")
+    data = _data_spec(spec, checkpoints)
+    if skip_unreadable and data.kind != "imagefolder":
+        raise LncliError(f"--skip-unreadable applies to imagefolder: data, not {data}")
     flags = preprocess or Preprocess(origin="flags")
-    if spec.strip().lower() == "imagefolder":
-        raise LncliError("the checkpoints were trained on an image folder; pass --data imagefolder:PATH")
-    if kind in ("imagenetc", "cifar10c") and not arg:
-        raise LncliError(f"{kind} needs a folder: use --data {kind}:DIR")
-    if kind == "cifar10c":
-        return _release_data(open_npy_release(Path(arg)), checkpoints, flags, limit, data_dir, download)
-    if kind == "imagenetc":
-        listing = list_imagenetc(Path(arg), limit)
+    if data.kind == "cifar10c":
+        return _release_data(open_npy_release(data.folder), checkpoints, flags, limit, data_dir, download)
+    if data.kind == "imagenetc":
+        listing = list_imagenetc(data.folder, limit)
         _check_classes(checkpoints, f"imagenetc {listing.root}", len(listing.reference.classes))
         metas = _model_metas(checkpoints, [flags])
         return EvalData(
             name="imagenet-c", synthetic=False, clean=None, limit=limit, imagenetc=listing, model_metas=metas
         )
-    if kind == "imagefolder":
-        folder = _folder_listing(Path(arg), limit, skip_unreadable, workers)
+    if data.kind == "imagefolder":
+        folder = _folder_listing(data.folder, limit, skip_unreadable, workers)
         _check_classes(checkpoints, f"imagefolder {folder.root}", len(folder.classes))
         metas = _model_metas(checkpoints, [flags])
         return EvalData(name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas)
-    images = load_dataset(spec, "test", data_dir=data_dir, download=download, limit=limit)
+    images = load_dataset(data, "test", data_dir=data_dir, download=download, limit=limit)
     check_data_matches(checkpoints, images.meta)
     train_range = (
-        load_train_range(spec, images.meta, data_dir=data_dir, download=download) if with_train_range else None
+        load_train_range(data, images.meta, data_dir=data_dir, download=download) if with_train_range else None
     )
     metas = _model_metas(checkpoints, [flags, Preprocess.of_meta(images.meta, "dataset")])
     return dataclasses.replace(EvalData.from_imageset(images, train_range=train_range), model_metas=metas)
@@ -390,13 +409,23 @@ def check_clean_order(release: NpyRelease, clean: ImageSet, n: int) -> None:
         )
 
 
-def _checkpoints_dataset(checkpoints: Sequence[LoadedCheckpoint]) -> str:
-    """The one dataset every checkpoint names (the default ``--data``)."""
+def _data_spec(spec: str | DataSpec | None, checkpoints: Sequence[LoadedCheckpoint]) -> DataSpec:
+    """``--data`` parsed, or, without it, the one dataset every checkpoint names.
+
+    Raises:
+        LncliError: the checkpoints name different datasets, or one that ``--data`` must say where to
+            find (an image folder, a release), or a bad spec.
+    """
+    if spec is not None:
+        return DataSpec.parse(spec)
     names = {ck.checkpoint.data.name for ck in checkpoints}
     if len(names) != 1:
         detail = ", ".join(f"{Path(ck.path).name}: {ck.checkpoint.data.name}" for ck in checkpoints)
         raise LncliError(f"the checkpoints were trained on different datasets ({detail}); pass --data")
-    return names.pop()
+    try:
+        return DataSpec.parse(names.pop())
+    except DataError as exc:
+        raise DataError(f"the checkpoints' data: {exc}; pass --data") from None
 
 
 def image_range(chunks: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
@@ -423,15 +452,18 @@ def image_range(chunks: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def load_train_range(
-    spec: str, test_meta: DataMeta, *, data_dir: Path | None = None, download: bool = False
+    spec: str | DataSpec, test_meta: DataMeta, *, data_dir: Path | None = None, download: bool = False
 ) -> tuple[Tensor, Tensor] | None:
-    """The training split's per-channel range, the reference of the paper's ``--rescale`` (PAPER.md, "Rescale").
+    """The training split's per-channel range, the reference of the paper's ``--rescale``.
+
+    The authors' protocol (arXiv 1902.06550; their code, github.com/byin-cwi/LocalNorm1) min-max
+    rescales the whole noisy test set per channel onto the training set's range.
 
     The range is taken over the whole training split (``--limit`` cuts the test set only).
     Only the two (C,) vectors are kept; the split itself is dropped as soon as they are taken.
 
     Args:
-        spec: the test set's dataset spec (``fashion-mnist``, ``cifar10``, ``synthetic``, ...).
+        spec: the test set's dataset spec (``fashion-mnist``, ``cifar10``, ``synthetic``, ..., text or parsed).
         test_meta: the test set's :class:`lncli.data.DataMeta` (the channel counts must agree).
         data_dir, download: as for :func:`lncli.data.load_dataset`.
 
@@ -440,13 +472,17 @@ def load_train_range(
         training split to read: not found, unreadable, empty or of another channel count,
         and always for ``imagefolder:`` data (decoding a whole folder of full-size images
         only for its range could take more memory than the machine has, and a folder
-        without ``train/`` has no separate training split). The caller then falls back to
+        without ``train/`` has no separate training split) and corruption releases.
+
+    Raises:
+        DataError: ``spec`` is no valid spec (:class:`lncli.data.DataSpec`). The caller then falls back to
         the clean test set's range, and the records say so.
     """
-    if spec.startswith("imagefolder"):
+    data = DataSpec.parse(spec)
+    if data.kind != "dataset":
         return None
     try:
-        train = load_dataset(spec, "train", data_dir=data_dir, download=download)
+        train = load_dataset(data, "train", data_dir=data_dir, download=download)
     except DataError:
         return None
     if len(train) == 0 or train.images.shape[1] != test_meta.in_channels:

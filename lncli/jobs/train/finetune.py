@@ -18,7 +18,7 @@ from torch import nn
 
 from lncli import __version__
 from lncli import distributed as D
-from lncli.checkpoint import Checkpoint, build_model
+from lncli.checkpoint import Checkpoint, model_from_checkpoint
 from lncli.config import config_to_dict
 from lncli.config.train import TrainConfig, train_config_from_dict
 from lncli.data import load_dataset
@@ -89,7 +89,7 @@ def finetune(
         )
     dev = D.local_device(device)
     torch.manual_seed(seed)
-    model = build_model(ckpt)
+    model = model_from_checkpoint(ckpt)
     trainable, params = _select(model, train_all)
     loop = Loop(
         cfg, model=model, params=params, train_set=train_set, test_set=None, norm_meta=ckpt.data,

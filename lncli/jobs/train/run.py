@@ -93,7 +93,7 @@ def train(
     device = D.local_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl collectives (barrier) use the current device
-    joined = D.launched_by_torchrun() and not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    joined = D.launched_by_torchrun() and not D.in_process_group()
     dist_info = D.init_distributed(device)
     try:
         return _train(cfg, out, device, dist_info, resume, progress if dist_info.is_main else None)
