@@ -1,14 +1,15 @@
 """Names, defaults and grammars that every command shares, each written once.
 
 The default LocalNorm group size, the norm kinds with their accepted spellings
-(and which of them ``convert`` swaps between),
+(and which of them ``convert`` swaps between), timm's crop modes,
 and the two list grammars of the command line (severities such as ``0-2,5`` and
-comma lists of names such as modes) live here, so that the layer, the configs,
-the conversion and the CLI cannot drift apart.
+comma lists of names such as modes, with the close-name hint of every unknown name)
+live here, so that the layer, the configs, the conversion and the CLI cannot drift apart.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -16,6 +17,8 @@ from lncli.errors import LncliError
 
 __all__ = [
     "CONVERT_TARGETS",
+    "CROP_MODES",
+    "DEFAULT_CROP_MODE",
     "DEFAULT_GROUP_SIZE",
     "DEVICES",
     "GROUPINGS",
@@ -29,6 +32,7 @@ __all__ = [
     "NormKind",
     "ProfileName",
     "canonical_norm",
+    "close_names",
     "parse_list",
     "parse_severities",
 ]
@@ -73,6 +77,14 @@ choices from without importing torch (a test holds the two equal)."""
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 """Where models run: ``auto`` is CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else the CPU."""
 
+CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
+"""How the resized image becomes the crop (``--crop-mode``), timm's ``crop_mode`` names and rules:
+``center`` resizes the short side (aspect kept) and cuts the centre, ``squash`` resizes both sides
+(aspect not kept), ``border`` resizes the long side (aspect kept) and pads with the mean colour."""
+
+DEFAULT_CROP_MODE = "center"
+"""torchvision's ``Resize`` + ``CenterCrop``, and timm's default: what lncli did before crop modes existed."""
+
 NORM_ALIASES: dict[str, str] = {
     "batchnorm": "batchnorm",
     "bn": "batchnorm",
@@ -102,7 +114,22 @@ def canonical_norm(kind: str) -> str:
     try:
         return NORM_ALIASES[str(kind).strip().lower()]
     except KeyError:
-        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)") from None
+        hint = close_names(str(kind).strip().lower(), list(NORM_ALIASES))
+        raise LncliError(f"unknown norm kind {kind!r}{hint}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)") from None
+
+
+def close_names(name: str, valid: Sequence[str]) -> str:
+    """The hint an unknown name gets: ``" (did you mean 'gaussian'?)"``, or ``""`` when nothing is close.
+
+    Args:
+        name: the unknown name, as the user typed it (lower case).
+        valid: the accepted names.
+
+    Returns:
+        The text to put after the name in the error line (difflib's closest matches, up to 2).
+    """
+    close = difflib.get_close_matches(name, list(valid), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def parse_severities(spec: str) -> tuple[int, ...]:
@@ -156,5 +183,5 @@ def parse_list(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
         return tuple(valid)
     for item in items:
         if item not in valid:
-            raise LncliError(f"unknown {what} {item!r}; valid: {', '.join(valid)} (or 'all')")
+            raise LncliError(f"unknown {what} {item!r}{close_names(item, valid)}; valid: {', '.join(valid)} (or 'all')")
     return tuple(dict.fromkeys(items))

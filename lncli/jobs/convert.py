@@ -22,7 +22,7 @@ from lncli.checkpoint import (
 )
 from lncli.config.convert import ConvertConfig
 from lncli.data import DataMeta, dataset_meta
-from lncli.data.preprocess import IMAGENET, Preprocess, apply_preprocess, resolve_preprocess, timm_layer
+from lncli.data.preprocess import IMAGENET, PreprocessLayer, apply_preprocess, resolve_preprocess, timm_layer
 from lncli.io import check_distinct, check_output_file
 from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_checkpoint
 
@@ -101,11 +101,11 @@ def with_preprocessing(meta: DataMeta, spec: str, arch: str) -> DataMeta:
         arch: the ``--arch`` value.
 
     Returns:
-        ``meta`` with the image size, resize, interpolation and normalisation resolved.
+        ``meta`` with the image size, resize, interpolation, crop mode and normalisation resolved.
     """
     folder = spec.split(":", 1)[0].strip().lower() in ("imagefolder", "imagenetc")
     timm = timm_layer(arch)
-    layers = [*([] if folder else [Preprocess.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
+    layers = [*([] if folder else [PreprocessLayer.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
     return apply_preprocess(meta, resolve_preprocess(layers, meta.in_channels))
 
 
