@@ -23,6 +23,7 @@ from lncli.config.evaluate import (
 from lncli.jobs.evaluate.checkpoints import (
     CHECKPOINT_SUFFIXES,
     LoadedCheckpoint,
+    checkpoint_notes,
     load_checkpoints,
     natural_key,
     resolve_checkpoint_paths,
@@ -106,6 +107,7 @@ __all__ = [
     "check_config",
     "check_data_matches",
     "check_group_sizes",
+    "checkpoint_notes",
     "column_keys",
     "default_modes",
     "draw_cells",
