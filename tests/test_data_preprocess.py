@@ -26,6 +26,7 @@ from lncli.data.preprocess import (
     resolve_preprocess,
     timm_layer,
     to_input,
+    unrecorded_note,
 )
 from lncli.errors import DataError, LncliError
 from lncli.images import convert_channels, resize_crop
@@ -227,3 +228,21 @@ def test_to_input_fast_path_and_conversion() -> None:
     y = to_input(x, rgb32)  # gray 28 -> RGB 32
     assert y.shape == (4, 3, 32, 32) and y.dtype == torch.uint8
     assert torch.equal(y, resize_crop(x.expand(-1, 3, -1, -1), (32, 32), 32, "bilinear"))
+
+
+def test_unrecorded_note_names_only_real_choices() -> None:
+    """Arrays read at their stored size: their size, interpolation and crop mode are no choice, whoever says them."""
+    release = PreprocessLayer(image_size=(32, 32), origin="dataset", source="CIFAR-100-C")
+    got = resolve_preprocess([PreprocessLayer(origin="flags"), release, IMAGENET], 3)
+    note = unrecorded_note("m.pt", got, as_stored=True)
+    assert note == (
+        "m.pt has no recorded preprocessing: mean 0.4850,0.4560,0.4060, std 0.2290,0.2240,0.2250 from ImageNet's "
+        "defaults (torchvision's evaluation) (pass --mean/--std to change)"
+    )
+    # A resize asked for: the crop, interpolation and crop mode are choices again.
+    resized = resolve_preprocess([parse_flags(resize=40, mean="none"), release, TIMM, IMAGENET], 3)
+    assert unrecorded_note("m.pt", resized, as_stored=True) == (
+        "m.pt has no recorded preprocessing: crop 32x32 from CIFAR-100-C; interpolation bicubic, crop mode squash "
+        "from timm's config of m (pass --image-size/--interpolation/--crop-mode to change)"
+    )
+    assert unrecorded_note("m.pt", resolve_preprocess([parse_flags(mean="none"), DATASET], 3), as_stored=True) is None

@@ -400,19 +400,21 @@ def unrecorded_note(name: str, resolved: ResolvedPreprocess, *, as_stored: bool)
     Args:
         name: the checkpoint's file name.
         resolved: its resolved preprocessing.
-        as_stored: the data are arrays read at their stored size when the dataset says the size
-            (then the size, interpolation and crop mode are no choice and go unsaid).
+        as_stored: the data are arrays; when the dataset says their size and nothing asks for a
+            resize, they are read as stored and the size, resize, interpolation and crop mode are
+            no choice (unsaid).
 
     Returns:
         One line, e.g. ``model.pt has no recorded preprocessing: mean 0.2860, std 0.3530 from fashion-mnist
         (pass --mean/--std to change)``; None when the flags said every field it would name.
     """
     geometry = ("image_size", "resize", "interpolation", "crop_mode")
-    shown = [
-        f
-        for f, o in resolved.origins
-        if o.kind != "flags" and not (as_stored and f in geometry and o.kind in ("dataset", "crop"))
-    ]
+    stored = (
+        as_stored
+        and resolved.origin_of("image_size").kind == "dataset"
+        and resolved.origin_of("resize").kind in ("dataset", "crop")
+    )
+    shown = [f for f, o in resolved.origins if o.kind != "flags" and not (stored and f in geometry)]
     if not shown:
         return None
     values = {
