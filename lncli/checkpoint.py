@@ -27,6 +27,13 @@ metadata, which such files do not record, and the classifier's classes and the s
 channels are checked against the data before any model is built
 (:func:`lncli.models.weights.check_fits_data`). Every failure raises
 :class:`~lncli.errors.CheckpointError` with one line naming the problem.
+
+A PyTorch Lightning ``.ckpt`` is such a file (its weights under ``state_dict``), and it also
+holds the ``hyper_parameters`` its module was built with. They go to the builder only when the
+caller named a ``package.module:function`` builder itself (``allow_code``: ``--arch``), and only
+the ones its signature names and whose values are plain (numbers, strings, booleans, None, and
+lists or dicts of them): :func:`lncli.models.foreign.hyper_parameter_kwargs`. The provenance records which were
+passed and which left out, and why (``provenance["hyper_parameters"]``).
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ from lncli.config.train import NormConfig, parse_arch
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, DataError, LncliError
 from lncli.io import atomic_write
-from lncli.models.weights import SHOW, LoadReport, check_fits_data, load_weights
+from lncli.models.foreign import hyper_parameter_kwargs
+from lncli.models.weights import SHOW, LoadReport, check_fits_data, describe_norms, load_weights
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -332,6 +340,10 @@ def _as_state_dict(obj: Any) -> dict[str, Tensor] | None:
     return None
 
 
+_HYPER_PARAMETERS = "hyper_parameters"
+"""Where a PyTorch Lightning checkpoint keeps its module's ``__init__`` arguments (``save_hyperparameters``)."""
+
+
 def _validate_arch(arch: str, where: str, *, allow_code: bool = False) -> None:
     try:
         models.check_arch(arch, allow_code=allow_code)
@@ -438,13 +450,22 @@ def load_checkpoint(
     if norm is None:
         heads = [v for k, v in state.items() if k.endswith("head_weight")]
         norm = NormSpec("localnorm", num_heads=int(heads[0].shape[0])) if heads else NormSpec()
+    provenance: dict[str, Any] = {"source": str(path), "foreign": wrapper}
+    kwargs = dict(arch_kwargs or {})
+    if isinstance(obj, dict) and _HYPER_PARAMETERS in obj:
+        try:
+            passed, left_out = hyper_parameter_kwargs(obj[_HYPER_PARAMETERS], arch, allow_code=allow_code)
+        except LncliError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        kwargs = {**passed, **kwargs}  # the caller's own arch_kwargs win
+        provenance[_HYPER_PARAMETERS] = {"passed": list(passed), "left_out": left_out}
     return Checkpoint(
         arch=arch,
-        arch_kwargs=dict(arch_kwargs or {}),
+        arch_kwargs=kwargs,
         norm=norm,
         data=data,
         state_dict=state,
-        provenance={"source": str(path), "foreign": wrapper},
+        provenance=provenance,
         allow_code=allow_code,
     )
 
@@ -518,8 +539,10 @@ def load_model(ckpt: Checkpoint, *, strict: bool = True) -> tuple[nn.Module, Loa
         )
     except LncliError as exc:
         raise CheckpointError(f"cannot build {ckpt.arch!r} from the checkpoint's settings: {exc}") from None
+    # Worded after the model as built: a builder's model may have other norm layers than the record says, or none.
     what = (
-        f"arch {ckpt.arch!r} with {ckpt.norm.kind}, {ckpt.data.num_classes} classes, {ckpt.data.in_channels} channels"
+        f"arch {ckpt.arch!r} with {describe_norms(model)}, {ckpt.data.num_classes} classes, "
+        f"{ckpt.data.in_channels} channels"
     )
     report = load_weights(model, ckpt.state_dict, strict=strict, what=what)
     return model.eval(), report

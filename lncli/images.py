@@ -1,27 +1,32 @@
 """Image files in and out: finding them in folders, decoding them to uint8 tensors, writing them back.
 
-Reading (Pillow). Every image becomes uint8 (C, H, W) with C = 1 or 3:
+Reading (Pillow) follows torchvision's ``ImageFolder``, whose default loader is
+``Image.open(path).convert("RGB")``: every mode goes through Pillow's own conversion, so
 
-* ``L`` / ``1`` (grayscale, bilevel) -> 1 channel; ``RGB`` -> 3 channels;
-* ``P`` (palette) -> RGB, or RGBA when the palette has transparency (then as RGBA);
-* ``RGBA`` / ``LA`` / ``PA`` -> **alpha composited onto black** (colour x alpha/255),
-  so fully transparent pixels become black and no alpha channel is kept; the
-  noise then sees exactly the pixels a viewer on a black background sees;
-* 16-bit grayscale (``I;16*``, ``I``) -> 8-bit by ``round(v * 255 / 65535)``
-  (values clipped to 0..65535). Pillow already reduces 16-bit RGB PNGs to 8 bits;
-* ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` -> RGB; float (``F``) images are refused.
+* ``RGBA`` / ``LA`` / ``PA`` and a palette's transparency **drop the alpha** (the colour is kept
+  as stored, not composited onto any background);
+* ``P`` (palette) takes its palette colours; ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` become RGB;
+* 16-bit and 32-bit grayscale (``I;16*``, ``I``) and float (``F``) are **clipped** to 0..255,
+  as Pillow converts them (a 16-bit PNG that uses its full range reads mostly white, as in
+  ``ImageFolder``);
+* only files with torchvision's suffixes (:data:`IMAGE_SUFFIXES`, ``IMG_EXTENSIONS``) are listed:
+  no ``.gif``.
 
-A file that Pillow cannot decode raises :class:`LncliError` naming it.
+:func:`read_image` keeps a grayscale file (:data:`GRAY_MODES`) as one channel (Pillow's
+``convert("L")``, which equals ``convert("RGB")`` then ``convert("L")`` for these modes) and
+reads every other file as RGB: it is ``lncli corrupt``'s reader, whose outputs keep the
+input's channel count. A file that Pillow cannot decode raises :class:`LncliError` naming it.
 :func:`read_image` is a pure function of the path (no state, no globals written),
 so it can run in DataLoader worker processes.
 
-Reading for a model (:func:`decode_image`, run in DataLoader workers): after the mode rules,
-the image is converted to the channels the model takes (RGB -> L by Pillow's ITU-R 601-2
-luma, L -> RGB by copying), resized so that its short side is ``resize`` and centre-cropped
-(:func:`resize_crop`, torchvision's ``Resize`` + ``CenterCrop``, antialiased). The same two
-steps exist for uint8 tensors (:func:`convert_channels`, :func:`resize_crop`), for data held
-in memory. :func:`check_image_header` opens a file's header only: the cheap check of a
-whole folder before a sweep.
+Reading for a model (:func:`decode_image`, run in DataLoader workers): ``convert("RGB")`` as
+``ImageFolder`` does, then ``convert("L")`` for a one-channel model (Pillow's ITU-R 601-2 luma:
+torchvision's ``Grayscale()``), then :func:`resize_crop`: the crop of one of timm's crop modes
+(:data:`~lncli.config.common.CROP_MODES`; ``center`` is torchvision's ``Resize`` +
+``CenterCrop``), antialiased. The same two steps exist for uint8 tensors
+(:func:`convert_channels`, :func:`resize_crop`), for data held in memory.
+:func:`check_image_header` opens a file's header only: the cheap check of a whole folder
+before a sweep.
 
 Writing. :func:`write_image` goes through :func:`lncli.io.atomic_path`, so a file
 is never half written: ``png`` (lossless) or ``jpeg`` (quality
@@ -39,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lncli.config.common import DEFAULT_CROP_MODE
 from lncli.config.corrupt import DEFAULT_JPEG_QUALITY, OutputFormat
 from lncli.errors import LncliError
 from lncli.io import atomic_path
@@ -47,19 +53,25 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
 __all__ = [
+    "GRAY_MODES",
     "IMAGE_FORMAT_SUFFIX",
     "IMAGE_SUFFIXES",
     "check_image_header",
     "convert_channels",
     "decode_image",
     "find_images",
+    "is_image_file",
     "read_image",
     "resize_crop",
     "write_image",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-"""Suffixes (lower case) that :func:`find_images` picks up in folders."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+"""Suffixes (lower case) of the files folders are searched for: torchvision's ``IMG_EXTENSIONS``, so an image
+folder holds the images ``ImageFolder`` lists (a test holds the two equal)."""
+
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+"""Pillow modes stored with one channel: :func:`read_image` keeps them as one (``convert("L")``)."""
 
 IMAGE_FORMAT_SUFFIX: dict[OutputFormat, str] = {OutputFormat.png: ".png", OutputFormat.jpeg: ".jpg"}
 """The formats :func:`write_image` writes, and the suffix their files get."""
@@ -85,7 +97,7 @@ def find_images(inputs: Sequence[Path]) -> list[tuple[Path, Path]]:
     for raw in inputs:
         p = Path(raw).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f.name))
             pairs.extend((f, f.relative_to(p)) for f in files)
         elif p.is_file():
             pairs.append((p, Path(p.name)))
@@ -101,6 +113,11 @@ def find_images(inputs: Sequence[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def is_image_file(name: str) -> bool:
+    """Whether a file name ends in one of :data:`IMAGE_SUFFIXES` (any case), as torchvision tests it."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
 def _decode_errors() -> tuple[type[BaseException], ...]:
     """What Pillow raises for a file it cannot decode (UnidentifiedImageError is an OSError)."""
     from PIL import Image
@@ -109,7 +126,7 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
 
 
 def read_image(path: Path) -> Tensor:
-    """Read one image file as uint8 (C, H, W), C in {1, 3} (see the module docstring for modes).
+    """Read one image file as uint8 (C, H, W): C = 1 for :data:`GRAY_MODES`, else 3 (see the module docstring).
 
     Args:
         path: the image file.
@@ -118,47 +135,56 @@ def read_image(path: Path) -> Tensor:
         A new uint8 CPU tensor (C, H, W).
 
     Raises:
-        LncliError: the file cannot be decoded, or has an unsupported mode.
+        LncliError: the file cannot be decoded.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im.load()
-            return _pil_to_tensor(_as_l_or_rgb(im))
+            return _pil_to_tensor(_as_mode(im, "L" if im.mode in GRAY_MODES else "RGB"))
     except _decode_errors() as exc:
         raise LncliError(f"cannot read image {path}: {exc}") from None
 
 
-def decode_image(path: Path, *, channels: int, image_size: tuple[int, int], resize: int, interpolation: str) -> Tensor:
+def decode_image(
+    path: Path,
+    *,
+    channels: int,
+    image_size: tuple[int, int],
+    resize: int,
+    interpolation: str,
+    crop_mode: str = DEFAULT_CROP_MODE,
+    fill: tuple[int, ...] = (0,),
+) -> Tensor:
     """Read one image file as a model takes it: uint8 (channels, H, W) = ``image_size``.
 
-    The mode rules of the module docstring, then :func:`convert_channels`'s rule (in Pillow),
+    torchvision's ``ImageFolder`` loader (``convert("RGB")``), ``convert("L")`` for one channel,
     then :func:`resize_crop`. A pure function of its arguments, for DataLoader workers.
 
     Args:
         path: the image file.
         channels: 1 (L) or 3 (RGB).
-        image_size: (H, W) of the centre crop.
-        resize: the short side before the crop.
+        image_size: (H, W) of the crop.
+        resize: the short side before the crop (the crop's scale for ``squash`` and ``border``).
         interpolation: ``bilinear``, ``bicubic`` or ``nearest``.
+        crop_mode: one of :data:`~lncli.config.common.CROP_MODES`.
+        fill: the padding's value per channel (or one for all), where the crop is larger than the image.
 
     Returns:
         A new uint8 CPU tensor (channels, H, W).
 
     Raises:
-        LncliError: the file cannot be decoded, or has an unsupported mode.
+        LncliError: the file cannot be decoded.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            pil = _as_l_or_rgb(im)
-            if channels == 1 and pil.mode == "RGB":
-                pil = pil.convert("L")  # ITU-R 601-2 luma, as convert_channels does on tensors
-            elif channels == 3 and pil.mode == "L":
-                pil = pil.convert("RGB")
-            return _pil_to_tensor(resize_crop(pil, image_size, resize, interpolation))
+            # An L file read as one channel skips the RGB round trip: the luma of (v, v, v) is v.
+            pil = _as_mode(im, "L" if channels == 1 and im.mode == "L" else "RGB")
+            if channels == 1:
+                pil = _as_mode(pil, "L")  # ITU-R 601-2 luma (torchvision's Grayscale), as convert_channels
+            return _pil_to_tensor(resize_crop(pil, image_size, resize, interpolation, crop_mode, fill))
     except _decode_errors() as exc:
         raise LncliError(f"cannot read image {path}: {exc}") from None
 
@@ -187,19 +213,45 @@ def check_image_header(path: Path) -> str | None:
 Img = TypeVar("Img")  # a Pillow image or a uint8 tensor (..., C, H, W)
 
 
-def resize_crop(img: Img, image_size: tuple[int, int], resize: int, interpolation: str) -> Img:
-    """torchvision's ``Resize(resize)`` then ``CenterCrop(image_size)``, antialiased, on Pillow or tensors.
+def resize_crop(
+    img: Img,
+    image_size: tuple[int, int],
+    resize: int,
+    interpolation: str,
+    crop_mode: str = DEFAULT_CROP_MODE,
+    fill: tuple[int, ...] = (0,),
+) -> Img:
+    """timm's evaluation resize and crop (``transforms_imagenet_eval``), antialiased, on Pillow or tensors.
 
-    The short side becomes ``resize`` (the long side ``int(resize * long / short)``, torchvision's
-    rule); an image already that size is not resampled. On tensors, ``nearest`` picks Pillow's
-    pixels and ``bilinear`` is within one grey level of Pillow's; ``bicubic`` differs by a few
-    (torch's cubic kernel is not Pillow's): tests/test_data_preprocess.py measures both.
+    With ``(H, W) = image_size`` and its scale ``(sH, sW) = (H, W) * resize / min(H, W)``
+    (timm: the crop / ``crop_pct``):
+
+    * ``center``: the short side becomes ``resize`` (the long side ``int(resize * long / short)``:
+      torchvision's ``Resize(resize)``), then the centre ``image_size`` is cut;
+    * ``squash``: the image is resized to ``(sH, sW)`` whatever its aspect, then the centre is cut;
+    * ``border``: the long side fits the scale (each side ``round(side / max(h / sH, w / sW))``:
+      timm's ``ResizeKeepRatio(longest=1)``), then the centre is cut or padded.
+
+    For a square crop this is timm's transform for every ``crop_pct``. lncli keeps one resize
+    number, so for a non-square crop the long side's scale is derived from it: equal to timm's
+    ``floor(side / crop_pct)`` at ``crop_pct`` 1 (timm's only non-square configuration, Sapiens2's
+    1024x768 squash), and ``center`` resizes the short side as torchvision's ``Resize`` does
+    (timm's ``ResizeKeepRatio`` on two scales, used by no pretrained configuration).
+
+    Where the crop is larger than the resized image (``border``, or a resize below the crop:
+    timm's ``crop_pct`` above 1) it is padded around the centre as torchvision's ``CenterCrop``
+    pads, with ``fill``; timm pads ``border`` with the mean colour and the others with 0. An image
+    already its target size is not resampled. On tensors, ``nearest`` picks Pillow's pixels and
+    ``bilinear`` is within one grey level of Pillow's; ``bicubic`` differs by a few (torch's
+    cubic kernel is not Pillow's): tests/test_data_preprocess.py measures both.
 
     Args:
         img: a Pillow image, or a uint8 tensor (..., C, H, W).
         image_size: (H, W) of the crop.
-        resize: the short side before the crop (>= the crop's sides).
+        resize: the short side before the crop (the crop's scale for ``squash`` and ``border``).
         interpolation: ``bilinear``, ``bicubic`` or ``nearest``.
+        crop_mode: one of :data:`~lncli.config.common.CROP_MODES`.
+        fill: the padding's value per channel (or one for all).
 
     Returns:
         The same kind of image, ``image_size`` large.
@@ -208,15 +260,58 @@ def resize_crop(img: Img, image_size: tuple[int, int], resize: int, interpolatio
     from torchvision.transforms import InterpolationMode
 
     w, h = _width_height(img)
-    if min(w, h) != resize:
+    target = _resized_size((h, w), image_size, resize, crop_mode)
+    if target != (h, w):
         mode = InterpolationMode(interpolation)
         if mode == InterpolationMode.NEAREST and isinstance(img, Tensor):
             mode = InterpolationMode.NEAREST_EXACT  # Pillow's nearest (pixel centres); torch's plain one floors
-        img = TF.resize(img, [resize], interpolation=mode, antialias=True)
-        w, h = _width_height(img)
-    if (h, w) != tuple(image_size):
-        img = TF.center_crop(img, list(image_size))
-    return img
+        img = TF.resize(img, list(target), interpolation=mode, antialias=True)
+    return _crop_or_pad(img, image_size, fill)
+
+
+def _resized_size(hw: tuple[int, int], image_size: tuple[int, int], resize: int, crop_mode: str) -> tuple[int, int]:
+    """(h, w) an image of size ``hw`` is resized to before the crop (see :func:`resize_crop`)."""
+    h, w = hw
+    ch, cw = image_size
+    if crop_mode == "center":
+        short, long = min(h, w), max(h, w)
+        new_long = int(resize * long / short)  # torchvision's Resize(int): the same float expression
+        return (resize, new_long) if h <= w else (new_long, resize)
+    sh, sw = ch * resize // min(ch, cw), cw * resize // min(ch, cw)  # the crop's scale (timm: crop / crop_pct)
+    if crop_mode == "squash":
+        return sh, sw
+    if crop_mode == "border":
+        ratio = max(h / sh, w / sw)  # timm's ResizeKeepRatio(longest=1): the long side fits
+        return round(h / ratio), round(w / ratio)
+    raise ValueError(f"unknown crop mode {crop_mode!r}")
+
+
+def _crop_or_pad(img: Img, image_size: tuple[int, int], fill: tuple[int, ...]) -> Img:
+    """torchvision's ``center_crop`` (centre by ``int(round(excess / 2))``, padding split low side first), padding
+    with ``fill`` (timm's ``center_crop_or_pad``)."""
+    w, h = _width_height(img)
+    ch, cw = image_size
+    if (h, w) == (ch, cw):
+        return img
+    # Offset of the crop's first row/column in the image; negative = that much padding before the image.
+    top = -((ch - h) // 2) if ch > h else round((h - ch) / 2.0)
+    left = -((cw - w) // 2) if cw > w else round((w - cw) / 2.0)
+    if isinstance(img, Tensor):
+        c = int(img.shape[-3])
+        values = torch.tensor(fill * c if len(fill) == 1 else fill, dtype=img.dtype, device=img.device)
+        out = values.view(c, 1, 1).expand(*img.shape[:-2], ch, cw).clone()  # (..., C, ch, cw) of the fill
+        y0, x0 = max(0, -top), max(0, -left)  # where the image lands in the crop
+        y1, x1 = min(ch, h - top), min(cw, w - left)
+        out[..., y0:y1, x0:x1] = img[..., y0 + top : y1 + top, x0 + left : x1 + left]
+        return out  # type: ignore[return-value]  # a tensor in, a tensor out
+    if top >= 0 and left >= 0 and top + ch <= h and left + cw <= w:
+        return img.crop((left, top, left + cw, top + ch))  # type: ignore[attr-defined]
+    from PIL import Image
+
+    colour = fill[0] if img.mode == "L" or len(fill) == 1 else tuple(fill)  # type: ignore[attr-defined]
+    out_pil = Image.new(img.mode, (cw, ch), colour)  # type: ignore[attr-defined]
+    out_pil.paste(img, (-left, -top))  # type: ignore[arg-type]
+    return out_pil  # type: ignore[return-value]
 
 
 def _width_height(img: object) -> tuple[int, int]:
@@ -252,31 +347,10 @@ def convert_channels(images: Tensor, channels: int) -> Tensor:
     raise LncliError(f"cannot convert {c}-channel images to {channels} channels (1 and 3 are supported)")
 
 
-def _as_l_or_rgb(im: PILImage) -> PILImage:
-    """A decoded Pillow image in mode L or RGB, by the mode rules of the module docstring."""
-    from PIL import Image
-
-    mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode == "PA":
-        im = im.convert("RGBA")
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        im = im.convert("RGB")
-    mode = im.mode
-    if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grayscale
-        wide = np.asarray(im, dtype=np.float64)  # (H, W)
-        return Image.fromarray(np.rint(np.clip(wide, 0, 65535) * (255.0 / 65535.0)).astype(np.uint8), "L")
-    if mode in ("L", "RGB"):
-        im.load()
-        return im
-    if mode in ("RGBA", "LA"):
-        a = np.array(im, dtype=np.float64)  # (H, W, 4 or 2)
-        rgb = np.rint(a[..., :-1] * (a[..., -1:] / 255.0)).astype(np.uint8)  # composite on black
-        return Image.fromarray(rgb[..., 0], "L") if mode == "LA" else Image.fromarray(rgb, "RGB")
-    raise LncliError(f"unsupported image mode {mode!r} (float or exotic images are not handled)")
+def _as_mode(im: PILImage, mode: str) -> PILImage:
+    """``im`` decoded and in ``mode`` (``L`` or ``RGB``) by Pillow's own conversion (no copy when it already is)."""
+    im.load()
+    return im if im.mode == mode else im.convert(mode)
 
 
 def _pil_to_tensor(im: PILImage) -> Tensor:

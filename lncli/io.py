@@ -78,8 +78,8 @@ def check_output_file(path: str | os.PathLike[str], option: str, suffixes: Seque
     Args:
         path: where the file will be written (parent folders may be missing).
         option: how the user gave it (``"--csv"``, ``"OUT"``), for the message.
-        suffixes: accepted lower-case suffixes with their dot (``(".csv",)``); None
-            accepts any. Compared case-insensitively.
+        suffixes: accepted lower-case suffixes with their dot (``(".csv",)``; ``""`` accepts a
+            name without a suffix); None accepts any. Compared case-insensitively.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -92,7 +92,9 @@ def check_output_file(path: str | os.PathLike[str], option: str, suffixes: Seque
     if target.is_dir():  # first: "is a folder" says more than "no suffix"
         raise OutputError(f"{option} {path} is a folder; give a file path")
     if suffixes is not None and target.suffix.lower() not in suffixes:
-        want = suffixes[0] if len(suffixes) == 1 else f"one of {', '.join(suffixes)}"
+        named = [x for x in suffixes if x]
+        want = named[0] if len(named) == 1 else f"one of {', '.join(named)}"
+        want += " (or have no suffix)" if "" in suffixes else ""
         if not target.suffix:
             raise OutputError(f"{option} {path} has no suffix; it must end in {want}")
         raise OutputError(

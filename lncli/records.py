@@ -78,10 +78,12 @@ class EvalRecord:
         prior_n: ``prior`` mode's N (the training statistics' weight in images); ``None`` in other modes.
         tent_lr, tent_steps: ``tent`` mode's Adam learning rate and steps per batch; ``None`` in other modes.
         image_size, resize, interpolation, mean, std, channels: the preprocessing the column's
-            model read its images with (:mod:`lncli.data.preprocess`): the centre crop
+            model read its images with (:mod:`lncli.data.preprocess`): the crop
             (``"HxW"``), the short side resized to before it, the resize's interpolation, the
             per-channel mean and std of [0, 1] pixels (comma lists of exact floats) and the
             channel count; ``None`` when unknown (older records).
+        crop_mode: how the resized image became the crop (``center``, ``squash``, ``border``: timm's
+            ``crop_mode``); ``center`` in records written before it existed, which is what they did.
         skipped: image files left out as unreadable (``--skip-unreadable``); 0 otherwise.
     """
 
@@ -125,6 +127,7 @@ class EvalRecord:
     std: str | None = None
     channels: int | None = None
     skipped: int = 0
+    crop_mode: str = "center"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (a JSON record; the CSV row is its :data:`RECORD_FIELDS`)."""

@@ -169,6 +169,7 @@ def test_doctored_baseline_raised_by_0_2_fails_every_cell_that_could_rise() -> N
         {"n": 999},
         {"amp": True},
         {"rescale": True},
+        {"crop_mode": "squash"},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -278,3 +279,18 @@ def test_several_batch_sizes_pair_cell_by_cell_per_size() -> None:
     assert out[0].lost == 80 and out[1].lost == 0
     with pytest.raises(LncliError, match="not in the baseline"):
         compare_records([*now, rec(base16, batch_size=128)], baseline, max_regression=0.02, significance=0.05)
+
+
+def test_a_baseline_written_before_crop_modes_reads_as_center() -> None:
+    """An older JSON has no crop_mode: it read images as center crops, which is what the field's default says."""
+    from lncli.config.common import DEFAULT_CROP_MODE
+    from lncli.records import record_from_json
+
+    hits = base_hits(0)
+    old = {k: v for k, v in rec(hits).to_dict().items() if k != "crop_mode"}
+    base = record_from_json(old)
+    assert base.crop_mode == DEFAULT_CROP_MODE == "center"
+    (c,) = gate([rec(hits)], [base])
+    assert not c.regressed
+    with pytest.raises(LncliError, match="crop_mode 'squash' here, 'center' in the baseline"):
+        gate([dataclasses.replace(rec(hits), crop_mode="squash")], [base])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lncli.config.common import NORM_KINDS, canonical_norm, parse_list, parse_severities
+from lncli.config.common import NORM_KINDS, canonical_norm, close_names, parse_list, parse_severities
 from lncli.errors import LncliError
 
 
@@ -68,6 +68,22 @@ def test_list_grammar() -> None:
         parse_list("bogus", ("running", "batch"), "mode")
     with pytest.raises(LncliError, match="--mode is empty"):
         parse_list(" , ", ("running", "batch"), "mode")
+
+
+def test_unknown_names_suggest_the_close_one() -> None:
+    """Every list option and name vocabulary words its refusal the same way (the modes, noises, norms, crop modes)."""
+    from lncli.noise import canonical_noise
+
+    assert close_names("gausian", ["gaussian", "shot", "impulse"]) == " (did you mean 'gaussian'?)"
+    assert close_names("xyz", ["gaussian", "shot"]) == ""
+    with pytest.raises(LncliError, match=r"unknown mode 'runing' \(did you mean 'running'\?\); valid: running, batch"):
+        parse_list("runing,batch", ("running", "batch"), "mode")
+    with pytest.raises(LncliError, match=r"unknown noise 'gausian' for profile 'imagenet-c' \(did you mean 'gaussian'"):
+        canonical_noise("gausian")
+    with pytest.raises(LncliError, match=r"unknown noise 'dropuot' for profile 'paper' \(did you mean 'dropout'\?\)"):
+        canonical_noise("dropuot", "paper")
+    with pytest.raises(LncliError, match=r"unknown norm kind 'localnrom' \(did you mean 'localnorm'"):
+        canonical_norm("localnrom")
 
 
 def test_norm_aliases() -> None:

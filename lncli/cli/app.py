@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from lncli import __version__
 from lncli.config import read_yaml_mapping
-from lncli.config.common import CONVERT_TARGETS, DEVICES, GROUPINGS, INTERPOLATIONS, PROFILE_NAMES
+from lncli.config.common import CONVERT_TARGETS, CROP_MODES, DEVICES, GROUPINGS, INTERPOLATIONS, PROFILE_NAMES
 from lncli.config.evaluate import HEADS, ORDERS
 from lncli.errors import ConfigError, LncliError
 
@@ -140,6 +140,7 @@ if TYPE_CHECKING:
     GroupingChoice = _Choice
     OrderChoice = _Choice
     InterpolationChoice = _Choice
+    CropModeChoice = _Choice
 else:
     ProfileChoice = _choices(
         "ProfileChoice",
@@ -152,6 +153,7 @@ else:
     GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
     OrderChoice = _choices("OrderChoice", ORDERS, "The order of the test stream.")
     InterpolationChoice = _choices("InterpolationChoice", INTERPOLATIONS, "How images are resized.")
+    CropModeChoice = _choices("CropModeChoice", CROP_MODES, "How the resized image becomes the crop (timm's).")
 
 
 def severity_text(severities: Sequence[int]) -> str:

@@ -13,7 +13,14 @@ from lncli.config.common import parse_severities
 from lncli.config.corrupt import CorruptConfig, OutputFormat
 
 # The options, one alias each (Typer's Annotated form), so that the command reads as its --help.
-Inputs = Annotated[list[Path] | None, typer.Argument(help="Image files or folders (relative paths kept).")]
+Inputs = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Image files or folders (relative paths kept; in folders torchvision's image suffixes, no .gif). Each "
+        "is read as torchvision's ImageFolder reads it (Pillow's convert: alpha dropped, 16-bit clipped at 255), "
+        "except that a grayscale file stays one channel."
+    ),
+]
 Data = Annotated[
     str | None,
     typer.Option(help="Corrupt a dataset's test split instead: fashion-mnist, cifar10, synthetic, imagefolder:PATH."),
@@ -31,7 +38,16 @@ Severity = Annotated[str, typer.Option(help="Severities: 1-5, 1,3,5 or 0-2,5 (0 
 Profile = Annotated[ProfileChoice, typer.Option(help="Noise constants.")]
 Seed = Annotated[int, typer.Option(help="Noise seed; image i's noise depends only on (seed, noise, severity, i).")]
 Out = Annotated[Path, typer.Option(help="Output folder.")]
-Format = Annotated[OutputFormat, typer.Option("--format", help="png (lossless), jpeg, or npy (CIFAR-10-C layout).")]
+Format = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="png (lossless), jpeg, or npy (CIFAR-10-C's layout: <noise>_noise.npy with severities 1-5 stacked, "
+        "and labels.npy). RobustBench's load_cifar10c expects exactly 10,000 rows per severity, so it misreads "
+        "files of any other size (--limit 200: severity 2 comes back empty); lncli evaluate --data cifar10c:OUT "
+        "reads any size.",
+    ),
+]
 JpegQuality = Annotated[int, typer.Option(help="JPEG quality 1-100 (ImageNet-C used 85).")]
 Preview = Annotated[
     Path | None, typer.Option(help="Also draw a contact sheet here (rows = severity, columns = images).")

@@ -14,6 +14,7 @@ from lncli.cli.app import (
     DATA_DIR_HELP,
     DOWNLOAD_HELP,
     ConfigFile,
+    CropModeChoice,
     DeviceChoice,
     HeadsChoice,
     InterpolationChoice,
@@ -208,6 +209,14 @@ SkipUnreadable = Annotated[
     typer.Option("--skip-unreadable", help="Leave out image files that cannot be opened (counted in the records)."),
 ]
 Interpolation = Annotated[InterpolationChoice | None, typer.Option(help=f"The resize's interpolation {_PRE}.")]
+CropMode = Annotated[
+    CropModeChoice | None,
+    typer.Option(
+        help="How the resized image becomes the crop, as timm's crop_mode: center (short side to --resize, centre "
+        "cut), squash (both sides scaled, aspect not kept) or border (long side scaled, padded with the mean "
+        f"colour) {_PRE}."
+    ),
+]
 
 # Defaults read from EvalConfig, as names: ruff's B008 flags calls in argument defaults (they run once, at definition).
 _NOISES = ",".join(EvalConfig.noises)
@@ -263,12 +272,13 @@ def evaluate_command(
     mean: Mean = None,
     std: Std = None,
     interpolation: Interpolation = None,
+    crop_mode: CropMode = None,
     channels: Channels = None,
     skip_unreadable: SkipUnreadable = EvalConfig.skip_unreadable,
 ) -> None:
     """Evaluate checkpoints side by side over noises x severities (BN running/batch stats vs LocalNorm)."""
     from lncli import distributed  # imports torch: not at `lncli --help` time
-    from lncli.jobs.evaluate import check_config, mode_notes, preprocess_flags
+    from lncli.jobs.evaluate import check_config, checkpoint_notes, mode_notes, preprocess_flags
 
     thresholds = [report.parse_threshold(t) for t in fail_under or []]  # bad bounds fail before any compute
     outputs = run.Outputs(csv_path, json_path, plot, junit, markdown)
@@ -281,13 +291,16 @@ def evaluate_command(
     if mix and info.is_main and len(config.noises) * len(config.severities) == 1:
         err_console.print(_MIX_IS_PLAIN, highlight=False, soft_wrap=True)
     try:
-        models, records = _sweep(ctx.params, config, gate, pre, info.is_main)
+        models, records, data_notes = _sweep(ctx.params, config, gate, pre, info.is_main)
     finally:
         distributed.cleanup()
     if info.is_main:
-        for line in mode_notes(models, config):  # after the sweep: a failed run prints its error alone
+        # The choices made without a flag, one line each; after the sweep: a failed run prints its error alone.
+        notes = [*checkpoint_notes(models), *data_notes, *mode_notes(models, config)]
+        for line in notes:
             err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
         resolved = {**asdict(config), "checkpoints": [m.path for m in models], "data": data, "limit": limit}
+        resolved["notes"] = notes
         resolved |= resolved_options(ctx)  # every option as resolved (defaults < --config < flags), by config key
         run.report_evaluation(records, resolved, outputs, baseline, gate)
 
@@ -295,7 +308,7 @@ def evaluate_command(
 def _config(p: dict[str, Any], gate: run.Gate) -> EvalConfig:
     """The sweep's frozen config from the command's parsed options (``ctx.params``)."""
     sizes = parse_batch_sizes(p["batch_size"])
-    interpolation = p["interpolation"]
+    interpolation, crop_mode = p["interpolation"], p["crop_mode"]
     return EvalConfig(
         noises=NOISE_FAMILY if p["noise"].strip().lower() == "all" else comma_list(p["noise"]),
         severities=parse_severities(p["severity"]),
@@ -325,6 +338,7 @@ def _config(p: dict[str, Any], gate: run.Gate) -> EvalConfig:
         mean=p["mean"],
         std=p["std"],
         interpolation=None if interpolation is None else interpolation.value,
+        crop_mode=None if crop_mode is None else crop_mode.value,
         channels=p["channels"],
         skip_unreadable=p["skip_unreadable"],
     )
@@ -332,8 +346,11 @@ def _config(p: dict[str, Any], gate: run.Gate) -> EvalConfig:
 
 def _sweep(
     p: dict[str, Any], config: EvalConfig, gate: run.Gate, pre: Any, show_progress: bool
-) -> tuple[list[LoadedCheckpoint], list[EvalRecord]]:
-    """Load the checkpoints and the test set, check them against the asked columns, and run the grid."""
+) -> tuple[list[LoadedCheckpoint], list[EvalRecord], tuple[str, ...]]:
+    """Load the checkpoints and the test set, check them against the asked columns, and run the grid.
+
+    Returns the models, the records and the test set's notes (:attr:`lncli.jobs.evaluate.EvalData.notes`).
+    """
     from lncli.jobs.evaluate import column_keys, evaluate_grid, resolve_data
 
     models = run.load_models(p["checkpoints"], config, p["data"], p["data_dir"], p["download"])
@@ -351,6 +368,7 @@ def _sweep(
         channels=config.channels,
         skip_unreadable=config.skip_unreadable,
         workers=config.workers,
+        severities=config.severities,
     )
     with eval_progress(show_progress) as progress:
-        return models, evaluate_grid(models, test_set, config, progress=progress)
+        return models, evaluate_grid(models, test_set, config, progress=progress), test_set.notes

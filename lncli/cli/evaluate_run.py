@@ -65,7 +65,8 @@ def check_outputs(outputs: Outputs, max_drop: float | None, compare: Path | None
     if outputs.junit:
         check_output_file(outputs.junit, "--junit", (".xml",))
     if outputs.markdown:
-        check_output_file(outputs.markdown, "--markdown")  # any name: $GITHUB_STEP_SUMMARY has no suffix
+        # No suffix is accepted too: $GITHUB_STEP_SUMMARY names a file without one (step_summary_<id>).
+        check_output_file(outputs.markdown, "--markdown", (".md", ".markdown", ""))
     check_distinct(
         {
             "--csv": outputs.csv,
@@ -166,8 +167,12 @@ def load_models(
     from lncli.data import dataset_meta
     from lncli.jobs.evaluate import load_checkpoints
 
-    # --data names a foreign checkpoint's classes and channels; only --arch says there is one.
-    meta = dataset_meta(data, data_dir=data_dir, download=download) if config.arch and data else None
+    # --data names a foreign checkpoint's classes and channels (--channels its channels); only --arch says there is one.
+    meta = (
+        dataset_meta(data, data_dir=data_dir, download=download, channels=config.channels)
+        if config.arch and data
+        else None
+    )
     # An --arch typed by the user is theirs to run (a package.module:function builder).
     models = load_checkpoints(
         checkpoints, arch=config.arch, data=meta, strict=config.strict, allow_code=config.arch is not None

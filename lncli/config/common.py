@@ -2,14 +2,16 @@
 
 The default LocalNorm group size and ``prior`` weight, the norm kinds with their accepted
 spellings (and which of them ``convert`` swaps between), the preprocessing vocabulary
-(interpolations, normalisation preset names), and the two list grammars of the command line
-(severities such as ``0-2,5`` and comma lists of names such as modes) live here, so that the
-layers (:mod:`lncli.nn`, :mod:`lncli.data`), the configs, the conversion and the CLI cannot
-drift apart. Nothing here belongs to one command.
+(interpolations, timm's crop modes, normalisation preset names), and the two list grammars of the
+command line (severities such as ``0-2,5`` and comma lists of names such as modes, with the
+close-name hint of every unknown name) live here, so that the layers (:mod:`lncli.nn`,
+:mod:`lncli.data`), the configs, the conversion and the CLI cannot drift apart. Nothing here
+belongs to one command.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -17,6 +19,8 @@ from lncli.errors import LncliError
 
 __all__ = [
     "CONVERT_TARGETS",
+    "CROP_MODES",
+    "DEFAULT_CROP_MODE",
     "DEFAULT_GROUP_SIZE",
     "DEFAULT_PRIOR_N",
     "DEVICES",
@@ -34,6 +38,7 @@ __all__ = [
     "ProfileName",
     "canonical_norm",
     "canonical_norm_or_none",
+    "close_names",
     "parse_list",
     "parse_severities",
 ]
@@ -91,6 +96,13 @@ NORMALIZATION_PRESETS: tuple[str, ...] = ("imagenet", "cifar10", "none")
 which a test holds to these names); ``none`` feeds [0, 1] pixels, for models that normalise inside
 (as RobustBench's do). The names live here, apart from the values, so that the CLI can offer them
 without importing torch."""
+CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
+"""How the resized image becomes the crop (``--crop-mode``), timm's ``crop_mode`` names and rules:
+``center`` resizes the short side (aspect kept) and cuts the centre, ``squash`` resizes both sides
+(aspect not kept), ``border`` resizes the long side (aspect kept) and pads with the mean colour."""
+
+DEFAULT_CROP_MODE = "center"
+"""torchvision's ``Resize`` + ``CenterCrop``, and timm's default: what lncli did before crop modes existed."""
 
 NORM_ALIASES: dict[str, str] = {
     "batchnorm": "batchnorm",
@@ -135,8 +147,23 @@ def canonical_norm(kind: str) -> str:
     """
     canonical = canonical_norm_or_none(kind)
     if canonical is None:
-        raise LncliError(f"unknown norm kind {kind!r}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)")
+        hint = close_names(str(kind).strip().lower(), list(NORM_ALIASES))
+        raise LncliError(f"unknown norm kind {kind!r}{hint}; valid: {', '.join(NORM_KINDS)} (or bn, ln, gn)")
     return canonical
+
+
+def close_names(name: str, valid: Sequence[str]) -> str:
+    """The hint an unknown name gets: ``" (did you mean 'gaussian'?)"``, or ``""`` when nothing is close.
+
+    Args:
+        name: the unknown name, as the user typed it (lower case).
+        valid: the accepted names.
+
+    Returns:
+        The text to put after the name in the error line (difflib's closest matches, up to 2).
+    """
+    close = difflib.get_close_matches(name, list(valid), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def parse_severities(spec: str) -> tuple[int, ...]:
@@ -190,5 +217,5 @@ def parse_list(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
         return tuple(valid)
     for item in items:
         if item not in valid:
-            raise LncliError(f"unknown {what} {item!r}; valid: {', '.join(valid)} (or 'all')")
+            raise LncliError(f"unknown {what} {item!r}{close_names(item, valid)}; valid: {', '.join(valid)} (or 'all')")
     return tuple(dict.fromkeys(items))

@@ -130,6 +130,8 @@ class EvalConfig:
     std: str | None = None
     # lncli.config.common.INTERPOLATIONS name of the resize.
     interpolation: str | None = None
+    # CROP_MODES name (lncli.config.common): how the resized image becomes the crop, as timm's crop_mode.
+    crop_mode: str | None = None
     # 1 (L) or 3 (RGB): how images are read; None = what the model takes.
     channels: int | None = None
     # Image files that cannot be opened are skipped (and counted in the records) instead of refused.

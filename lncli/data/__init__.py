@@ -42,7 +42,7 @@ from lncli.data.meta import (
     ImageSet,
     normalize,
 )
-from lncli.data.preprocess import IMAGENET, as_channels
+from lncli.data.preprocess import IMAGENET, as_channels, resolve_preprocess
 from lncli.data.releases import (
     CIFAR10C_LABELS,
     cifar10c_filename,
@@ -166,16 +166,16 @@ def dataset_meta(
         folder = data.folder
         listing = list_image_folder(folder) if data.kind == "imagefolder" else list_imagenetc(folder).reference
         c = channels or folder_channels(listing.files)
-        assert IMAGENET.image_size is not None and IMAGENET.mean is not None and IMAGENET.std is not None
+        imagenet = resolve_preprocess([IMAGENET], c)  # ImageNet's, its constants for c channels
         return DataMeta(
             name=data.kind,
             num_classes=len(listing.classes),
             in_channels=c,
-            image_size=IMAGENET.image_size,
-            mean=as_channels(IMAGENET.mean, c, "the mean"),
-            std=as_channels(IMAGENET.std, c, "the std"),
+            image_size=imagenet.image_size,
+            mean=imagenet.mean,
+            std=imagenet.std,
             classes=listing.classes,
-            resize=IMAGENET.resize,
+            resize=imagenet.resize,
         )
     if data.kind == "cifar10c":
         meta = open_npy_release(data.folder).meta()

@@ -3,12 +3,15 @@
 ``PATH/<class>/<image>`` (files found recursively under each class folder), or
 ``PATH/<split>/<class>/<image>`` when ``PATH/train``, ``PATH/test`` or ``PATH/val`` exist. Class
 indices follow the sorted folder names, as torchvision's ``ImageFolder`` (and so every model
-trained through it) numbers them; files are sorted within a class. Only files with an image
-suffix (:data:`lncli.images.IMAGE_SUFFIXES`) count: anything else (``.DS_Store``, notes) is
-ignored, as torchvision does.
+trained through it) numbers them, and the files of a class come in ``ImageFolder``'s order
+(its folders walked in sorted order, each folder's files sorted). Only files with torchvision's
+image suffixes (:data:`lncli.images.IMAGE_SUFFIXES`, no ``.gif``) count: anything else
+(``.DS_Store``, notes) is ignored, as torchvision does. So a folder holds the images, in the
+order, that ``torchvision.datasets.ImageFolder`` lists, decoded as it decodes them
+(:mod:`lncli.images`).
 
 :func:`list_image_folder` only lists (no image is opened); :func:`stratified_subset` is what
-``--limit`` keeps; :func:`check_headers` opens every header (the cheap up-front check of a
+``--limit`` keeps (:func:`subset_note` says what it kept); :func:`check_headers` opens every header (the cheap up-front check of a
 sweep); :func:`load_imagefolder` decodes a whole folder into memory (training, ``corrupt``).
 Evaluation streams the files instead (:mod:`lncli.jobs.evaluate.sources`).
 """
@@ -27,7 +30,7 @@ import torch
 from lncli.data._common import check_limit, check_split
 from lncli.data.meta import DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD, DataMeta, ImageSet
 from lncli.errors import DataError, LncliError
-from lncli.images import IMAGE_SUFFIXES, check_image_header, decode_image
+from lncli.images import GRAY_MODES, IMAGE_SUFFIXES, check_image_header, decode_image, is_image_file
 
 __all__ = [
     "FolderListing",
@@ -37,10 +40,11 @@ __all__ = [
     "list_image_folder",
     "load_imagefolder",
     "stratified_subset",
+    "subset_note",
 ]
 
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"})
-"""Pillow modes that lncli reads as one channel (see :mod:`lncli.images`)."""
+_NAMED = 10
+"""Up to this many classes, :func:`subset_note` names each class's count."""
 
 _PEEK = 32
 """How many files (spread over the folder) :func:`folder_channels` looks at."""
@@ -79,11 +83,12 @@ class FolderListing:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (recursively, links followed as torchvision does), sorted."""
+    """The image files under ``folder`` in ``ImageFolder``'s order: ``sorted(os.walk(...))`` (links followed), each
+    folder's file names sorted (torchvision's ``make_dataset``)."""
     found: list[Path] = []
-    for dirpath, _, names in os.walk(folder, followlinks=True):
-        found.extend(Path(dirpath) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(found)
+    for dirpath, _, names in sorted(os.walk(folder, followlinks=True)):
+        found.extend(Path(dirpath) / n for n in sorted(names) if is_image_file(n))
+    return found
 
 
 def list_class_files(folder: Path, what: str) -> FolderListing:
@@ -196,6 +201,29 @@ def stratified_subset(targets: Sequence[int], limit: int | None) -> list[int]:
     return keep
 
 
+def subset_note(listing: FolderListing, total: int, limit: int) -> str:
+    """What ``--limit`` kept of a folder, in one line (compact for many classes).
+
+    Args:
+        listing: the kept files (:func:`stratified_subset` of the whole listing).
+        total: how many files the whole listing held.
+        limit: the ``--limit`` asked for.
+
+    Returns:
+        e.g. ``--limit 20 kept 20 of 300 images, stratified by class: 2 of each of the 10 classes``.
+    """
+    counts = np.bincount(np.asarray(listing.targets, dtype=np.int64), minlength=len(listing.classes))
+    lo, hi, k = int(counts.min()), int(counts.max()), len(listing.classes)
+    if lo == hi:
+        detail = f"{lo} of each of the {k} classes"
+    elif k <= _NAMED:
+        detail = ", ".join(f"{name} {int(n)}" for name, n in zip(listing.classes, counts))
+    else:
+        none = int((counts == 0).sum())
+        detail = f"{lo}-{hi} per class over {k} classes" + (f" ({none} kept none)" if none else "")
+    return f"--limit {limit} kept {len(listing):,} of {total:,} images, stratified by class: {detail}"
+
+
 def check_headers(files: Sequence[Path], threads: int = 4) -> list[tuple[int, str]]:
     """Open every file's image header (no pixels decoded), a few threads at a time.
 
@@ -221,7 +249,7 @@ def folder_channels(files: Sequence[Path]) -> int:
     for i in picks:
         try:
             with Image.open(files[i]) as im:
-                if im.mode not in _GRAY_MODES:
+                if im.mode not in GRAY_MODES:
                     return 3
         except (OSError, SyntaxError, ValueError):
             continue  # an unreadable file says nothing about the rest; the sweep's own check names it

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lncli.config.common import INTERPOLATIONS
+from lncli.config.common import CROP_MODES, DEFAULT_CROP_MODE, INTERPOLATIONS
 from lncli.errors import DataError
 
 __all__ = [
@@ -50,6 +50,8 @@ class DataMeta:
         resize: image files: the short side they are resized to before the centre crop;
             None = the crop's short side (no margin is cut off).
         interpolation: the resize's interpolation (:data:`~lncli.config.common.INTERPOLATIONS`).
+        crop_mode: how the resized image becomes the crop (:data:`~lncli.config.common.CROP_MODES`,
+            timm's ``crop_mode``; :func:`lncli.images.resize_crop`).
     """
 
     name: str
@@ -62,17 +64,26 @@ class DataMeta:
     synthetic: bool = False
     resize: int | None = None
     interpolation: str = DEFAULT_INTERPOLATION
+    crop_mode: str = DEFAULT_CROP_MODE
 
     @property
     def resize_to(self) -> int:
         """The short side images are resized to before the centre crop (:attr:`resize`, else the crop's)."""
         return self.resize if self.resize is not None else min(self.image_size)
 
+    @property
+    def fill(self) -> tuple[int, ...]:
+        """The value per channel a crop larger than the resized image is padded with: timm's rule, the mean
+        colour (``round(255 * mean)``) for ``border``, else 0 (torchvision's ``CenterCrop``)."""
+        if self.crop_mode == "border":
+            return tuple(round(255 * v) for v in self.mean)
+        return (0,)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the meta as plain Python types (lists, not tuples), safe for ``weights_only`` pickles.
 
-        ``resize`` and ``interpolation`` are left out at their defaults, so that checkpoints that
-        do not use them keep the bytes they had before the fields existed.
+        ``resize``, ``interpolation`` and ``crop_mode`` are left out at their defaults, so that
+        checkpoints that do not use them keep the bytes they had before the fields existed.
         """
         d = asdict(self)
         for k in ("image_size", "mean", "std", "classes"):
@@ -81,6 +92,8 @@ class DataMeta:
             del d["resize"]
         if self.interpolation == DEFAULT_INTERPOLATION:
             del d["interpolation"]
+        if self.crop_mode == DEFAULT_CROP_MODE:
+            del d["crop_mode"]
         return d
 
     @classmethod
@@ -102,6 +115,9 @@ class DataMeta:
             interpolation = str(d.get("interpolation", DEFAULT_INTERPOLATION))
             if interpolation not in INTERPOLATIONS:
                 raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+            crop_mode = str(d.get("crop_mode", DEFAULT_CROP_MODE))
+            if crop_mode not in CROP_MODES:
+                raise ValueError(f"crop_mode {crop_mode!r} is not one of {', '.join(CROP_MODES)}")
             return cls(
                 name=str(d["name"]),
                 num_classes=int(d["num_classes"]),
@@ -113,6 +129,7 @@ class DataMeta:
                 synthetic=bool(d.get("synthetic", False)),
                 resize=None if resize is None else int(resize),
                 interpolation=interpolation,
+                crop_mode=crop_mode,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(

@@ -240,12 +240,14 @@ class ImageNetCListing:
         reference: the class structure and files (after ``--limit``) of the first corruption's
             lowest severity; every cell must hold the same files.
         rel: each kept file's path relative to its cell folder, in index order.
+        total: how many files the reference holds before ``--limit`` (0: not counted).
     """
 
     root: Path
     corruptions: tuple[str, ...]
     reference: FolderListing
     rel: tuple[Path, ...]
+    total: int = 0
 
     def __len__(self) -> int:
         return len(self.rel)
@@ -305,6 +307,6 @@ def list_imagenetc(root: Path, limit: int | None = None) -> ImageNetCListing:
     if not corruptions:
         raise DataError(f"imagenetc {root} has no <corruption>/<severity>/ folders (e.g. gaussian_noise/1/<class>/)")
     first = next(root / corruptions[0] / s for s in severities if (root / corruptions[0] / s).is_dir())
-    listing = list_class_files(first, f"imagenetc cell {first}")
-    listing = listing.subset(stratified_subset(listing.targets, limit))
-    return ImageNetCListing(root, corruptions, listing, tuple(f.relative_to(first) for f in listing.files))
+    whole = list_class_files(first, f"imagenetc cell {first}")
+    listing = whole.subset(stratified_subset(whole.targets, limit))
+    return ImageNetCListing(root, corruptions, listing, tuple(f.relative_to(first) for f in listing.files), len(whole))

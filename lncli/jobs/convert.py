@@ -30,7 +30,7 @@ from lncli.checkpoint import (
 from lncli.config.common import DEFAULT_GROUP_SIZE, Grouping
 from lncli.config.convert import ConvertConfig
 from lncli.data import DataMeta, DataSpec, dataset_meta
-from lncli.data.preprocess import IMAGENET, Preprocess, apply_preprocess, resolve_preprocess, timm_layer
+from lncli.data.preprocess import IMAGENET, PreprocessLayer, apply_preprocess, resolve_preprocess, timm_layer
 from lncli.errors import ConfigError
 from lncli.io import check_distinct, check_output_file
 from lncli.nn.convert import ConversionSummary, check_conversion, check_convertible, convert_model
@@ -189,11 +189,11 @@ def with_preprocessing(meta: DataMeta, spec: str | DataSpec, arch: str) -> DataM
         arch: the ``--arch`` value.
 
     Returns:
-        ``meta`` with the image size, resize, interpolation and normalisation resolved.
+        ``meta`` with the image size, resize, interpolation, crop mode and normalisation resolved.
     """
     folder = DataSpec.parse(spec).reads_image_files
     timm = timm_layer(arch)
-    layers = [*([] if folder else [Preprocess.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
+    layers = [*([] if folder else [PreprocessLayer.of_meta(meta, "dataset")]), *([timm] if timm else []), IMAGENET]
     return apply_preprocess(meta, resolve_preprocess(layers, meta.in_channels))
 
 

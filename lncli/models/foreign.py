@@ -16,7 +16,9 @@ module in one place.
   ``num_classes`` and ``in_chans`` (or ``in_channels``) where its signature names them.
   It runs the user's code, so it is built only with ``allow_code=True``, which lncli sets
   only for an arch the user named (command line, train config, Python API), never for one
-  read from a checkpoint. A library arch never imports a module named by a string.
+  read from a checkpoint. A library arch never imports a module named by a string. Such a
+  builder also receives a Lightning checkpoint's ``hyper_parameters`` that its signature
+  names (:func:`hyper_parameter_kwargs`).
 
 None of these builders takes a ``norm_layer``: they are built with BatchNorm and, for
 LocalNorm, converted with :func:`lncli.nn.convert_batchnorm_to_localnorm` (the route
@@ -34,12 +36,12 @@ from typing import Any
 
 from torch import nn
 
-from lncli.config.train import ArchSpec, NormConfig
+from lncli.config.train import ArchSpec, NormConfig, parse_arch
 from lncli.errors import LncliError
 from lncli.models._registry import UnknownModelError
 from lncli.nn import convert_batchnorm_to_localnorm
 
-__all__ = ["RESERVED_FOREIGN_KWARGS", "build_foreign", "check_foreign"]
+__all__ = ["RESERVED_FOREIGN_KWARGS", "build_foreign", "builder_keywords", "check_foreign", "hyper_parameter_kwargs"]
 
 RESERVED_FOREIGN_KWARGS: tuple[str, ...] = (
     "num_classes",
@@ -148,6 +150,78 @@ def _accepted(fn: Callable[..., Any]) -> set[str]:
     except (TypeError, ValueError):
         return set()
     return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def builder_keywords(spec: ArchSpec, arch: str) -> frozenset[str]:
+    """The keywords a ``package.module:function`` builder names in its signature (``**kwargs`` names none).
+
+    Only the user's own builder is asked, and only when the caller allows its code (the module is
+    imported): see :func:`check_foreign`.
+
+    Args:
+        spec: the parsed arch (``kind == "code"``).
+        arch: the arch string, for messages.
+
+    Returns:
+        The named positional-or-keyword and keyword-only parameters (empty when unreadable).
+
+    Raises:
+        LncliError: the module or function cannot be found.
+    """
+    return frozenset(_accepted(_resolve_code(spec, arch)))
+
+
+def _plain(value: Any) -> bool:
+    """A number, string, boolean or None, or a list/tuple/dict (string keys) of them: data, never code."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if type(value) in (list, tuple):
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def hyper_parameter_kwargs(hparams: Any, arch: str, *, allow_code: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The keywords a file's ``hyper_parameters`` give the builder ``arch``, and why each other one is left out.
+
+    Only a ``package.module:function`` builder the caller named (``allow_code``) receives them,
+    and only those its signature names (:func:`builder_keywords`; a
+    ``**kwargs`` receives none), with plain values, and not the ones lncli sets itself
+    (:data:`RESERVED_FOREIGN_KWARGS`: the classes and channels come from the data).
+    timm and torchvision builders receive none: they forward any keyword to the model class, so
+    which ones a model takes cannot be read without building it.
+
+    Args:
+        hparams: the file's ``hyper_parameters`` (a dict, or anything else: then nothing is passed).
+        arch: the arch the caller named.
+        allow_code: whether the caller named it (the builder's module may be imported).
+
+    Returns:
+        ``(passed, left_out)``: the keywords and their values; each other name with its reason.
+
+    Raises:
+        LncliError: the builder's module or function cannot be found.
+    """
+    if not isinstance(hparams, dict) or not hparams:
+        return {}, {}
+    names = [str(k) for k in hparams]
+    spec = parse_arch(arch)
+    if not (spec.runs_code and allow_code):
+        return {}, dict.fromkeys(names, "only a package.module:function --arch receives hyper_parameters")
+    accepted = builder_keywords(spec, arch)
+    passed: dict[str, Any] = {}
+    left_out: dict[str, str] = {}
+    for key, value in hparams.items():
+        if key in RESERVED_FOREIGN_KWARGS:
+            left_out[str(key)] = "set by lncli"
+        elif key not in accepted:
+            left_out[str(key)] = "not in the builder's signature"
+        elif not _plain(value):
+            left_out[str(key)] = f"a {type(value).__name__}, not a plain value"
+        else:
+            passed[key] = value
+    return passed, left_out
 
 
 def _call_builder(spec: ArchSpec, arch: str, num_classes: int, in_channels: int, options: dict[str, Any]) -> Any:

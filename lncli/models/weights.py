@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lncli.errors import CheckpointError
 
-__all__ = ["LoadReport", "check_fits_data", "classifier_key", "few", "load_weights", "stem_key"]
+__all__ = ["LoadReport", "check_fits_data", "classifier_key", "describe_norms", "few", "load_weights", "stem_key"]
 
 SHOW = 5
 """How many key names a message lists."""
@@ -81,10 +81,36 @@ def check_fits_data(state: Mapping[str, Tensor], *, num_classes: int, in_channel
         )
     key = stem_key(state)
     if key is not None and int(state[key].shape[1]) != in_channels:
+        took = int(state[key].shape[1])
         raise CheckpointError(
-            f"{key} takes {int(state[key].shape[1])} channels, the data ({data_name}) has {in_channels}; "
-            "is --data the dataset the model was trained on?"
+            f"{key} takes {took} channels, the data ({data_name}) has {in_channels}; is --data the dataset the "
+            f"model was trained on? (--channels {took} reads the data as {took}-channel images)"
         )
+
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+"""What counts as a norm layer when a message says what a model has (BatchNorm, LocalNorm and InstanceNorm
+derive from ``_NormBase``)."""
+
+
+def describe_norms(model: nn.Module) -> str:
+    """The norm layers a built model has, for messages: ``3 BatchNorm2d layers``, ``no norm layer``.
+
+    Args:
+        model: the model.
+
+    Returns:
+        Each norm class with its count, most frequent first, e.g. ``4 LocalNorm2d and 1 LayerNorm layers``.
+    """
+    counts: dict[str, int] = {}
+    for m in model.modules():
+        if isinstance(m, _NORM_TYPES):
+            counts[type(m).__name__] = counts.get(type(m).__name__, 0) + 1
+    if not counts:
+        return "no norm layer"
+    parts = [f"{n} {name}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    total = sum(counts.values())
+    return f"{' and '.join(parts)} layer{'s' if total > 1 else ''}"
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,7 @@ def load_weights(model: nn.Module, state: Mapping[str, Tensor], *, strict: bool 
         model: the freshly built model.
         state: its weights.
         strict: refuse missing or unexpected keys (else report them).
-        what: the model, for messages (e.g. ``"arch 'tiny' with batchnorm, 10 classes, 3 channels"``).
+        what: the model, for messages (e.g. ``"arch 'tiny' with 2 BatchNorm2d layers, 10 classes, 3 channels"``).
 
     Returns:
         The :class:`LoadReport` (empty when every key matched).

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lncli.config.common import close_names
 from lncli.errors import LncliError
 from lncli.noise.backend import BACKEND_CORRUPTIONS
 
@@ -127,7 +128,8 @@ def canonical_noise(noise: str, profile: str = "imagenet-c") -> str:
     if profile == "paper":
         name = _PAPER_ALIASES.get(name, name)
     if name not in prof.noises:
-        raise LncliError(f"unknown noise {noise!r} for profile {profile!r}; valid: {', '.join(prof.noises)}")
+        hint = close_names(name, [*prof.noises, *(_PAPER_ALIASES if profile == "paper" else ())])
+        raise LncliError(f"unknown noise {noise!r} for profile {profile!r}{hint}; valid: {', '.join(prof.noises)}")
     return name
 
 

@@ -60,8 +60,14 @@ def _parse_value(text: str, whole: str) -> float:
         raise LncliError(f"--fail-under {whole!r}: {t!r} is not a number (use 0.3 or 30%)") from None
     if pct:
         v /= 100
+    if pct and not 0.0 <= v <= 1.0:
+        raise LncliError(f"--fail-under {whole!r}: a percentage must be in 0%-100%, got {t}")
     if not 0.0 <= v <= 1.0:
-        raise LncliError(f"--fail-under {whole!r}: accuracy must be in [0, 1] (or 0-100%), got {t}")
+        example = f"{t}%" if 1.0 < v <= 100.0 else "30%"  # 90 surely meant 90%
+        raise LncliError(
+            f"--fail-under {whole!r}: a bare number must be a fraction in [0, 1], got {t}; a percentage needs % "
+            f"({example})"
+        )
     return v
 
 

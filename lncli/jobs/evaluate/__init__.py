@@ -25,6 +25,7 @@ from lncli.config.evaluate import (
 from lncli.jobs.evaluate.checkpoints import (
     CHECKPOINT_SUFFIXES,
     LoadedCheckpoint,
+    checkpoint_notes,
     load_checkpoints,
     natural_key,
     resolve_checkpoint_paths,
@@ -103,6 +104,7 @@ __all__ = [
     "ModelCache",
     "check_config",
     "check_data_matches",
+    "checkpoint_notes",
     "column_keys",
     "default_modes",
     "draw_cells",

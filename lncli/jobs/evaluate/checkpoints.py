@@ -5,6 +5,8 @@ sorted, duplicates dropped) and :func:`load_checkpoints` loads each file with
 :func:`lncli.checkpoint.load_checkpoint` (``weights_only=True``) as a :class:`LoadedCheckpoint`.
 Foreign files (bare state_dicts) take the caller's ``arch`` and data metadata (``--arch``,
 ``--data``), and their weights are checked against the model before any data is read.
+:func:`checkpoint_notes` says, one line per file, which of a Lightning checkpoint's
+``hyper_parameters`` its builder received.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from lncli.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, LoadReport, comple
 from lncli.data import DataMeta
 from lncli.errors import CheckpointError, LncliError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "LoadedCheckpoint", "load_checkpoints", "natural_key", "resolve_checkpoint_paths"]
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "LoadedCheckpoint",
+    "checkpoint_notes",
+    "load_checkpoints",
+    "natural_key",
+    "resolve_checkpoint_paths",
+]
 
 
 @dataclass(frozen=True)
@@ -122,3 +131,33 @@ def load_checkpoints(
                 raise CheckpointError(f"{path}: {exc}") from None
         loaded.append(LoadedCheckpoint(path=str(path), sha256=file_sha256(path), checkpoint=ckpt, load_report=report))
     return loaded
+
+
+def checkpoint_notes(models: Sequence[LoadedCheckpoint]) -> list[str]:
+    """One line per checkpoint whose file held ``hyper_parameters``: which went to its builder, which did not.
+
+    Args:
+        models: the loaded checkpoints (their provenance, :func:`lncli.checkpoint.load_checkpoint`).
+
+    Returns:
+        e.g. ``lit.ckpt: its hyper_parameters num_filters=8, hidden_size=64 went to lit:Net (left out: lr: not
+        in the builder's signature)``; nothing for other files.
+    """
+    notes = []
+    for m in models:
+        record = m.checkpoint.provenance.get("hyper_parameters")
+        if not isinstance(record, dict):
+            continue
+        name, arch = Path(m.path).name, m.checkpoint.arch
+        passed = ", ".join(f"{k}={m.checkpoint.arch_kwargs[k]!r}" for k in record.get("passed", ()))
+        reasons: dict[str, list[str]] = {}
+        for key, why in dict(record.get("left_out", {})).items():
+            reasons.setdefault(str(why), []).append(str(key))
+        left = "; ".join(f"{', '.join(keys)}: {why}" for why, keys in reasons.items())
+        said = (
+            f"its hyper_parameters {passed} went to {arch}"
+            if passed
+            else f"none of its hyper_parameters went to {arch}"
+        )
+        notes.append(f"{name}: {said}" + (f" (left out: {left})" if left else ""))
+    return notes

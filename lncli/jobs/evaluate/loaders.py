@@ -112,6 +112,8 @@ def _decode(path: Path, meta: DataMeta) -> Tensor:
         image_size=meta.image_size,
         resize=meta.resize_to,
         interpolation=meta.interpolation,
+        crop_mode=meta.crop_mode,
+        fill=meta.fill,
     )
 
 

@@ -7,7 +7,10 @@ are streamed later by :mod:`.sources`), a corruption release is opened and check
 (:mod:`lncli.data.releases`). It also resolves each checkpoint's preprocessing
 (:mod:`lncli.data.preprocess`: flags, then the checkpoint's record, the dataset's own,
 timm's, ImageNet's) into an :class:`EvalData`, which the sweep applies
-(:meth:`EvalData.prepared`) and records (:meth:`EvalData.record_fields`). With
+(:meth:`EvalData.prepared`) and records (:meth:`EvalData.record_fields`). What it chose
+for the user without being told is in :attr:`EvalData.notes`, one line each (the CLI prints
+them as ``note:`` lines and the JSON's config block keeps them): the preprocessing a foreign
+checkpoint was given, a corruption release's missing clean row, what ``--limit`` kept of a folder. With
 ``--rescale`` it also takes the training split's per-channel range
 (:func:`load_train_range`), the reference the paper's rescale maps onto.
 :func:`check_data_matches` refuses data whose classes differ from a model's.
@@ -27,14 +30,15 @@ from torch import Tensor
 from lncli.checkpoint import Checkpoint
 from lncli.config.evaluate import EvalConfig
 from lncli.data import DataMeta, DataSpec, ImageSet, load_dataset, named_dataset
-from lncli.data.imagefolder import FolderListing, check_headers, list_image_folder, stratified_subset
+from lncli.data.imagefolder import FolderListing, check_headers, list_image_folder, stratified_subset, subset_note
 from lncli.data.preprocess import (
     IMAGENET,
-    Preprocess,
+    PreprocessLayer,
     apply_preprocess,
     parse_flags,
     resolve_preprocess,
     timm_layer,
+    unrecorded_note,
 )
 from lncli.data.releases import ImageNetCListing, NpyRelease, list_imagenetc, open_npy_release
 from lncli.data.spec import DataKind
@@ -74,8 +78,10 @@ class EvalData:
     does no data I/O of its own.
 
     ``model_metas`` holds each checkpoint's resolved preprocessing (by checkpoint path), a
-    :class:`DataMeta` whose size, resize, interpolation and mean/std the sweep uses; empty
-    means each checkpoint's own, with the data read as stored.
+    :class:`DataMeta` whose size, resize, interpolation, crop mode and mean/std the sweep uses;
+    empty means each checkpoint's own, with the data read as stored.
+
+    ``notes`` are the choices made for the user without a flag, one line each (module docstring).
     """
 
     name: str
@@ -88,6 +94,7 @@ class EvalData:
     folder: FolderListing | None = None  # an image folder, streamed
     imagenetc: ImageNetCListing | None = None  # an ImageNet-C-style folder release
     model_metas: tuple[tuple[str, DataMeta], ...] = ()  # (checkpoint path, resolved meta)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         fields = (("cifar10c_dir", self.cifar10c_dir), ("folder", self.folder), ("imagenetc", self.imagenetc))
@@ -171,13 +178,14 @@ class EvalData:
             meta: the column's (resolved) data meta.
 
         Returns:
-            ``image_size`` (``"HxW"``), ``resize``, ``interpolation``, ``mean``, ``std`` (comma lists of
-            exact floats), ``channels`` and ``skipped``.
+            ``image_size`` (``"HxW"``), ``resize``, ``interpolation``, ``crop_mode``, ``mean``, ``std``
+            (comma lists of exact floats), ``channels`` and ``skipped``.
         """
         return {
             "image_size": "x".join(map(str, meta.image_size)),
             "resize": meta.resize_to,
             "interpolation": meta.interpolation,
+            "crop_mode": meta.crop_mode,
             "mean": ",".join(repr(float(v)) for v in meta.mean),
             "std": ",".join(repr(float(v)) for v in meta.std),
             "channels": meta.in_channels,
@@ -185,7 +193,7 @@ class EvalData:
         }
 
 
-def preprocess_flags(config: EvalConfig) -> Preprocess:
+def preprocess_flags(config: EvalConfig) -> PreprocessLayer:
     """The preprocessing flags of a config, checked (:func:`lncli.data.preprocess.parse_flags`)."""
     return parse_flags(
         image_size=config.image_size,
@@ -193,6 +201,7 @@ def preprocess_flags(config: EvalConfig) -> Preprocess:
         mean=config.mean,
         std=config.std,
         interpolation=config.interpolation,
+        crop_mode=config.crop_mode,
     )
 
 
@@ -204,10 +213,11 @@ def resolve_data(
     data_dir: Path | None = None,
     download: bool = False,
     with_train_range: bool = False,
-    preprocess: Preprocess | None = None,
+    preprocess: PreprocessLayer | None = None,
     channels: int | None = None,
     skip_unreadable: bool = False,
     workers: int = 0,
+    severities: Sequence[int] = (0,),
 ) -> EvalData:
     """Pick and check the test data for a sweep, and resolve each model's preprocessing.
 
@@ -223,9 +233,12 @@ def resolve_data(
         with_train_range: also read the training split's per-channel range, the
             reference of ``--rescale`` (:func:`load_train_range`; generated noise only).
         preprocess: the flags' preprocessing layer (:func:`preprocess_flags`); None: no flags.
-        channels: ``--channels``; must be what the models take.
+        channels: ``--channels``; must be what the models take. Given, the data's own channel
+            count may differ: its images are converted (L -> RGB copies, RGB -> L luma).
         skip_unreadable: leave out image files whose header cannot be read (counted), instead of refusing.
         workers: threads that open the image headers.
+        severities: the severities the sweep asks for (a release without a clean set notes that
+            severity 0 has no row only when 0 is asked).
 
     Returns:
         The :class:`EvalData`.
@@ -241,28 +254,45 @@ def resolve_data(
     data = _data_spec(spec, checkpoints)
     if skip_unreadable and data.kind != "imagefolder":
         raise LncliError(f"--skip-unreadable applies to imagefolder: data, not {data}")
-    flags = preprocess or Preprocess(origin="flags")
+    flags = preprocess or PreprocessLayer(origin="flags")
+    clean_asked = 0 in severities
     if data.kind == "cifar10c":
-        return _release_data(open_npy_release(data.folder), checkpoints, flags, limit, data_dir, download)
+        release = open_npy_release(data.folder)
+        return _release_data(release, checkpoints, flags, limit, data_dir, download, clean_asked, channels)
     if data.kind == "imagenetc":
         listing = list_imagenetc(data.folder, limit)
         _check_classes(checkpoints, f"imagenetc {listing.root}", len(listing.reference.classes))
-        metas = _model_metas(checkpoints, [flags])
+        metas, notes = _model_metas(checkpoints, [flags], as_stored=False)
+        if clean_asked:
+            no_clean = f"imagenetc {listing.root} has no clean images (releases carry none), so severity 0 has no row"
+            notes += (f"{no_clean}; evaluate the clean set with --data imagefolder:PATH",)
+        if limit is not None and len(listing) < listing.total:
+            notes += (subset_note(listing.reference, listing.total, limit),)
         return EvalData(
-            name="imagenet-c", synthetic=False, clean=None, limit=limit, imagenetc=listing, model_metas=metas
+            name="imagenet-c",
+            synthetic=False,
+            clean=None,
+            limit=limit,
+            imagenetc=listing,
+            model_metas=metas,
+            notes=notes,
         )
     if data.kind == "imagefolder":
-        folder = _folder_listing(data.folder, limit, skip_unreadable, workers)
+        folder, limit_notes = _folder_listing(data.folder, limit, skip_unreadable, workers)
         _check_classes(checkpoints, f"imagefolder {folder.root}", len(folder.classes))
-        metas = _model_metas(checkpoints, [flags])
-        return EvalData(name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas)
+        metas, notes = _model_metas(checkpoints, [flags], as_stored=False)
+        notes += limit_notes
+        return EvalData(
+            name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas, notes=notes
+        )
     images = load_dataset(data, "test", data_dir=data_dir, download=download, limit=limit)
-    check_data_matches(checkpoints, images.meta)
+    check_data_matches(checkpoints, images.meta, convertible=channels is not None)
     train_range = (
         load_train_range(data, images.meta, data_dir=data_dir, download=download) if with_train_range else None
     )
-    metas = _model_metas(checkpoints, [flags, Preprocess.of_meta(images.meta, "dataset")])
-    return dataclasses.replace(EvalData.from_imageset(images, train_range=train_range), model_metas=metas)
+    metas, notes = _model_metas(checkpoints, [flags, PreprocessLayer.of_meta(images.meta, "dataset")], as_stored=True)
+    in_memory = EvalData.from_imageset(images, train_range=train_range)
+    return dataclasses.replace(in_memory, model_metas=metas, notes=notes)
 
 
 def has_recorded_preprocessing(ckpt: Checkpoint) -> bool:
@@ -275,37 +305,53 @@ def has_recorded_preprocessing(ckpt: Checkpoint) -> bool:
     return "foreign" not in ckpt.provenance or "conversions" in ckpt.provenance
 
 
-def _layers(ck: LoadedCheckpoint, above: Sequence[Preprocess], dataset: Sequence[Preprocess]) -> list[Preprocess]:
+def _layers(
+    ck: LoadedCheckpoint, above: Sequence[PreprocessLayer], dataset: Sequence[PreprocessLayer]
+) -> list[PreprocessLayer]:
     """One checkpoint's layers, highest first: ``above`` (flags), its record, ``dataset``, timm's, ImageNet's."""
     ckpt = ck.checkpoint
-    recorded = [Preprocess.of_meta(ckpt.data, "checkpoint")] if has_recorded_preprocessing(ckpt) else []
+    recorded = [PreprocessLayer.of_meta(ckpt.data, "checkpoint")] if has_recorded_preprocessing(ckpt) else []
     timm = timm_layer(ckpt.arch)
     return [*above, *recorded, *dataset, *([timm] if timm else []), IMAGENET]
 
 
 def _model_metas(
-    checkpoints: Sequence[LoadedCheckpoint], layers: Sequence[Preprocess]
-) -> tuple[tuple[str, DataMeta], ...]:
-    """Each checkpoint's resolved preprocessing; ``layers`` = the flags, then the dataset's own (if any).
+    checkpoints: Sequence[LoadedCheckpoint], layers: Sequence[PreprocessLayer], *, as_stored: bool
+) -> tuple[tuple[tuple[str, DataMeta], ...], tuple[str, ...]]:
+    """Each checkpoint's resolved preprocessing, and the notes of those whose files record none.
+
+    Args:
+        checkpoints: the models.
+        layers: the flags, then the dataset's own (if any).
+        as_stored: the data are arrays whose own size the dataset layer says (see
+            :func:`~lncli.data.preprocess.unrecorded_note`).
 
     Raises:
-        DataError: the checkpoints would read the images at different sizes or channel counts.
+        DataError: the checkpoints would read the images at different sizes, crops or channel counts.
     """
     above, dataset = list(layers[:1]), list(layers[1:])
-    metas = tuple(
-        (ck.path, apply_preprocess(ck.checkpoint.data, resolve_preprocess(_layers(ck, above, dataset), _channels(ck))))
-        for ck in checkpoints
-    )
-    reads = {(m.image_size, m.resize_to, m.interpolation, m.in_channels): path for path, m in metas}
+    metas: list[tuple[str, DataMeta]] = []
+    notes: list[str] = []
+    for ck in checkpoints:
+        resolved = resolve_preprocess(_layers(ck, above, dataset), _channels(ck))
+        metas.append((ck.path, apply_preprocess(ck.checkpoint.data, resolved)))
+        note = (
+            None
+            if has_recorded_preprocessing(ck.checkpoint)
+            else unrecorded_note(Path(ck.path).name, resolved, as_stored=as_stored)
+        )
+        notes += [note] if note else []
+    reads = {(m.image_size, m.resize_to, m.interpolation, m.crop_mode, m.in_channels): path for path, m in metas}
     if len(reads) > 1:
         detail = "; ".join(
-            f"{Path(p).name}: {c}x{s[0]}x{s[1]}, resize {r}, {i}" for (s, r, i, c), p in list(reads.items())[:3]
+            f"{Path(p).name}: {c}x{s[0]}x{s[1]}, resize {r}, {i}, {mode}"
+            for (s, r, i, mode, c), p in list(reads.items())[:3]
         )
         raise DataError(
             f"the checkpoints read images differently ({detail}); evaluate them separately "
-            "or pass --image-size/--resize/--interpolation"
+            "or pass --image-size/--resize/--interpolation/--crop-mode"
         )
-    return metas
+    return tuple(metas), tuple(notes)
 
 
 def _channels(ck: LoadedCheckpoint) -> int:
@@ -313,7 +359,8 @@ def _channels(ck: LoadedCheckpoint) -> int:
 
 
 def _check_channels(checkpoints: Sequence[LoadedCheckpoint], channels: int | None) -> None:
-    """``--channels`` is 1 or 3 and what every model takes (images are read the way the model takes them)."""
+    """``--channels`` is 1 or 3 and what every model takes (images are read the way the model takes them; a foreign
+    checkpoint takes what ``--channels`` said when it was loaded: :func:`lncli.data.dataset_meta`)."""
     if channels is None:
         return
     if channels not in (1, 3):
@@ -323,10 +370,14 @@ def _check_channels(checkpoints: Sequence[LoadedCheckpoint], channels: int | Non
             raise DataError(f"--channels {channels}, but {Path(ck.path).name} takes {_channels(ck)}-channel images")
 
 
-def _folder_listing(root: Path, limit: int | None, skip_unreadable: bool, workers: int) -> FolderListing:
-    """An image folder's test files, limited per class, with every header opened (unreadable: refused or skipped)."""
-    listing = list_image_folder(root, "test")
-    listing = listing.subset(stratified_subset(listing.targets, limit))
+def _folder_listing(
+    root: Path, limit: int | None, skip_unreadable: bool, workers: int
+) -> tuple[FolderListing, tuple[str, ...]]:
+    """An image folder's test files, limited per class, with every header opened (unreadable: refused or skipped),
+    and the note of what ``--limit`` kept (none when it kept everything)."""
+    whole = list_image_folder(root, "test")
+    listing = whole.subset(stratified_subset(whole.targets, limit))
+    notes = (subset_note(listing, len(whole), limit),) if limit is not None and len(listing) < len(whole) else ()
     bad = check_headers(listing.files, threads=max(1, workers))
     if bad and not skip_unreadable:
         more = f" (and {len(bad) - 1} more unreadable files; --skip-unreadable leaves them out)" if len(bad) > 1 else ""
@@ -336,38 +387,46 @@ def _folder_listing(root: Path, limit: int | None, skip_unreadable: bool, worker
         listing = listing.subset([i for i in range(len(listing)) if i not in dropped], [r for _, r in bad])
         if not len(listing):
             raise DataError(f"imagefolder {listing.root}: no readable image ({len(bad)} skipped)")
-    return listing
+    return listing, notes
 
 
 def _release_data(
     release: NpyRelease,
     checkpoints: Sequence[LoadedCheckpoint],
-    flags: Preprocess,
+    flags: PreprocessLayer,
     limit: int | None,
     data_dir: Path | None,
     download: bool,
+    clean_asked: bool,
+    channels: int | None,
 ) -> EvalData:
     """``--data cifar10c:DIR``: the arrays, with the matching clean test set when there is one."""
     meta = release.meta()
-    _check_classes(checkpoints, f"cifar10c {release.directory}", release.num_classes, release.shape[2])
+    stored = None if channels is not None else release.shape[2]  # --channels converts the arrays
+    _check_classes(checkpoints, f"cifar10c {release.directory}", release.num_classes, stored)
     n = len(release) if limit is None else min(limit, len(release))
     clean = _release_clean(release, checkpoints, n, data_dir, download)
     # The arrays' own: their size as stored; CIFAR-10-C's constants when it is that release.
-    own = Preprocess(
-        meta.image_size,
-        None,
-        meta.mean if release.kind == "CIFAR-10-C" else None,
-        meta.std if release.kind == "CIFAR-10-C" else None,
-        None,
-        "dataset",
+    cifar = release.kind == "CIFAR-10-C"
+    own = PreprocessLayer(
+        image_size=meta.image_size,
+        mean=meta.mean if cifar else None,
+        std=meta.std if cifar else None,
+        origin="dataset",
+        source=release.kind,
     )
+    metas, notes = _model_metas(checkpoints, [flags, own], as_stored=True)
+    if clean is None and clean_asked:
+        why = f"no installed clean test set matches the release (its first {n:,} test images, in order)"
+        notes += (f"cifar10c {release.directory}: {why}, so severity 0 has no row",)
     return EvalData(
         name=release.name,
         synthetic=False,
         clean=clean,
         cifar10c_dir=release.directory,
         limit=limit,
-        model_metas=_model_metas(checkpoints, [flags, own]),
+        model_metas=metas,
+        notes=notes,
     )
 
 
@@ -498,16 +557,19 @@ def _check_classes(
         want = ck.checkpoint.data
         for label, got, exp in (("classes", num_classes, want.num_classes), ("channels", channels, want.in_channels)):
             if got is not None and got != exp:
+                hint = f" (--channels {exp} reads them as {exp}-channel images)" if label == "channels" else ""
                 raise DataError(
                     f"{what} does not match {Path(ck.path).name} (trained on {want.name!r}): "
-                    f"{label} {got} in the data, {exp} in the model"
+                    f"{label} {got} in the data, {exp} in the model{hint}"
                 )
 
 
-def check_data_matches(checkpoints: Sequence[LoadedCheckpoint], meta: DataMeta) -> None:
+def check_data_matches(checkpoints: Sequence[LoadedCheckpoint], meta: DataMeta, *, convertible: bool = False) -> None:
     """Raise :class:`DataError` when an in-memory dataset's classes or channels differ from a model's.
 
-    Arrays are what they are: their channels must be the model's. (Image files are decoded
-    to what the model takes; the size is preprocessing: :mod:`lncli.data.preprocess`.)
+    Arrays are read as stored: their channels must be the model's, unless ``convertible``
+    (``--channels`` asked for the model's count; they are then converted as image files are).
+    (Image files are decoded to what the model takes; the size is preprocessing:
+    :mod:`lncli.data.preprocess`.)
     """
-    _check_classes(checkpoints, f"dataset {meta.name!r}", meta.num_classes, meta.in_channels)
+    _check_classes(checkpoints, f"dataset {meta.name!r}", meta.num_classes, None if convertible else meta.in_channels)
