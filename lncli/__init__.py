@@ -10,6 +10,8 @@ The names a user needs are here, at the top level::
     model = lncli.convert_batchnorm_to_localnorm(model, group_size=16)
     lncli.set_test_mode(model, stats="local")
     noisy = lncli.corrupt(images, "gaussian", 3, seed=0)
+    result = lncli.evaluate({"bn": "bn.pt", "mine": model}, "fashion-mnist", noise="gaussian", severity=(0, 3, 5))
+    model = lncli.load_model("bn.pt")
 
 The subpackages hold the rest: :mod:`lncli.nn`, :mod:`lncli.noise`, :mod:`lncli.data`,
 :mod:`lncli.models`, :mod:`lncli.checkpoint`, :mod:`lncli.jobs`, :mod:`lncli.report`,
@@ -42,9 +44,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # The public names and the module each comes from, loaded on first use (module __getattr__,
-# PEP 562) because every one of them imports torch. The evaluate job's entry points
-# (``lncli.evaluate``, ``lncli.load_model``) join this table with the evaluate API.
+# PEP 562) because every one of them imports torch.
 _PUBLIC: dict[str, str] = {
+    "evaluate": "lncli.jobs.evaluate.api",
+    "load_model": "lncli.jobs.evaluate.api",
     "LocalNorm2d": "lncli.nn",
     "convert_batchnorm_to_localnorm": "lncli.nn",
     "convert_localnorm_to_batchnorm": "lncli.nn",
@@ -56,6 +59,8 @@ _PUBLIC: dict[str, str] = {
 
 if TYPE_CHECKING:  # the same names, for type checkers (`X as X`: a re-export); a test holds the three lists equal
     from lncli.checkpoint import load_checkpoint as load_checkpoint
+    from lncli.jobs.evaluate.api import evaluate as evaluate
+    from lncli.jobs.evaluate.api import load_model as load_model
     from lncli.nn import LocalNorm2d as LocalNorm2d
     from lncli.nn import convert_batchnorm_to_localnorm as convert_batchnorm_to_localnorm
     from lncli.nn import convert_localnorm_to_batchnorm as convert_localnorm_to_batchnorm
@@ -69,8 +74,10 @@ __all__ = [
     "convert_batchnorm_to_localnorm",
     "convert_localnorm_to_batchnorm",
     "corrupt",
+    "evaluate",
     "get_norm_layer",
     "load_checkpoint",
+    "load_model",
     "set_test_mode",
 ]
 

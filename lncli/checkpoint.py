@@ -69,7 +69,7 @@ __all__ = [
     "complete_weights",
     "file_sha256",
     "load_checkpoint",
-    "load_model",
+    "model_with_report",
     "model_from_checkpoint",
     "save_checkpoint",
 ]
@@ -510,7 +510,7 @@ def _from_lncli_payload(obj: dict[str, Any], path: Path) -> Checkpoint:
 # --------------------------------------------------------------------------- building
 
 
-def load_model(ckpt: Checkpoint, *, strict: bool = True) -> tuple[nn.Module, LoadReport]:
+def model_with_report(ckpt: Checkpoint, *, strict: bool = True) -> tuple[nn.Module, LoadReport]:
     """Build ``ckpt``'s architecture with its norm layer and load its weights.
 
     Args:
@@ -561,9 +561,9 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         The model on the CPU, in eval mode.
 
     Raises:
-        CheckpointError: as :func:`load_model` with ``strict=True``.
+        CheckpointError: as :func:`model_with_report` with ``strict=True``.
     """
-    return load_model(ckpt, strict=True)[0]
+    return model_with_report(ckpt, strict=True)[0]
 
 
 def complete_weights(ckpt: Checkpoint, *, strict: bool = True) -> tuple[Checkpoint, LoadReport]:
@@ -578,17 +578,17 @@ def complete_weights(ckpt: Checkpoint, *, strict: bool = True) -> tuple[Checkpoi
 
     Args:
         ckpt: the checkpoint.
-        strict: as for :func:`load_model`.
+        strict: as for :func:`model_with_report`.
 
     Returns:
         ``(checkpoint, report)``: ``ckpt`` itself when every key matched.
 
     Raises:
-        CheckpointError: as :func:`load_model`.
+        CheckpointError: as :func:`model_with_report`.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_FILL_SEED)
-        model, report = load_model(ckpt, strict=strict)
+        model, report = model_with_report(ckpt, strict=strict)
     if not report:
         return ckpt, report
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

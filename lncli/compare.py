@@ -43,6 +43,7 @@ __all__ = [
     "check_regression_settings",
     "compare_records",
     "match_columns",
+    "pair_cells",
 ]
 
 _RESULT = "a result of the run, what is compared"
@@ -172,29 +173,25 @@ def _differences(r: EvalRecord, b: EvalRecord) -> list[str]:
     ]
 
 
-def compare_records(
-    records: Sequence[EvalRecord],
-    baseline: Sequence[EvalRecord],
-    *,
-    max_regression: float,
-    significance: float,
-) -> list[ComparisonRecord]:
-    """Compare every cell of a run with the same cell of a baseline run, and gate it.
+def pair_cells(
+    records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]
+) -> list[tuple[EvalRecord, EvalRecord, str]]:
+    """Pair every cell of a run with the baseline's, checking that their settings match; no counts are read.
+
+    Usable before any compute on a plan's skeleton records (their settings are the run's; their counts are
+    not yet known), and after it on the records.
 
     Args:
-        records: this run's records.
+        records: this run's records (or the records it will have).
         baseline: the baseline run's records.
-        max_regression: D, the largest tolerated fall in accuracy (a fraction).
-        significance: alpha, the one-sided test's level.
 
     Returns:
-        One :class:`~lncli.records.ComparisonRecord` per record, in record order.
+        (this run's record, the baseline's, the column's label) per record, in record order.
 
     Raises:
-        LncliError: a bad gate, columns or cells that do not pair up, a setting of :data:`MATCH_FIELDS`
-            that differs (naming the cell and the settings), or counts that contradict themselves.
+        LncliError: columns or cells that do not pair up, or a setting of :data:`MATCH_FIELDS` that differs
+            (naming the cell and the settings).
     """
-    check_regression_settings(max_regression, significance)
     pairs = match_columns(records, _shas(records), baseline)
     labels = {c.key: c.label for c in columns(records)}
     # Cells pair per batch size when a run has several; with one size each, a different size is a
@@ -218,12 +215,38 @@ def compare_records(
                 f"--compare: settings differ from the baseline at {labels[key]} {_cell(r)}: {'; '.join(diffs)}"
             )
         used.add(id(b))
-        out.append(_compare_cell(r, b, labels[key], max_regression, significance))
+        out.append((r, b, labels[key]))
     matched = {c.key for c in pairs.values()}
     left = [b for b in baseline if id(b) not in used and (b.checkpoint, b.mode) in matched]
     if left:
         raise LncliError(f"--compare: the baseline's cell {left[0].mode} {_cell(left[0])} is not in this run")
     return out
+
+
+def compare_records(
+    records: Sequence[EvalRecord],
+    baseline: Sequence[EvalRecord],
+    *,
+    max_regression: float,
+    significance: float,
+) -> list[ComparisonRecord]:
+    """Compare every cell of a run with the same cell of a baseline run, and gate it.
+
+    Args:
+        records: this run's records.
+        baseline: the baseline run's records.
+        max_regression: D, the largest tolerated fall in accuracy (a fraction).
+        significance: alpha, the one-sided test's level.
+
+    Returns:
+        One :class:`~lncli.records.ComparisonRecord` per record, in record order.
+
+    Raises:
+        LncliError: a bad gate, cells that do not pair up or whose settings differ (:func:`pair_cells`),
+            or counts that contradict themselves.
+    """
+    check_regression_settings(max_regression, significance)
+    return [_compare_cell(r, b, label, max_regression, significance) for r, b, label in pair_cells(records, baseline)]
 
 
 def _compare_cell(

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -56,10 +56,12 @@ __all__ = [
     "GRAY_MODES",
     "IMAGE_FORMAT_SUFFIX",
     "IMAGE_SUFFIXES",
+    "as_pil",
     "check_image_header",
     "convert_channels",
     "decode_image",
     "find_images",
+    "image_to_input",
     "is_image_file",
     "read_image",
     "resize_crop",
@@ -180,13 +182,74 @@ def decode_image(
 
     try:
         with Image.open(path) as im:
-            # An L file read as one channel skips the RGB round trip: the luma of (v, v, v) is v.
-            pil = _as_mode(im, "L" if channels == 1 and im.mode == "L" else "RGB")
-            if channels == 1:
-                pil = _as_mode(pil, "L")  # ITU-R 601-2 luma (torchvision's Grayscale), as convert_channels
-            return _pil_to_tensor(resize_crop(pil, image_size, resize, interpolation, crop_mode, fill))
+            return _model_input(im, channels, image_size, resize, interpolation, crop_mode, fill)
     except _decode_errors() as exc:
         raise LncliError(f"cannot read image {path}: {exc}") from None
+
+
+def _model_input(
+    im: PILImage,
+    channels: int,
+    image_size: tuple[int, int],
+    resize: int,
+    interpolation: str,
+    crop_mode: str,
+    fill: tuple[int, ...],
+) -> Tensor:
+    """A Pillow image as a model takes it (the second half of :func:`decode_image`): uint8 (channels, H, W)."""
+    # An L image read as one channel skips the RGB round trip: the luma of (v, v, v) is v.
+    pil = _as_mode(im, "L" if channels == 1 and im.mode == "L" else "RGB")
+    if channels == 1:
+        pil = _as_mode(pil, "L")  # ITU-R 601-2 luma (torchvision's Grayscale), as convert_channels
+    return _pil_to_tensor(resize_crop(pil, image_size, resize, interpolation, crop_mode, fill))
+
+
+def as_pil(image: Any) -> PILImage:
+    """A dataset item's image as Pillow's: a PIL image as it is, a uint8 (H, W) or (H, W, C) array,
+    or a (C, H, W) tensor (uint8, or float in [0, 1], scaled by 255 and rounded, so that
+    ``ToTensor()``'s output gives back the image it was made from).
+
+    Raises:
+        LncliError: another type, shape or dtype.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, Tensor):
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise LncliError(f"an image tensor must be (C, H, W) with C 1 or 3, got shape {tuple(image.shape)}")
+        if image.is_floating_point():
+            image = image.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        elif image.dtype != torch.uint8:
+            raise LncliError(f"an image tensor must be uint8 or float in [0, 1], got {image.dtype}")
+        image = image.cpu().permute(1, 2, 0).numpy()  # (H, W, C)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+            raise LncliError(f"an image array must be uint8 (H, W) or (H, W, C), got {image.dtype} {image.shape}")
+        return Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    raise LncliError(
+        f"a dataset's image must be a PIL image, a uint8 array or a (C, H, W) tensor, not {type(image).__name__}"
+    )
+
+
+def image_to_input(
+    image: Any,
+    *,
+    channels: int,
+    image_size: tuple[int, int],
+    resize: int,
+    interpolation: str,
+    crop_mode: str = DEFAULT_CROP_MODE,
+    fill: tuple[int, ...] = (0,),
+) -> Tensor:
+    """A dataset item's image (:func:`as_pil`'s forms) as a model takes it, exactly as :func:`decode_image`
+    reads a file: uint8 (channels, H, W) = ``image_size``.
+
+    Raises:
+        LncliError: an image of another type, shape or dtype.
+    """
+    return _model_input(as_pil(image), channels, image_size, resize, interpolation, crop_mode, fill)
 
 
 def check_image_header(path: Path) -> str | None:

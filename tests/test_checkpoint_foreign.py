@@ -15,7 +15,7 @@ from lncli.checkpoint import (
     checkpoint_from_model,
     complete_weights,
     load_checkpoint,
-    load_model,
+    model_with_report,
     model_from_checkpoint,
     save_checkpoint,
 )
@@ -75,7 +75,7 @@ def test_strict_by_default_non_strict_reports(tmp_path: Path) -> None:
         model_from_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match="--non-strict loads anyway"):
         complete_weights(ckpt)
-    model, report = load_model(ckpt, strict=False)
+    model, report = model_with_report(ckpt, strict=False)
     assert report.missing_keys == ("classifier.3.bias",) and report.unexpected_keys == ("extra.weight",)
     assert report.summary() == "1 missing key (classifier.3.bias); 1 unexpected key (extra.weight)"
     assert torch.equal(model.state_dict()["classifier.3.weight"], ckpt.state_dict["classifier.3.weight"])
@@ -105,7 +105,7 @@ def test_shapes_must_match_even_non_strict(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "f.pt")
     ckpt = load_checkpoint(tmp_path / "f.pt", arch="small_cnn", data=GRAY)
     with pytest.raises(CheckpointError, match=r"shape mismatch for classifier\.1\.weight \(128, 99\)"):
-        load_model(ckpt, strict=False)
+        model_with_report(ckpt, strict=False)
 
 
 # --------------------------------------------------------------------------- code named by a file

@@ -12,6 +12,7 @@ belongs to one command.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -41,6 +42,7 @@ __all__ = [
     "close_names",
     "parse_list",
     "parse_severities",
+    "parse_stats",
 ]
 
 DEFAULT_GROUP_SIZE = 16
@@ -219,3 +221,32 @@ def parse_list(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
         if item not in valid:
             raise LncliError(f"unknown {what} {item!r}{close_names(item, valid)}; valid: {', '.join(valid)} (or 'all')")
     return tuple(dict.fromkeys(items))
+
+
+def parse_stats(text: str | None, flag: str) -> tuple[float, ...] | str | None:
+    """Parse ``--mean``/``--std``: a :data:`NORMALIZATION_PRESETS` name, or 1 or 3 comma-separated numbers.
+
+    Args:
+        text: the option's text; None when not given.
+        flag: the option's name, for messages.
+
+    Returns:
+        The preset's name (lower case), the numbers, or None.
+
+    Raises:
+        LncliError: anything else.
+    """
+    if text is None:
+        return None
+    name = text.strip().lower()
+    if name in NORMALIZATION_PRESETS:
+        return name
+    try:
+        values = tuple(float(v) for v in name.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
+        raise LncliError(
+            f"{flag} {text!r} is not 1 or 3 comma-separated numbers nor one of {', '.join(NORMALIZATION_PRESETS)}"
+        )
+    return values

@@ -10,9 +10,18 @@ command's config.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from lncli.config.common import DEFAULT_PRIOR_N, MAX_SEVERITY
+from lncli.config.common import (
+    CROP_MODES,
+    DEFAULT_PRIOR_N,
+    DEVICES,
+    INTERPOLATIONS,
+    MAX_SEVERITY,
+    PROFILE_NAMES,
+    parse_stats,
+)
 from lncli.errors import LncliError
 
 __all__ = [
@@ -25,6 +34,7 @@ __all__ = [
     "NOISE_FAMILY",
     "ORDERS",
     "EvalConfig",
+    "check_config",
     "parse_batch_sizes",
 ]
 
@@ -168,3 +178,61 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     if not sizes:
         raise LncliError(f"--batch-size {text!r}: no size given; use e.g. 128 or 1,16,128")
     return sizes
+
+
+def check_config(config: EvalConfig) -> None:
+    """Reject impossible sweep settings in one line each, before any work (no torch needed).
+
+    The noise names are checked against the profile where the noise is made
+    (:func:`lncli.noise.canonical_noise`).
+
+    Raises:
+        LncliError: the first bad setting.
+    """
+    for size in config.all_batch_sizes:
+        if size < 1:
+            raise LncliError(f"--batch-size must be >= 1, got {size}")
+    if config.order not in ORDERS:
+        raise LncliError(f"unknown --order {config.order!r}; valid: {', '.join(ORDERS)}")
+    if not (math.isfinite(config.prior_n) and config.prior_n >= 0):
+        raise LncliError(f"--prior-n must be a finite number >= 0, got {config.prior_n}")
+    if not (math.isfinite(config.tent_lr) and config.tent_lr > 0):
+        raise LncliError(f"--tent-lr must be > 0, got {config.tent_lr}")
+    if config.tent_steps < 1:
+        raise LncliError(f"--tent-steps must be >= 1, got {config.tent_steps}")
+    if config.group_size is not None and config.group_size < 1:
+        raise LncliError(f"--group-size must be >= 1, got {config.group_size}")
+    if config.heads is not None and config.heads not in HEADS:
+        raise LncliError(f"unknown heads {config.heads!r}; valid: {', '.join(HEADS)}")
+    for mode in config.modes or ():
+        if mode not in MODES:
+            raise LncliError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if not config.noises:
+        raise LncliError("no noise to evaluate")
+    if config.profile not in PROFILE_NAMES:
+        raise LncliError(f"unknown profile {config.profile!r}; valid: {', '.join(PROFILE_NAMES)}")
+    if not config.severities:
+        raise LncliError("no severity to evaluate")
+    if any(not 0 <= s <= MAX_SEVERITY for s in config.severities):
+        raise LncliError(
+            f"--severity must be in 0..{MAX_SEVERITY} (0 = clean), got {', '.join(map(str, config.severities))}"
+        )
+    if config.workers < 0:
+        raise LncliError(f"--workers must be >= 0, got {config.workers}")
+    if config.device not in DEVICES:
+        raise LncliError(f"unknown --device {config.device!r}; valid: {', '.join(DEVICES)}")
+    if config.rescale and config.profile != "paper":
+        raise LncliError(
+            f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}"
+        )
+    for flag, side in (("--image-size", config.image_size), ("--resize", config.resize)):
+        if side is not None and side < 1:
+            raise LncliError(f"{flag} must be >= 1, got {side}")
+    for flag, name, valid in (
+        ("--interpolation", config.interpolation, INTERPOLATIONS),
+        ("--crop-mode", config.crop_mode, CROP_MODES),
+    ):
+        if name is not None and name not in valid:
+            raise LncliError(f"unknown {flag} {name!r}; valid: {', '.join(valid)}")
+    parse_stats(config.mean, "--mean")
+    parse_stats(config.std, "--std")

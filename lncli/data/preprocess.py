@@ -39,7 +39,13 @@ from typing import Any
 
 from torch import Tensor
 
-from lncli.config.common import CROP_MODES, DEFAULT_CROP_MODE, INTERPOLATIONS, NORMALIZATION_PRESETS, close_names
+from lncli.config.common import (
+    CROP_MODES,
+    DEFAULT_CROP_MODE,
+    INTERPOLATIONS,
+    close_names,
+    parse_stats,
+)
 from lncli.data.meta import DATASETS, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD, DataMeta
 from lncli.errors import DataError, LncliError
 from lncli.images import convert_channels, resize_crop
@@ -173,24 +179,6 @@ IMAGENET = PreprocessLayer(
 """The last layer: torchvision's ImageNet evaluation (resize 256, centre crop 224, bilinear)."""
 
 
-def _parse_stats(text: str | None, flag: str) -> tuple[float, ...] | str | None:
-    """A preset name, or a comma list of numbers; None when not given."""
-    if text is None:
-        return None
-    name = text.strip().lower()
-    if name in PRESETS:
-        return name
-    try:
-        values = tuple(float(v) for v in name.split(","))
-    except ValueError:
-        values = ()
-    if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
-        raise LncliError(
-            f"{flag} {text!r} is not 1 or 3 comma-separated numbers nor one of {', '.join(NORMALIZATION_PRESETS)}"
-        )
-    return values
-
-
 def _stats_value(
     own: tuple[float, ...] | str | None, other: tuple[float, ...] | str | None, which: int
 ) -> tuple[float, ...] | None:
@@ -236,7 +224,7 @@ def parse_flags(
     ):
         if name is not None and name not in valid:
             raise LncliError(f"unknown {flag} {name!r}{close_names(name, valid)}; valid: {', '.join(valid)}")
-    pm, ps = _parse_stats(mean, "--mean"), _parse_stats(std, "--std")
+    pm, ps = parse_stats(mean, "--mean"), parse_stats(std, "--std")
     # A preset names a pair: it also sets the other flag when that one is not given.
     m, s = _stats_value(pm, ps, 0), _stats_value(ps, pm, 1)
     if s is not None and any(v <= 0 for v in s):

@@ -27,22 +27,50 @@ Where things live:
   which is the fallback when numba cannot load or ``LNCLI_NUMBA=0``).
 """
 
-from lncli.noise._seeding import image_seeds
-from lncli.noise.api import corrupt
-from lncli.noise.backend import BACKEND_CORRUPTIONS
-from lncli.noise.laws import NOISES, NoiseFn
-from lncli.noise.profiles import (
-    PAPER_LEVELS,
-    PROFILES,
-    Profile,
-    canonical_noise,
-    list_noises,
-    list_profiles,
-    noise_param,
-)
-from lncli.noise.rescale import apply_minmax, channel_range, rescale_minmax
+from __future__ import annotations
 
-__all__ = [
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Each public name and its module, imported on first use (PEP 562): the profile table
+# (:mod:`~lncli.noise.profiles`) needs no torch, so a command line's noise names can be
+# checked through ``lncli.noise.profiles`` before torch is loaded.
+_PUBLIC: dict[str, str] = {
+    "image_seeds": "lncli.noise._seeding",
+    "corrupt": "lncli.noise.api",
+    "BACKEND_CORRUPTIONS": "lncli.noise.profiles",
+    "NOISES": "lncli.noise.laws",
+    "NoiseFn": "lncli.noise.laws",
+    "PAPER_LEVELS": "lncli.noise.profiles",
+    "PROFILES": "lncli.noise.profiles",
+    "Profile": "lncli.noise.profiles",
+    "canonical_noise": "lncli.noise.profiles",
+    "list_noises": "lncli.noise.profiles",
+    "list_profiles": "lncli.noise.profiles",
+    "noise_param": "lncli.noise.profiles",
+    "apply_minmax": "lncli.noise.rescale",
+    "channel_range": "lncli.noise.rescale",
+    "rescale_minmax": "lncli.noise.rescale",
+}
+
+if TYPE_CHECKING:  # the same names, for type checkers (``X as X``: a re-export)
+    from lncli.noise._seeding import image_seeds as image_seeds
+    from lncli.noise.api import corrupt as corrupt
+    from lncli.noise.laws import NOISES as NOISES
+    from lncli.noise.laws import NoiseFn as NoiseFn
+    from lncli.noise.profiles import BACKEND_CORRUPTIONS as BACKEND_CORRUPTIONS
+    from lncli.noise.profiles import PAPER_LEVELS as PAPER_LEVELS
+    from lncli.noise.profiles import PROFILES as PROFILES
+    from lncli.noise.profiles import Profile as Profile
+    from lncli.noise.profiles import canonical_noise as canonical_noise
+    from lncli.noise.profiles import list_noises as list_noises
+    from lncli.noise.profiles import list_profiles as list_profiles
+    from lncli.noise.profiles import noise_param as noise_param
+    from lncli.noise.rescale import apply_minmax as apply_minmax
+    from lncli.noise.rescale import channel_range as channel_range
+    from lncli.noise.rescale import rescale_minmax as rescale_minmax
+
+__all__ = [  # a test holds this list, _PUBLIC and the TYPE_CHECKING imports equal
     "BACKEND_CORRUPTIONS",
     "NOISES",
     "PAPER_LEVELS",
@@ -59,3 +87,17 @@ __all__ = [
     "noise_param",
     "rescale_minmax",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    home = _PUBLIC.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lncli.noise' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

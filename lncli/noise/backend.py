@@ -19,14 +19,9 @@ from torch import Tensor
 
 from lncli.errors import LncliError
 from lncli.noise._seeding import NoiseFn, _block_seed, _Ctx
+from lncli.noise.profiles import BACKEND_CORRUPTIONS
 
 __all__ = ["BACKEND_CORRUPTIONS", "backend_noise"]
-
-_BLURS = ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")
-_WEATHER = ("snow", "frost", "fog", "spatter")
-_DIGITAL = ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
-#: The imagecorruptions corruptions lncli serves through the backend (its noises are lncli's own laws).
-BACKEND_CORRUPTIONS = _BLURS + _WEATHER + _DIGITAL
 
 # Broken on numpy >= 2 / scikit-image >= 0.19 (checked with imagecorruptions 1.1.2).
 _BROKEN = {

@@ -9,7 +9,8 @@
 * custom: :func:`lncli.noise.corrupt` takes ``param=`` for an explicit constant instead.
 
 User spellings (``gaussian_noise``, case, the paper profile's ``shot``/``impulse``)
-resolve here, in :func:`canonical_noise`, and nowhere else.
+resolve here, in :func:`canonical_noise`, and nowhere else. This module imports no torch, so that
+a command line's noise names are checked before torch is loaded.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 
 from lncli.config.common import close_names
 from lncli.errors import LncliError
-from lncli.noise.backend import BACKEND_CORRUPTIONS
 
 __all__ = [
+    "BACKEND_CORRUPTIONS",
     "PAPER_LEVELS",
     "PROFILES",
     "Profile",
@@ -42,6 +43,13 @@ class Profile:
     noises: dict[str, tuple[str, tuple[float, ...]]] = field(default_factory=dict)
     clip_float: bool = True  # clip float outputs to [0, 1]
 
+
+_BLURS = ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")
+_WEATHER = ("snow", "frost", "fog", "spatter")
+_DIGITAL = ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
+#: The imagecorruptions corruptions lncli serves through the backend (:mod:`lncli.noise.backend`; its
+#: noises are lncli's own laws). Named here, beside the other names, so that the table imports no torch.
+BACKEND_CORRUPTIONS = _BLURS + _WEATHER + _DIGITAL
 
 _IC_BACKEND = {name: (name, (1.0, 2.0, 3.0, 4.0, 5.0)) for name in BACKEND_CORRUPTIONS}
 

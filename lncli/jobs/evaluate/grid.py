@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -50,7 +49,7 @@ import torch
 from torch import Tensor
 
 from lncli import __version__
-from lncli.config.evaluate import HEADS, ORDERS, EvalConfig
+from lncli.config.evaluate import EvalConfig, check_config
 from lncli.data import DataMeta, normalize
 from lncli.distributed import all_reduce_sum, local_device, prefetch, rank_and_world, whole_batches
 from lncli.errors import LncliError
@@ -60,11 +59,10 @@ from lncli.jobs.evaluate.mix import MixedCell, mixed_batch, mixed_cell
 from lncli.jobs.evaluate.modes import mode_spec
 from lncli.jobs.evaluate.sources import Cell, GeneratedNoise, ImageSource, open_source
 from lncli.jobs.evaluate.testset import EvalData
-from lncli.noise import PROFILES
 from lncli.records import CLEAN, EvalRecord, pack_hits
 from lncli.stats import wilson_interval
 
-__all__ = ["GridPlan", "batch_order", "check_config", "evaluate_grid", "plan_grid", "run_grid"]
+__all__ = ["GridPlan", "batch_order", "evaluate_grid", "plan_grid", "run_grid"]
 
 Progress = Callable[[int, int], None]
 
@@ -271,43 +269,6 @@ def _records(
         for j, column in enumerate(columns)
         for ci, row in enumerate(rows)
     ]
-
-
-def check_config(config: EvalConfig) -> None:
-    """Reject impossible sweep settings in one line each, before any work.
-
-    Raises:
-        LncliError: the first bad setting.
-    """
-    for size in config.all_batch_sizes:
-        if size < 1:
-            raise LncliError(f"--batch-size must be >= 1, got {size}")
-    if config.order not in ORDERS:
-        raise LncliError(f"unknown --order {config.order!r}; valid: {', '.join(ORDERS)}")
-    if not (math.isfinite(config.prior_n) and config.prior_n >= 0):
-        raise LncliError(f"--prior-n must be a finite number >= 0, got {config.prior_n}")
-    if not (math.isfinite(config.tent_lr) and config.tent_lr > 0):
-        raise LncliError(f"--tent-lr must be > 0, got {config.tent_lr}")
-    if config.tent_steps < 1:
-        raise LncliError(f"--tent-steps must be >= 1, got {config.tent_steps}")
-    if config.group_size is not None and config.group_size < 1:
-        raise LncliError(f"--group-size must be >= 1, got {config.group_size}")
-    if config.heads is not None and config.heads not in HEADS:
-        raise LncliError(f"unknown heads {config.heads!r}; valid: {', '.join(HEADS)}")
-    for mode in config.modes or ():
-        mode_spec(mode)
-    if not config.noises:
-        raise LncliError("no noise to evaluate")
-    if config.profile not in PROFILES:
-        raise LncliError(f"unknown profile {config.profile!r}; valid: {', '.join(PROFILES)}")
-    if not config.severities:
-        raise LncliError("no severity to evaluate")
-    if config.workers < 0:
-        raise LncliError(f"--workers must be >= 0, got {config.workers}")
-    if config.rescale and config.profile != "paper":
-        raise LncliError(
-            f"--rescale is the paper profile's min-max rescale; use it with --profile paper, not {config.profile}"
-        )
 
 
 def batch_order(labels: Tensor, order: str, order_seed: int | None = None) -> Tensor:

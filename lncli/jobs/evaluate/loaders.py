@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from lncli.data import DataMeta
 from lncli.data.preprocess import needs_transform, to_input
 from lncli.errors import LncliError
-from lncli.images import decode_image
+from lncli.images import decode_image, image_to_input
 
 __all__ = ["CleanImages", "ImageFiles", "InMemoryImages", "KeyedFiles", "return_freed_buffers"]
 
@@ -159,7 +159,7 @@ class _Keys:
         return len(self.jobs)
 
 
-def _loader(dataset: _Files, jobs: Sequence[tuple[int, Tensor]], workers: int, pin: bool) -> Iterator[Any]:
+def _loader(dataset: Dataset[Any], jobs: Sequence[tuple[int, Tensor]], workers: int, pin: bool) -> Iterator[Any]:
     """A DataLoader over exactly ``jobs`` ((cell, indices (B,)), one batch each), in order."""
     return iter(
         DataLoader(
@@ -199,6 +199,58 @@ class ImageFiles:
         """Each batch decoded by the workers, in order: uint8 (B, C, H, W)."""
         jobs = [(0, idx) for idx in batches]
         for _, _, batch in _loader(_Files([self.files], self.meta), jobs, self.workers, self.pin):
+            yield _checked(batch)
+
+
+def _item_input(dataset: Any, index: int, meta: DataMeta) -> Tensor:
+    """One dataset item's image as ``meta``'s input: uint8 (C, H, W) (:func:`lncli.images.image_to_input`)."""
+    image = dataset[index][0]
+    return image_to_input(
+        image,
+        channels=meta.in_channels,
+        image_size=meta.image_size,
+        resize=meta.resize_to,
+        interpolation=meta.interpolation,
+        crop_mode=meta.crop_mode,
+        fill=meta.fill,
+    )
+
+
+class _Items(Dataset[Any]):
+    """A caller's Dataset read by sweep index (``indices[i]`` is the dataset's item), in a DataLoader worker."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], meta: DataMeta):
+        self.dataset, self.indices, self.meta = dataset, list(indices), meta
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[int, int], Tensor | str]:
+        try:
+            return key, _item_input(self.dataset, self.indices[key[1]], self.meta)
+        except LncliError as exc:  # returned, not raised: the main process raises it as one line
+            return key, f"dataset item {self.indices[key[1]]}: {exc}"
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetImages:
+    """A Python caller's torch Dataset of ``(image, label)``: each image (a PIL image, a uint8 HWC array or a
+    CHW tensor) read as ``meta`` says, exactly as an image file is, by DataLoader workers."""
+
+    dataset: Any
+    indices: tuple[int, ...]  # the dataset's item of each global index
+    meta: DataMeta
+    workers: int = 0
+    pin: bool = False
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def read(self, indices: Tensor) -> Tensor:
+        """The items of ``indices`` (B,) read here: uint8 (B, C, H, W)."""
+        return torch.stack([_item_input(self.dataset, self.indices[int(i)], self.meta) for i in indices])
+
+    def stream(self, batches: Sequence[Tensor]) -> Iterator[Tensor]:
+        """Each batch read by the workers, in order: uint8 (B, C, H, W)."""
+        jobs = [(0, idx) for idx in batches]
+        for _, _, batch in _loader(_Items(self.dataset, self.indices, self.meta), jobs, self.workers, self.pin):
             yield _checked(batch)
 
 

@@ -36,8 +36,15 @@ from lncli.data import DataMeta, ImageSet
 from lncli.data.preprocess import to_input
 from lncli.data.releases import ImageNetCListing, open_npy_release
 from lncli.errors import DataError, LncliError
-from lncli.jobs.evaluate.loaders import CleanImages, ImageFiles, InMemoryImages, KeyedFiles, return_freed_buffers
-from lncli.jobs.evaluate.testset import RANGE_CHUNK, EvalData, check_clean_order, image_range
+from lncli.jobs.evaluate.loaders import (
+    CleanImages,
+    DatasetImages,
+    ImageFiles,
+    InMemoryImages,
+    KeyedFiles,
+    return_freed_buffers,
+)
+from lncli.jobs.evaluate.testset import RANGE_CHUNK, DatasetItems, EvalData, check_clean_order, image_range
 from lncli.noise import apply_minmax, canonical_noise, corrupt, noise_param
 from lncli.records import CLEAN
 
@@ -403,5 +410,8 @@ def open_source(data: EvalData, *, seed: int, profile: str, workers: int = 0, pi
     return_freed_buffers()  # a long stream's peak memory stays flat (see there)
     if isinstance(files, ImageNetCListing):
         return ImageNetCFiles(files, meta, workers, pin)
+    if isinstance(files, DatasetItems):
+        labels = torch.tensor(files.targets, dtype=torch.int64)
+        return GeneratedNoise(DatasetImages(files.dataset, files.indices, meta, workers, pin), labels, seed, profile)
     labels = torch.tensor(files.targets, dtype=torch.int64)
     return GeneratedNoise(ImageFiles(files.files, meta, workers, pin), labels, seed, profile)

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -62,6 +62,23 @@ RANGE_CHUNK = 4096
 """Images per step when taking a range: keeps the float32 copy small (a uint8 set is 4x smaller than its floats)."""
 
 
+@dataclass(frozen=True, eq=False)
+class DatasetItems:
+    """A Python caller's ``torch.utils.data.Dataset`` of ``(image, label)``, read item by item.
+
+    ``indices`` are the dataset's items the sweep evaluates (all, or a stratified ``limit``); the sweep's
+    image i is ``dataset[indices[i]]``, its label ``targets[i]``.
+    """
+
+    dataset: Any
+    indices: tuple[int, ...]
+    targets: tuple[int, ...]
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @dataclass(frozen=True)
 class EvalData:
     """The test images of a sweep, and how each model reads them.
@@ -95,9 +112,15 @@ class EvalData:
     imagenetc: ImageNetCListing | None = None  # an ImageNet-C-style folder release
     model_metas: tuple[tuple[str, DataMeta], ...] = ()  # (checkpoint path, resolved meta)
     notes: tuple[str, ...] = ()
+    items: DatasetItems | None = None  # a Python caller's torch Dataset, streamed (lncli.evaluate)
 
     def __post_init__(self) -> None:
-        fields = (("cifar10c_dir", self.cifar10c_dir), ("folder", self.folder), ("imagenetc", self.imagenetc))
+        fields = (
+            ("cifar10c_dir", self.cifar10c_dir),
+            ("folder", self.folder),
+            ("imagenetc", self.imagenetc),
+            ("items", self.items),
+        )
         kinds = [name for name, value in fields if value is not None]
         if len(kinds) > 1:
             raise LncliError(f"EvalData holds one kind of data, not {' and '.join(kinds)}")
@@ -126,14 +149,16 @@ class EvalData:
         return cls(name=meta.name, synthetic=bool(meta.synthetic), clean=images, meta=meta, train_range=train_range)
 
     @property
-    def files(self) -> Path | FolderListing | ImageNetCListing | None:
+    def files(self) -> Path | FolderListing | ImageNetCListing | DatasetItems | None:
         """Where the images are read from: an array release's folder, an image folder's listing, a folder
-        release's listing, or None (``clean``, in memory). Its type is the kind (:attr:`kind`)."""
-        return next((f for f in (self.cifar10c_dir, self.folder, self.imagenetc) if f is not None), None)
+        release's listing, a Python caller's Dataset, or None (``clean``, in memory). Its type is the kind
+        (:attr:`kind`)."""
+        return next((f for f in (self.cifar10c_dir, self.folder, self.imagenetc, self.items) if f is not None), None)
 
     @property
-    def kind(self) -> DataKind:
-        """Which kind of data this is, in :class:`~lncli.data.DataSpec`'s words (``dataset``: decoded in memory)."""
+    def kind(self) -> DataKind | Literal["items"]:
+        """Which kind of data this is, in :class:`~lncli.data.DataSpec`'s words (``dataset``: decoded in memory),
+        or ``items``: a Python caller's torch Dataset."""
         match self.files:
             case Path():
                 return "cifar10c"
@@ -141,6 +166,8 @@ class EvalData:
                 return "imagefolder"
             case ImageNetCListing():
                 return "imagenetc"
+            case DatasetItems():
+                return "items"
         return "dataset"
 
     @property
@@ -262,7 +289,7 @@ def resolve_data(
     if data.kind == "imagenetc":
         listing = list_imagenetc(data.folder, limit)
         _check_classes(checkpoints, f"imagenetc {listing.root}", len(listing.reference.classes))
-        metas, notes = _model_metas(checkpoints, [flags], as_stored=False)
+        metas, notes = model_metas(checkpoints, [flags], as_stored=False)
         if clean_asked:
             no_clean = f"imagenetc {listing.root} has no clean images (releases carry none), so severity 0 has no row"
             notes += (f"{no_clean}; evaluate the clean set with --data imagefolder:PATH",)
@@ -280,7 +307,7 @@ def resolve_data(
     if data.kind == "imagefolder":
         folder, limit_notes = _folder_listing(data.folder, limit, skip_unreadable, workers)
         _check_classes(checkpoints, f"imagefolder {folder.root}", len(folder.classes))
-        metas, notes = _model_metas(checkpoints, [flags], as_stored=False)
+        metas, notes = model_metas(checkpoints, [flags], as_stored=False)
         notes += limit_notes
         return EvalData(
             name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas, notes=notes
@@ -290,7 +317,7 @@ def resolve_data(
     train_range = (
         load_train_range(data, images.meta, data_dir=data_dir, download=download) if with_train_range else None
     )
-    metas, notes = _model_metas(checkpoints, [flags, PreprocessLayer.of_meta(images.meta, "dataset")], as_stored=True)
+    metas, notes = model_metas(checkpoints, [flags, PreprocessLayer.of_meta(images.meta, "dataset")], as_stored=True)
     in_memory = EvalData.from_imageset(images, train_range=train_range)
     return dataclasses.replace(in_memory, model_metas=metas, notes=notes)
 
@@ -315,7 +342,7 @@ def _layers(
     return [*above, *recorded, *dataset, *([timm] if timm else []), IMAGENET]
 
 
-def _model_metas(
+def model_metas(
     checkpoints: Sequence[LoadedCheckpoint], layers: Sequence[PreprocessLayer], *, as_stored: bool
 ) -> tuple[tuple[tuple[str, DataMeta], ...], tuple[str, ...]]:
     """Each checkpoint's resolved preprocessing, and the notes of those whose files record none.
@@ -415,7 +442,7 @@ def _release_data(
         origin="dataset",
         source=release.kind,
     )
-    metas, notes = _model_metas(checkpoints, [flags, own], as_stored=True)
+    metas, notes = model_metas(checkpoints, [flags, own], as_stored=True)
     if clean is None and clean_asked:
         why = f"no installed clean test set matches the release (its first {n:,} test images, in order)"
         notes += (f"cifar10c {release.directory}: {why}, so severity 0 has no row",)
