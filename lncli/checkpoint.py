@@ -69,8 +69,8 @@ __all__ = [
     "complete_weights",
     "file_sha256",
     "load_checkpoint",
-    "model_with_report",
     "model_from_checkpoint",
+    "model_with_report",
     "save_checkpoint",
 ]
 

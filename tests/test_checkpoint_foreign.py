@@ -15,8 +15,8 @@ from lncli.checkpoint import (
     checkpoint_from_model,
     complete_weights,
     load_checkpoint,
-    model_with_report,
     model_from_checkpoint,
+    model_with_report,
     save_checkpoint,
 )
 from lncli.data import DATASETS
