@@ -26,8 +26,8 @@ per-seed record), with hardware, versions and runs in the header.
 Cost: the results header records the wall time of the run that wrote it (the committed one:
 ``--images 1000``, the 9 models trained from scratch, on 1 thread of a 2-core machine); the
 evaluation grows in proportion to ``--images``, and batch size 1 (one forward per image and
-column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 2,048 training
-images, 96 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
+column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 256 training
+images, 8 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
 pipeline, its numbers mean nothing.
 
     python benchmarks/reproduce_conditions.py --reuse     # 3 seeds, the reproduction's BN/LN models reused
@@ -344,13 +344,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse trained models found under --runs")
-    ap.add_argument("--quick", action="store_true", help="one-minute smoke run into a temporary folder")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run (1 seed, 1 epoch, 8 test images) into a temporary folder"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: batch size 1 is many tiny ops)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra train override key=value")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs, args.images = "0", 1, min(args.images, 96)
-        args.overrides = ["data.train_limit=2048", "data.test_limit=256", *args.overrides]
+        args.seeds, args.epochs, args.images = "0", 1, min(args.images, 8)
+        args.overrides = ["data.train_limit=256", "data.test_limit=64", *args.overrides]
         scratch = Path(tempfile.mkdtemp(prefix="reproduce_conditions_quick_"))
         args.runs, args.out = args.runs or scratch / "runs", args.out or scratch / "results"
     args.runs = args.runs or ROOT / "runs/reproduce_fashion_mnist"

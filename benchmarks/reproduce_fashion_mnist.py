@@ -15,6 +15,10 @@ records to ``fashion_mnist_records.csv``. Needs Debian's ``dataset-fashion-mnist
 
     python benchmarks/reproduce_fashion_mnist.py            # 3 seeds, the committed configs
     python benchmarks/reproduce_fashion_mnist.py --seeds 0 --epochs 1 --eval-limit 500   # a quick look
+    python benchmarks/reproduce_fashion_mnist.py --quick    # smoke run: 1 seed, 1 epoch on 256 images, 8 test images, severity 5
+
+``--quick`` trains and writes into temporary folders unless ``--runs``/``--out`` say otherwise, so that
+it never touches the trained models ``--reuse`` reads nor the committed results; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import csv
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model
+from _common import QUICK_NOTE, RESULTS, cpu_model, default_out
 
 from lncli import __version__
 from lncli.config import load_train_config
@@ -44,11 +49,15 @@ from lncli.jobs.evaluate import EvalData, evaluate_grid, load_checkpoints
 from lncli.jobs.train import train
 from lncli.records import EvalRecord
 
+RUNS = ROOT / "runs/reproduce_fashion_mnist"
+"""Where the trained models are kept (and ``--reuse``d, also by ``reproduce_conditions.py``)."""
 CONFIGS = {
     "BN": ROOT / "sample_configs/fashion_mnist_bn.yaml",
     "LN": ROOT / "sample_configs/fashion_mnist_localnorm.yaml",
 }
 MODES = {"BN": ("running", "batch", "local"), "LN": ("running", "local", "single", "vote")}
+SEVERITIES = (1, 2, 3, 4, 5)
+"""The noisy severities of every profile (clean is evaluated once, with the first); ``--quick`` runs 5 only."""
 # (label, noises): the paper profile's noises are its multiplicative uniform, multiplicative Poisson and
 # pixel dropout; "paper+rescale" adds the authors' min-max rescale of the whole noisy test set.
 PROFILES = (
@@ -88,9 +97,13 @@ def train_models(
 
 
 def evaluate_all(
-    paths: dict[tuple[str, int], Path], limit: int | None, batch_size: int, data_dir: Path | None
+    paths: dict[tuple[str, int], Path],
+    limit: int | None,
+    batch_size: int,
+    data_dir: Path | None,
+    severities: tuple[int, ...] = SEVERITIES,
 ) -> list[tuple[str, int, EvalRecord]]:
-    """Every model x mode x profile x noise x severity; returns (norm, seed, record)."""
+    """Every model x mode x profile x noise x severity (plus clean, once); returns (norm, seed, record)."""
     clean = load_dataset("fashion-mnist", "test", data_dir=data_dir, limit=limit)
     data = EvalData.from_imageset(clean)
     out = []
@@ -99,7 +112,7 @@ def evaluate_all(
         for i, (profile, noises) in enumerate(PROFILES):
             cfg = EvalConfig(
                 noises=noises,
-                severities=(0, 1, 2, 3, 4, 5) if i == 0 else (1, 2, 3, 4, 5),
+                severities=(0, *severities) if i == 0 else severities,
                 profile=profile.split("+")[0],
                 rescale=profile.endswith("+rescale"),
                 modes=MODES[norm],
@@ -148,6 +161,11 @@ def column(a: dict) -> str:
     return f"{a['model']} {a['mode']}"
 
 
+def _ratio(a: float, b: float) -> str:
+    """``a / b`` for the ratios table; n/a where a model scored 0 (a few test images can do that)."""
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
 def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out: Path, meta: dict) -> None:
     """fashion_mnist.csv (aggregate), fashion_mnist_records.csv (per seed), .md table and .png plot."""
     fields = ["model", "mode", "profile", "noise", "severity", "param", "seeds", "mean", "std"]
@@ -186,6 +204,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
             else " (training and evaluation)."
         ),
         "",
+        *([QUICK_NOTE, ""] if meta["quick"] else []),
         "| profile | noise | sev | param | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
     ]
@@ -217,7 +236,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
                 return cell.get((c, prof, noise, 5), {}).get("mean", float("nan"))
 
             lnl, bnr, bnb = g("LN local"), g("BN running"), g("BN batch")
-            lines.append(f"| {prof} | {noise} | {lnl / bnr:.2f}× | {bnb / bnr:.2f}× | {lnl / bnb:.2f}× |")
+            lines.append(f"| {prof} | {noise} | {_ratio(lnl, bnr)} | {_ratio(bnb, bnr)} | {_ratio(lnl, bnb)} |")
     clean = {c: cell[(c, "clean", "clean", 0)]["mean"] for c in cols if (c, "clean", "clean", 0) in cell}
     lines += [
         "",
@@ -298,8 +317,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     ap.add_argument("--eval-limit", type=int, default=None, help="test images per cell (default: all 10,000)")
     ap.add_argument("--batch-size", type=int, default=128, help="test batch size (a multiple of G=16)")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs/reproduce_fashion_mnist", help="training outputs")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    ap.add_argument("--runs", type=Path, default=None, help=f"training outputs (default {RUNS}; --quick: temp)")
+    ap.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS}; --quick: temp)")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse trained models found under --runs")
     ap.add_argument(
@@ -308,14 +327,20 @@ def main() -> None:
     ap.add_argument(
         "--set", dest="overrides", action="append", default=[], help="extra train config override key=value"
     )
+    ap.add_argument("--quick", action="store_true", help="smoke run (1 seed, 1 epoch on 256 images, 8 test images)")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.epochs, args.eval_limit = "0", 1, min(args.eval_limit or 8, 8)
+        args.overrides = ["data.train_limit=256", "data.test_limit=64", *args.overrides]
+    args.out = args.out or default_out(args.quick)
+    args.runs = args.runs or (Path(tempfile.mkdtemp(prefix="lncli-bench-quick-runs-")) if args.quick else RUNS)
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
     commit = git_commit()
     paths = train_models(seeds, args.epochs, args.runs, args.reuse, args.overrides)
     if args.export:
         export_examples(paths, seeds[0], args.export, commit)
-    rows = evaluate_all(paths, args.eval_limit, args.batch_size, args.data_dir)
+    rows = evaluate_all(paths, args.eval_limit, args.batch_size, args.data_dir, (5,) if args.quick else SEVERITIES)
     agg = aggregate(rows)
     ln_cfg = load_train_config(CONFIGS["LN"], [])
     meta = {
@@ -329,6 +354,7 @@ def main() -> None:
         "hardware": hardware(),
         "wall_s": time.perf_counter() - t0,
         "reused": args.reuse,
+        "quick": args.quick,
     }
     write_outputs(rows, agg, args.out, meta)
     print((args.out / "fashion_mnist.md").read_text())
