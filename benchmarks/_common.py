@@ -8,6 +8,9 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 """The committed evidence: only full runs write here (by default), never a ``--quick`` one."""
+QUICK_THREADS = 1
+"""Torch threads of a ``--quick`` run: it shares the machine (CI runs it beside other work), where two
+OpenMP threads on two busy cores spin against each other (bench_norm --quick: 27 s against 7 s with one)."""
 QUICK_NOTE = "A --quick smoke run: it checks that the benchmark works; its numbers mean nothing."
 """What a quick run's Markdown says, so that its file is never taken for evidence."""
 

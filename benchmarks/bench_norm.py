@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import QUICK_NOTE, RESULTS, cpu_model, default_out
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 from torch import nn
 
 from lncli.io import atomic_write
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke test: batch 16, 1 iteration, 1 warm-up, temp folder")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 128; --quick 16)")
     p.add_argument("--group-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; --quick 1)")
     p.add_argument(
         "--with-native", action="store_true", help="also time LocalNorm with cpu_fast_path off (native F.batch_norm)"
     )
@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         args.iters, args.warmup = 1, 1
     args.batch = args.batch or (16 if args.quick else 128)
     out = args.out or default_out(args.quick)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads if args.threads is not None else (QUICK_THREADS if args.quick else 0)
+    if threads:  # 0: torch's default
+        torch.set_num_threads(threads)
 
     # On a shared machine the load moves the times; the ratios are paired, but say how loaded it was.
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import QUICK_NOTE, RESULTS, cpu_model, default_out
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 
 from lncli import __version__
 from lncli.checkpoint import NormSpec, build_model, checkpoint_from_model
@@ -281,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=None, help="images in the throughput runs (default 256; --quick 4)")
     p.add_argument("--runs", type=int, default=None, help="interleaved repetitions (default 2; --quick 1)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the forward passes")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the forward passes (default 2; --quick 1)"
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, into temporary folders")
     p.add_argument(
         "--work", type=Path, default=None, help=f"where the JPEGs are made and kept (default {WORK}; --quick: temp)"
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child is not None:
         rss_child(args.work, args.rss_child, args.rss_mode)
         return 0
+    args.threads = args.threads or (QUICK_THREADS if args.quick else 2)
     torch.set_num_threads(args.threads)
     n = args.images or (4 if args.quick else 256)
     runs = args.runs or (1 if args.quick else 2)

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import QUICK_NOTE, RESULTS, cpu_model, default_out
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 
 from lncli import __version__
 from lncli.config import load_train_config
@@ -332,6 +332,7 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs, args.eval_limit = "0", 1, min(args.eval_limit or 8, 8)
         args.overrides = ["data.train_limit=256", "data.test_limit=64", *args.overrides]
+        torch.set_num_threads(QUICK_THREADS)
     args.out = args.out or default_out(args.quick)
     args.runs = args.runs or (Path(tempfile.mkdtemp(prefix="lncli-bench-quick-runs-")) if args.quick else RUNS)
     seeds = [int(s) for s in args.seeds.split(",")]
