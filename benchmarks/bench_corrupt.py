@@ -14,7 +14,7 @@ the bit-identical numpy reference path (``LNCLI_NUMBA=0``) in the same run.
 Usage::
 
     python benchmarks/bench_corrupt.py                  # 30 runs, writes benchmarks/results/
-    python benchmarks/bench_corrupt.py --quick          # 2 small runs, smoke test
+    python benchmarks/bench_corrupt.py --quick          # smoke test: 2 tiny runs, into a temporary folder
     python benchmarks/bench_corrupt.py --threads 1,2 --note "quiet machine"
 
 lncli is timed at every thread count in ``--threads`` (default: 1 and the
@@ -36,12 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _common import QUICK_NOTE, RESULTS, cpu_model, default_out  # benchmarks/ is on sys.path when run as a script
 
 from lncli.io import atomic_write
 from lncli.noise import corrupt
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 NOISES = ("gaussian", "shot", "impulse")
 SEVERITY = 3
@@ -88,7 +86,7 @@ def mean_std(v: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 runs, small batches (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 runs of tiny batches, into a temporary folder")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per cell (default 30, quick 2)")
     ap.add_argument(
         "--threads",
@@ -96,8 +94,9 @@ def main() -> None:
         help="comma list of corrupt(num_threads=) values for lncli, e.g. 1,2 (default: 1 and torch.get_num_threads()); imagecorruptions is single-threaded numpy",
     )
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS}; --quick: a temp one)")
     args = ap.parse_args()
+    out = args.out or default_out(args.quick)
 
     default_threads = torch.get_num_threads()
     threads = sorted({int(t) for t in args.threads.split(",")}) if args.threads else sorted({1, default_threads})
@@ -118,7 +117,7 @@ def main() -> None:
 
         numba_version = numba.__version__
     # (size, lncli batch, imagecorruptions images per run)
-    plan = [(32, 512, 100), (224, 16, 5)] if args.quick else [(32, 4096, 400), (224, 64, 20)]
+    plan = [(32, 256, 20), (224, 4, 2)] if args.quick else [(32, 4096, 400), (224, 64, 20)]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     load_before = os.getloadavg()
 
@@ -186,12 +185,12 @@ def main() -> None:
         "note": args.note,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "bench_corrupt.json") as fh:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "bench_corrupt.json") as fh:
         json.dump({"meta": meta, "results": rows}, fh, indent=2)
-    with atomic_write(args.out / "bench_corrupt.md") as fh:
+    with atomic_write(out / "bench_corrupt.md") as fh:
         fh.write(render_md(meta, rows))
-    print(f"wrote {args.out / 'bench_corrupt.json'} and .md", file=sys.stderr)
+    print(f"wrote {out / 'bench_corrupt.json'} and .md", file=sys.stderr)
 
 
 def render_md(meta: dict, rows: list[dict]) -> str:
@@ -230,6 +229,7 @@ def render_md(meta: dict, rows: list[dict]) -> str:
         f"Load average before/after: {', '.join(f'{v:.2f}' for v in meta['loadavg_before'])} / "
         f"{', '.join(f'{v:.2f}' for v in meta['loadavg_after'])}." + (f" Note: {meta['note']}" if meta["note"] else ""),
         "",
+        *([QUICK_NOTE, ""] if meta["quick"] else []),
         f"Target: {meta['target']}.",
         "",
         f"Target met at 32 px on CPU, 1 lncli thread: {verdict(True)}.",

@@ -29,9 +29,10 @@ as a second view that is less sensitive to load.
 Usage::
 
     python benchmarks/bench_evaluate.py                  # resnet20, 512 images, 3 runs -> benchmarks/results/
-    python benchmarks/bench_evaluate.py --quick          # 256 images, severities 0,3,5, 3 runs
+    python benchmarks/bench_evaluate.py --quick          # smoke test: 64 images, severities 0,3, 1 run, temp folder
     python benchmarks/bench_evaluate.py --arch small_cnn --data synthetic-gray --note "quiet machine"
     python benchmarks/bench_evaluate.py --conditions     # TENT and batch-size sweep cost (small_cnn, 28x28)
+    python benchmarks/bench_evaluate.py --conditions --quick   # its smoke test: 32 images, 1 run
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import cpu_model
+from _common import QUICK_NOTE, RESULTS, cpu_model, default_out
 
 from lncli import __version__
 from lncli.checkpoint import NormSpec, checkpoint_from_model
@@ -56,8 +57,6 @@ from lncli.io import atomic_write
 from lncli.jobs.evaluate import EvalConfig, EvalData, LoadedCheckpoint, LocalNormCopies, evaluate_grid, make_runner
 from lncli.models import create_model
 from lncli.nn import get_norm_layer
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_checkpoints(arch: str, data: str, group_size: int) -> list[LoadedCheckpoint]:
@@ -150,6 +149,7 @@ def write_results(result: dict, md: str, out: Path) -> None:
     with atomic_write(out.with_suffix(".md")) as fh:
         fh.write(md)
     print(md)
+    print(f"wrote {out.with_suffix('.json')} and .md", file=sys.stderr)
 
 
 def synthetic_data(data: str, images: int) -> EvalData:
@@ -165,8 +165,8 @@ def synthetic_data(data: str, images: int) -> EvalData:
 
 def bench_conditions(args: argparse.Namespace) -> int:
     """TENT's time per image against its model's default statistics, and the batch-size sweep's cost."""
-    images = args.images or (256 if args.quick else 1024)
-    runs = args.runs or 3
+    images = args.images or (32 if args.quick else 1024)
+    runs = args.runs or (1 if args.quick else 3)
     bn, ln = make_checkpoints("small_cnn", "synthetic-gray", 16)
     data = synthetic_data("synthetic-gray", images)
     base = EvalConfig(noises=("gaussian",), severities=(0, 3), batch_size=128, device="cpu", workers=args.workers)
@@ -261,6 +261,7 @@ Hardware: {hw["cpu"]} ({hw["logical_cpus"]} logical CPUs); load average before {
 (the machine is shared: other jobs ran during these timings when the load average is above the thread count).
 Versions: lncli {result["versions"]["lncli"]}, torch {result["versions"]["torch"]}, Python {result["versions"]["python"]}.
 {("Note: " + result["note"]) if result["note"] else ""}
+{QUICK_NOTE if result["quick"] else ""}
 """
 
 
@@ -289,6 +290,7 @@ The forward baseline runs the same prepared modules on pre-normalised batches.
 Hardware: {result["hardware"]["cpu"]} ({os.cpu_count()} logical CPUs), load average after run {tuple(round(x, 2) for x in load) if load else "n/a"}.
 Versions: lncli {__version__}, torch {torch.__version__}, Python {platform.python_version()}.
 {("Note: " + args.note) if args.note else ""}
+{QUICK_NOTE if result["quick"] else ""}
 """
 
 
@@ -296,21 +298,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet20")
     p.add_argument("--data", default="synthetic", help="synthetic (32x32 RGB) or synthetic-gray (28x28)")
-    p.add_argument("--images", type=int, default=None, help="test images (default 512; --quick 256)")
-    p.add_argument("--runs", type=int, default=None, help="interleaved repetitions (default 3; --quick 3)")
+    p.add_argument("--images", type=int, default=None, help="test images (default 512; --quick 64)")
+    p.add_argument("--runs", type=int, default=None, help="interleaved repetitions (default 3; --quick 1)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="evaluate's noise prefetch threads")
-    p.add_argument("--quick", action="store_true", help="small smoke run (256 images, severities 0,3,5)")
+    p.add_argument("--quick", action="store_true", help="smoke test (64 images, severities 0,3, 1 run), temp folder")
     p.add_argument("--note", default="", help="free text saved with the results (e.g. machine load)")
-    p.add_argument("--out", type=Path, default=RESULTS / "bench_evaluate")
+    p.add_argument(
+        "--out", type=Path, default=None, help=f"results stem (default {RESULTS / 'bench_evaluate'}; --quick: temp)"
+    )
     p.add_argument("--conditions", action="store_true", help="TENT and batch-size sweep cost instead (issue 14)")
     args = p.parse_args(argv)
+    args.out = args.out or default_out(args.quick) / "bench_evaluate"
     torch.set_num_threads(args.threads)
     if args.conditions:
         return bench_conditions(args)
-    images = args.images or (256 if args.quick else 512)
-    runs = args.runs or 3
-    severities = (0, 3, 5) if args.quick else (0, 1, 2, 3, 4, 5)
+    images = args.images or (64 if args.quick else 512)
+    runs = args.runs or (1 if args.quick else 3)
+    severities = (0, 3) if args.quick else (0, 1, 2, 3, 4, 5)
 
     models = make_checkpoints(args.arch, args.data, 16)
     data = synthetic_data(args.data, images)

@@ -11,7 +11,7 @@ and, as a second view, the median of the per-iteration LN/BN ratios.
 Usage::
 
     python benchmarks/bench_norm.py                 # 30 iterations, writes benchmarks/results/
-    python benchmarks/bench_norm.py --quick         # 5 iterations, smoke test
+    python benchmarks/bench_norm.py --quick         # smoke test: batch 16, 1 iteration, into a temporary folder
     python benchmarks/bench_norm.py --iters 50 --threads 2 --note "quiet machine"
 """
 
@@ -29,14 +29,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import cpu_model
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 from torch import nn
 
 from lncli.io import atomic_write
 from lncli.models import create_model
 from lncli.nn import get_norm_layer, localnorm_layers, set_test_mode
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build(kind: str, group_size: int, num_heads: int, grouping: str, seed: int) -> nn.Module:
@@ -74,20 +72,28 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=30, help="timed iterations per variant (median over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
-    p.add_argument("--quick", action="store_true", help="5 iterations, 1 warm-up: a smoke test")
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--quick", action="store_true", help="smoke test: batch 16, 1 iteration, 1 warm-up, temp folder")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 128; --quick 16)")
     p.add_argument("--group-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; --quick 1)")
     p.add_argument(
         "--with-native", action="store_true", help="also time LocalNorm with cpu_fast_path off (native F.batch_norm)"
     )
     p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="folder for bench_norm.json / bench_norm.md")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"folder for bench_norm.json/.md (default {RESULTS}; --quick: a temp one)",
+    )
     args = p.parse_args(argv)
     if args.quick:
-        args.iters, args.warmup = 5, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        args.iters, args.warmup = 1, 1
+    args.batch = args.batch or (16 if args.quick else 128)
+    out = args.out or default_out(args.quick)
+    threads = args.threads if args.threads is not None else (QUICK_THREADS if args.quick else 0)
+    if threads:  # 0: torch's default
+        torch.set_num_threads(threads)
 
     # On a shared machine the load moves the times; the ratios are paired, but say how loaded it was.
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "iters": args.iters,
         "warmup": args.warmup,
         "runs": 1,
+        "quick": args.quick,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": cpu_model(),
@@ -154,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         "results": summary,
         "raw_seconds": times,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "bench_norm.json") as fh:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "bench_norm.json") as fh:
         json.dump(record, fh, indent=2)
-    with atomic_write(args.out / "bench_norm.md") as fh:
+    with atomic_write(out / "bench_norm.md") as fh:
         fh.write(render_md(record))
     sys.stdout.write(render_md(record))
+    print(f"wrote {out / 'bench_norm.json'} and .md", file=sys.stderr)
     return 0
 
 
@@ -183,6 +191,8 @@ def render_md(r: dict) -> str:
             f"{_fmt_load(r.get('load_avg_at_start'))}, at end {_fmt_load(r['load_avg_at_end'])}."
         ),
     ]
+    if r.get("quick"):
+        lines.append(QUICK_NOTE)
     if r["note"]:
         lines.append(f"Note: {r['note']}")
     lines += [

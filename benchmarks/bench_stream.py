@@ -17,15 +17,14 @@ A folder of generated 256-px JPEGs (10 class folders) is evaluated the way ``lnc
    lncli's ``tiny`` test net, so that 5,000 images at 224 px take minutes; the data path is
    the same as the real models'.
 
-Models: ``resnet18`` (lncli's registry: torchvision's ResNet-18) and MobileNetV3-small: through
-``torchvision:mobilenet_v3_small`` where the arch form exists, else torchvision's builder
-registered here for the benchmark only (the ``torchvision:`` form comes with issue 13's model
-half). Random weights: only time and memory are measured.
+Models: ``resnet18`` (lncli's registry: torchvision's ResNet-18) and ``torchvision:mobilenet_v3_small``,
+both built by lncli's one build route (:func:`lncli.models.build_model`, as ``--arch`` does). Random
+weights: only time and memory are measured.
 
 Usage::
 
     python benchmarks/bench_stream.py                 # 256 images, 2 runs, RSS at 500/5000 -> benchmarks/results/
-    python benchmarks/bench_stream.py --quick         # smoke: 64 images, 1 run, RSS at 100/400, not written to results/
+    python benchmarks/bench_stream.py --quick         # smoke: MobileNet only, 4 images, 1 run, RSS at 8/16, temp folder
     python benchmarks/bench_stream.py --note "machine shared with 2 other jobs"
 """
 
@@ -38,12 +37,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_model
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 
 from lncli import __version__
 from lncli.checkpoint import NormSpec, checkpoint_from_model, model_from_checkpoint
@@ -51,10 +51,13 @@ from lncli.data import IMAGENET_MEAN, IMAGENET_STD, DataMeta, normalize
 from lncli.io import atomic_write
 from lncli.jobs.evaluate import EvalConfig, LoadedCheckpoint, evaluate_grid, make_runner, open_source, resolve_data
 from lncli.jobs.evaluate.loaders import ImageFiles
-from lncli.models import create_model
+from lncli.models import build_model as build_arch
 from lncli.noise import corrupt
 
-RESULTS = Path(__file__).resolve().parent / "results"
+MOBILENET = "torchvision:mobilenet_v3_small"
+ARCHS = {"resnet18": "resnet18", "mobilenet_v3_small": MOBILENET}
+"""The models timed (name: arch); ``--quick`` times the cheaper one only (both take the same build route)."""
+WORK = Path("/tmp/lncli-bench-stream")
 META = DataMeta(
     "imagefolder", 10, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD, tuple(f"c{k}" for k in range(10)), resize=256
 )
@@ -81,29 +84,12 @@ def make_folder(root: Path, n: int, size: int = 256) -> Path:
 
 
 def checkpoint(arch: str) -> LoadedCheckpoint:
+    """An in-memory BatchNorm checkpoint of ``arch`` (any ``--arch`` form), random weights (seed 0)."""
     torch.manual_seed(0)
-    model = create_model(arch, num_classes=10, in_channels=3)
-    ckpt = checkpoint_from_model(model, arch=arch, arch_kwargs={}, norm=NormSpec(), data=META)
+    norm = NormSpec()  # BatchNorm
+    model = build_arch(arch, norm=norm, num_classes=10, in_channels=3)
+    ckpt = checkpoint_from_model(model, arch=arch, arch_kwargs={}, norm=norm, data=META)
     return LoadedCheckpoint(path=arch, sha256="0" * 64, checkpoint=ckpt)
-
-
-def mobilenet_arch() -> tuple[str, str]:
-    """The arch string for MobileNetV3-small, and how it was obtained."""
-    from lncli.models import check_arch
-
-    try:
-        check_arch("torchvision:mobilenet_v3_small")
-        return "torchvision:mobilenet_v3_small", "torchvision: arch form"
-    except Exception:  # noqa: BLE001 - the arch form is not in this tree
-        from torchvision.models import mobilenet_v3_small
-
-        from lncli.models._registry import register_model
-
-        @register_model("bench-mobilenet_v3_small")
-        def _mobilenet(*, num_classes: int, in_channels: int, norm_layer: object = None) -> torch.nn.Module:
-            return mobilenet_v3_small(weights=None, num_classes=num_classes)
-
-        return "bench-mobilenet_v3_small", "torchvision builder registered by this benchmark"
 
 
 def config(workers: int) -> EvalConfig:
@@ -256,9 +242,10 @@ def ms(v: list[float]) -> dict[str, float]:
     }
 
 
-def throughput(arch: str, folder: Path, n: int, runs: int) -> dict[str, object]:
+def throughput(arch: str, folder: Path, n: int, runs: int, warm_up: bool = True) -> dict[str, object]:
     models = [checkpoint(arch)]
-    sweep(models, folder, min(n, 64), 0)  # warm-up: imports, allocator, noise tables
+    if warm_up:
+        sweep(models, folder, min(n, 64), 0)  # imports, allocator, noise tables
     times: dict[str, list[float]] = {"w0": [], "w1": [], "w2": [], "forward": []}
     shares: list[dict[str, float]] = []
     for r in range(runs):
@@ -292,32 +279,39 @@ def throughput(arch: str, folder: Path, n: int, runs: int) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=None, help="images in the throughput runs (default 256; --quick 64)")
+    p.add_argument("--images", type=int, default=None, help="images in the throughput runs (default 256; --quick 4)")
     p.add_argument("--runs", type=int, default=None, help="interleaved repetitions (default 2; --quick 1)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the forward passes")
-    p.add_argument("--quick", action="store_true", help="smoke run; results go to --out only when given")
-    p.add_argument("--work", type=Path, default=Path("/tmp/lncli-bench-stream"), help="where the JPEGs are made")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the forward passes (default 2; --quick 1)"
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, into temporary folders")
+    p.add_argument(
+        "--work", type=Path, default=None, help=f"where the JPEGs are made and kept (default {WORK}; --quick: temp)"
+    )
     p.add_argument("--note", default="", help="free text saved with the results (e.g. machine load)")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--out", type=Path, default=None, help=f"results stem (default {RESULTS / 'bench_stream'}; --quick: temp)"
+    )
     p.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--rss-mode", default="stream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rss_child is not None:
         rss_child(args.work, args.rss_child, args.rss_mode)
         return 0
+    args.threads = args.threads or (QUICK_THREADS if args.quick else 2)
     torch.set_num_threads(args.threads)
-    n = args.images or (64 if args.quick else 256)
+    n = args.images or (4 if args.quick else 256)
     runs = args.runs or (1 if args.quick else 2)
-    rss_sizes = (100, 400) if args.quick else (500, 5000)
-    out = args.out or (None if args.quick else RESULTS / "bench_stream")
+    rss_sizes = (8, 16) if args.quick else (500, 5000)
+    out = args.out or default_out(args.quick) / "bench_stream"
+    # The full run keeps its 5,000 JPEGs between runs; a smoke run makes its few in a new temporary folder,
+    # so that a shared one that another run is still writing cannot break it.
+    work = args.work or (Path(tempfile.mkdtemp(prefix="lncli-bench-stream-")) if args.quick else WORK)
     t_start = time.perf_counter()
-    folder = make_folder(args.work, max(rss_sizes))
+    folder = make_folder(work, max(rss_sizes))
     load_before = os.getloadavg()
-    mobilenet, how = mobilenet_arch()
-    models = {
-        "resnet18": throughput("resnet18", folder, n, runs),
-        "mobilenet_v3_small": throughput(mobilenet, folder, n, runs),
-    }
+    archs = {"mobilenet_v3_small": MOBILENET} if args.quick else ARCHS
+    models = {name: throughput(arch, folder, n, runs, warm_up=not args.quick) for name, arch in archs.items()}
     rss = {f"{mode}-{k}": measure_rss(folder, k, mode) for mode in ("stream", "in-memory") for k in rss_sizes}
     growth = rss[f"stream-{rss_sizes[1]}"]["rss_mb"] - rss[f"stream-{rss_sizes[0]}"]["rss_mb"]
     growth_total = rss[f"stream-{rss_sizes[1]}"]["total_rss_mb"] - rss[f"stream-{rss_sizes[0]}"]["total_rss_mb"]
@@ -331,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "cells": f"clean + {NOISE} severity {SEVERITY}",
             "mode": "running",
             "device": "cpu",
-            "mobilenet_v3_small": how,
+            "mobilenet_v3_small": f"{MOBILENET} (lncli's build route)",
             "rss_model": "tiny (lncli's test net)",
         },
         "runs": runs,
@@ -363,13 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
     }
     md = render(result, rss_sizes)
-    if out is not None:
-        with atomic_write(out.with_suffix(".json")) as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-        with atomic_write(out.with_suffix(".md")) as fh:
-            fh.write(md)
+    with atomic_write(out.with_suffix(".json")) as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    with atomic_write(out.with_suffix(".md")) as fh:
+        fh.write(md)
     print(md)
+    print(f"wrote {out.with_suffix('.json')} and .md", file=sys.stderr)
     return 0
 
 
@@ -384,6 +378,7 @@ def render(r: dict, rss_sizes: tuple[int, int]) -> str:
         )
     a, b = rss_sizes
     rss = r["rss_mb"]
+    first = next(iter(r["models"].values()))  # every model runs the same images
     hw = r["hardware"]
     return f"""# bench_stream: an image folder streamed at 224 px
 
@@ -391,7 +386,7 @@ Evidence ({r["runs"]} interleaved run(s) per setting, medians; {"QUICK smoke run
 peak RSS grows by **{r["rss_growth_mb"]:.0f} MB** from {a} to {b} images streamed ({r["rss_growth_with_workers_mb"]:.0f} MB with the workers; target <= 100 MB: {"met" if r["meets"]["rss_growth"] else "NOT met"});
 with 2 workers the sweep takes **{", ".join(f"{k} {v['sweep_over_forward']['w2']:.2f}x" for k, v in r["models"].items())}** the forward-only time (target <= 1.25x: {", ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in r["meets"]["w2_over_forward"].items())}).
 
-Throughput ({r["models"]["resnet18"]["images"]} images, 2 cells = {r["models"]["resnet18"]["image_forwards"]} image-forwards per sweep; images/s counts images, not image x cell):
+Throughput ({first["images"]} images, 2 cells = {first["image_forwards"]} image-forwards per sweep; images/s counts images, not image x cell):
 
 | model | 0 workers img/s | 1 worker | 2 workers | forward only | sweep/forward (0 / 1 / 2 workers) | decode / noise / forward share |
 |---|---|---|---|---|---|---|
@@ -411,6 +406,7 @@ Setup: {r["setup"]["image_file"]} files, {r["setup"]["input"]}, batch {r["setup"
 Hardware: {hw["cpu"]} ({hw["logical_cpus"]} logical CPUs, shared), {hw["torch_threads"]} torch threads; load average before {tuple(round(x, 2) for x in hw["loadavg_before"])}, after {tuple(round(x, 2) for x in hw["loadavg_after"])}. No GPU was lent to this task: no GPU rows.
 Versions: lncli {r["versions"]["lncli"]}, torch {r["versions"]["torch"]}, numpy {r["versions"]["numpy"]}, Pillow {r["versions"]["pillow"]}, Python {r["versions"]["python"]}. Total run time {r["total_seconds"] / 60:.1f} min.
 {("Note: " + r["note"]) if r["note"] else ""}
+{QUICK_NOTE if r["quick"] else ""}
 """
 
 

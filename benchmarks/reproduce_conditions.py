@@ -34,8 +34,8 @@ rotate) and exits 1 on any count that differs or any checkpoint whose hash is no
 Cost: the results header records the wall time of the run that wrote it (the committed one:
 ``--images 1000``, the 9 models trained from scratch, on 1 thread of a 2-core machine, with its load
 average); the evaluation grows in proportion to ``--images``, and batch size 1 (one forward per image
-and column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 2,048 training
-images, 96 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
+and column) is its dearest part. ``--quick`` is a smoke run (one seed, one epoch on 256 training
+images, 8 test images, into a temporary folder unless ``--out`` says otherwise): it checks the
 pipeline, its numbers mean nothing.
 
     python benchmarks/reproduce_conditions.py --images 1000 --reuse   # 3 seeds, the kept models (training those missing)
@@ -417,13 +417,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--check", action="store_true", help="re-evaluate a sample of the stored records; exit 1 on a change"
     )
-    ap.add_argument("--quick", action="store_true", help="smoke run into a temporary folder (with --check: 3 groups)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (1 seed, 1 epoch, 8 test images) into a temp folder; --check: 3 groups",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: batch size 1 is many tiny ops)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra train override key=value")
     args = ap.parse_args(argv)
     if args.quick and not args.check:
-        args.seeds, args.epochs, args.images = "0", 1, min(args.images, 96)
-        args.overrides = ["data.train_limit=2048", "data.test_limit=256", *args.overrides]
+        args.seeds, args.epochs, args.images = "0", 1, min(args.images, 8)
+        args.overrides = ["data.train_limit=256", "data.test_limit=64", *args.overrides]
         scratch = Path(tempfile.mkdtemp(prefix="reproduce_conditions_quick_"))
         args.runs, args.out = args.runs or scratch / "runs", args.out or scratch / "results"
         args.keep = args.keep or scratch / "checkpoints"

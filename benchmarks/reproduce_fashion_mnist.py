@@ -21,6 +21,10 @@ Needs Debian's ``dataset-fashion-mnist`` (or ``--data-dir``).
     python benchmarks/reproduce_fashion_mnist.py --eval-limit 2000 --reuse   # 3 seeds, the kept models
     python benchmarks/reproduce_fashion_mnist.py --check                      # re-evaluate a sample
     python benchmarks/reproduce_fashion_mnist.py --seeds 0 --epochs 1 --eval-limit 500   # a quick look
+    python benchmarks/reproduce_fashion_mnist.py --quick    # smoke run: 1 seed, 1 epoch on 256 images, 8 test images, severity 5
+
+``--quick`` trains and writes into temporary folders unless ``--runs``/``--out`` say otherwise, so that
+it never touches the trained models ``--reuse`` reads nor the committed results; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -41,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model
+from _common import QUICK_NOTE, QUICK_THREADS, RESULTS, cpu_model, default_out
 from _kept import KEPT, keep, kept_path, read_rows, repo_path, run_check
 
 from lncli import __version__
@@ -53,11 +58,15 @@ from lncli.jobs.evaluate import EvalData, evaluate_grid, load_checkpoints
 from lncli.jobs.train import train
 from lncli.records import EvalRecord
 
+RUNS = ROOT / "runs/reproduce_fashion_mnist"
+"""Where the trained models are kept (and ``--reuse``d, also by ``reproduce_conditions.py``)."""
 CONFIGS = {
     "BN": ROOT / "sample_configs/fashion_mnist_bn.yaml",
     "LN": ROOT / "sample_configs/fashion_mnist_localnorm.yaml",
 }
 MODES = {"BN": ("running", "batch", "local"), "LN": ("running", "local", "single", "vote")}
+SEVERITIES = (1, 2, 3, 4, 5)
+"""The noisy severities of every profile (clean is evaluated once, with the first); ``--quick`` runs 5 only."""
 # (label, noises): the paper profile's noises are its multiplicative uniform, multiplicative Poisson and
 # pixel dropout; "paper+rescale" adds the authors' min-max rescale of the whole noisy test set.
 PROFILES = (
@@ -96,12 +105,14 @@ def train_models(
     return paths
 
 
-def profile_config(norm: str, seed: int, profile: str, batch_size: int) -> EvalConfig:
+def profile_config(
+    norm: str, seed: int, profile: str, batch_size: int, severities: tuple[int, ...] = SEVERITIES
+) -> EvalConfig:
     """The sweep of one model x one row of :data:`PROFILES` (``paper+rescale``: the paper profile, rescaled)."""
     first = profile == PROFILES[0][0]  # the clean row once, with the first profile
     return EvalConfig(
         noises=dict(PROFILES)[profile],
-        severities=(0, 1, 2, 3, 4, 5) if first else (1, 2, 3, 4, 5),
+        severities=(0, *severities) if first else severities,
         profile=profile.split("+")[0],
         rescale=profile.endswith("+rescale"),
         modes=MODES[norm],
@@ -113,9 +124,13 @@ def profile_config(norm: str, seed: int, profile: str, batch_size: int) -> EvalC
 
 
 def evaluate_all(
-    paths: dict[tuple[str, int], Path], limit: int | None, batch_size: int, data_dir: Path | None
+    paths: dict[tuple[str, int], Path],
+    limit: int | None,
+    batch_size: int,
+    data_dir: Path | None,
+    severities: tuple[int, ...] = SEVERITIES,
 ) -> list[tuple[str, int, EvalRecord]]:
-    """Every model x mode x profile x noise x severity; returns (norm, seed, record)."""
+    """Every model x mode x profile x noise x severity (plus clean, once); returns (norm, seed, record)."""
     clean = load_dataset("fashion-mnist", "test", data_dir=data_dir, limit=limit)
     data = EvalData.from_imageset(clean)
     out = []
@@ -123,7 +138,7 @@ def evaluate_all(
         loaded = load_checkpoints([path])
         for profile, _ in PROFILES:
             t0 = time.perf_counter()
-            recs = evaluate_grid(loaded, data, profile_config(norm, seed, profile, batch_size))
+            recs = evaluate_grid(loaded, data, profile_config(norm, seed, profile, batch_size, severities))
             print(f"evaluated {norm} seed {seed} {profile}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             out += [(norm, seed, dataclasses.replace(r, checkpoint=repo_path(Path(r.checkpoint)))) for r in recs]
     return out
@@ -145,7 +160,7 @@ CHECK_QUICK = [("BN", "imagenet-c", 0), ("LN", "paper+rescale", 1)]
 
 def check(args: argparse.Namespace) -> int:
     """Re-evaluate the ``--check`` sample of the stored records from the kept checkpoints; the exit code."""
-    stored = read_rows(args.out / "fashion_mnist_records.csv")
+    stored = read_rows((args.out or RESULTS) / "fashion_mnist_records.csv")
     groups = []
     for norm, profile, seed in CHECK_QUICK if args.quick else CHECK_SAMPLE:
         rows = [r for r in stored if (r["model"], r["seed"], _profile_label(r)) == (norm, str(seed), profile)]
@@ -198,6 +213,11 @@ def column(a: dict) -> str:
     return f"{a['model']} {a['mode']}"
 
 
+def _ratio(a: float, b: float) -> str:
+    """``a / b`` for the ratios table; n/a where a model scored 0 (a few test images can do that)."""
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
 def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out: Path, meta: dict) -> None:
     """fashion_mnist.csv (aggregate), fashion_mnist_records.csv (per seed), .md table and .png plot."""
     fields = ["model", "mode", "profile", "noise", "severity", "param", "seeds", "mean", "std"]
@@ -234,6 +254,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
         f"Wall time {meta['wall_s']:.0f} s"
         + (" (evaluation only: the kept models reused)." if meta["reused"] else " (training and evaluation)."),
         "",
+        *([QUICK_NOTE, ""] if meta["quick"] else []),
         "| profile | noise | sev | param | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
     ]
@@ -265,7 +286,7 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
                 return cell.get((c, prof, noise, 5), {}).get("mean", float("nan"))
 
             lnl, bnr, bnb = g("LN local"), g("BN running"), g("BN batch")
-            lines.append(f"| {prof} | {noise} | {lnl / bnr:.2f}× | {bnb / bnr:.2f}× | {lnl / bnb:.2f}× |")
+            lines.append(f"| {prof} | {noise} | {_ratio(lnl, bnr)} | {_ratio(bnb, bnr)} | {_ratio(lnl, bnb)} |")
     clean = {c: cell[(c, "clean", "clean", 0)]["mean"] for c in cols if (c, "clean", "clean", 0) in cell}
     lines += [
         "",
@@ -346,24 +367,35 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     ap.add_argument("--eval-limit", type=int, default=None, help="test images per cell (default: all 10,000)")
     ap.add_argument("--batch-size", type=int, default=128, help="test batch size (a multiple of G=16)")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs/reproduce_fashion_mnist", help="training outputs")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    ap.add_argument("--runs", type=Path, default=None, help=f"training outputs (default {RUNS}; --quick: temp)")
+    ap.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS}; --quick: temp)")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse the kept models (and trained ones found under --runs)")
     ap.add_argument("--keep", type=Path, default=KEPT, help=f"where the models are kept (default {repo_path(KEPT)})")
     ap.add_argument(
         "--check", action="store_true", help="re-evaluate a sample of the stored records; exit 1 on a change"
     )
-    ap.add_argument("--quick", action="store_true", help="with --check: two groups only")
     ap.add_argument(
         "--export", type=Path, default=None, help="also write the first seed's models here (examples/checkpoints)"
     )
     ap.add_argument(
         "--set", dest="overrides", action="append", default=[], help="extra train config override key=value"
     )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (1 seed, 1 epoch on 256 images, 8 test images); --check: 2 groups",
+    )
     args = ap.parse_args()
     if args.check:
         sys.exit(check(args))
+    if args.quick:
+        args.seeds, args.epochs, args.eval_limit = "0", 1, min(args.eval_limit or 8, 8)
+        args.overrides = ["data.train_limit=256", "data.test_limit=64", *args.overrides]
+        torch.set_num_threads(QUICK_THREADS)
+        args.keep = Path(tempfile.mkdtemp(prefix="lncli-bench-quick-kept-"))  # never the kept models
+    args.out = args.out or default_out(args.quick)
+    args.runs = args.runs or (Path(tempfile.mkdtemp(prefix="lncli-bench-quick-runs-")) if args.quick else RUNS)
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
     load_before = os.getloadavg()
@@ -375,7 +407,7 @@ def main() -> None:
         paths = {(n, s): keep(path, n, s, CONFIGS[n], commit, args.keep) for (n, s), path in trained.items()}
     if args.export:
         export_examples(paths, seeds[0], args.export, commit)
-    rows = evaluate_all(paths, args.eval_limit, args.batch_size, args.data_dir)
+    rows = evaluate_all(paths, args.eval_limit, args.batch_size, args.data_dir, (5,) if args.quick else SEVERITIES)
     agg = aggregate(rows)
     ln_cfg = load_train_config(CONFIGS["LN"], [])
     meta = {
@@ -391,6 +423,7 @@ def main() -> None:
         "load": f"load average {load_before[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min)",
         "commit": load_checkpoints([next(iter(paths.values()))])[0].checkpoint.provenance.get("commit", "unknown"),
         "reused": reused,
+        "quick": args.quick,
     }
     write_outputs(rows, agg, args.out, meta)
     print((args.out / "fashion_mnist.md").read_text())
