@@ -24,8 +24,7 @@ from rich.markup import escape
 
 from lncli import __version__
 from lncli.config import read_yaml_mapping
-from lncli.config.common import CONVERT_TARGETS, CROP_MODES, DEVICES, GROUPINGS, INTERPOLATIONS, PROFILE_NAMES
-from lncli.config.evaluate import HEADS, ORDERS
+from lncli.config.common import CONVERT_TARGETS, GROUPINGS, PROFILE_NAMES
 from lncli.errors import ConfigError, LncliError
 
 err_console = Console(stderr=True, emoji=False)  # never turn ":b:" in a message into an emoji
@@ -57,6 +56,24 @@ def _one_line_usage_error(self: Any) -> None:  # a click.ClickException (Typer v
 
 # Typer's core calls rich_utils.rich_format_error(e) for every click usage error.
 typer.rich_utils.rich_format_error = _one_line_usage_error
+
+
+def _flag_type(self: Any, ctx: Any) -> str | None:
+    """A flag's type column in ``--help``: none. (Typer shows ``<bool>``, as if a flag took a value.)"""
+    if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+        return None
+    return _option_type(self, ctx)
+
+
+def _argument_type(self: Any, ctx: Any) -> str | None:
+    """An argument's type column: none when its name says what it holds (``CKPT...``, not ``<list[str]>``)."""
+    return None if self.metavar else _arg_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+_arg_type = typer.core.TyperArgument.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
 
 
 def fail(exc: LncliError) -> NoReturn:
@@ -121,7 +138,7 @@ def _root(
 # ---------------------------------------------------------------------------
 
 
-def _choices(name: str, values: Iterable[str], doc: str) -> type[Enum]:
+def choices_enum(name: str, values: Iterable[str], doc: str = "") -> type[Enum]:
     """A ``str`` Enum whose members are ``values``: Typer shows and checks them as the option's choices."""
     choice = Enum(name, [(v, v) for v in values], type=str)  # type: ignore[misc]  # members built at run time
     choice.__doc__ = doc
@@ -134,26 +151,16 @@ if TYPE_CHECKING:
         pass
 
     ProfileChoice = _Choice
-    HeadsChoice = _Choice
-    DeviceChoice = _Choice
     NormChoice = _Choice
     GroupingChoice = _Choice
-    OrderChoice = _Choice
-    InterpolationChoice = _Choice
-    CropModeChoice = _Choice
 else:
-    ProfileChoice = _choices(
+    ProfileChoice = choices_enum(
         "ProfileChoice",
         PROFILE_NAMES,
         "Noise constants: ImageNet-C, CIFAR-10-C, or the LocalNorm authors' own protocol.",
     )
-    HeadsChoice = _choices("HeadsChoice", HEADS, "Which LocalNorm affine head a test group uses.")
-    DeviceChoice = _choices("DeviceChoice", DEVICES, "Where the models run.")
-    NormChoice = _choices("NormChoice", CONVERT_TARGETS, "Norm layer to convert to.")
-    GroupingChoice = _choices("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
-    OrderChoice = _choices("OrderChoice", ORDERS, "The order of the test stream.")
-    InterpolationChoice = _choices("InterpolationChoice", INTERPOLATIONS, "How images are resized.")
-    CropModeChoice = _choices("CropModeChoice", CROP_MODES, "How the resized image becomes the crop (timm's).")
+    NormChoice = choices_enum("NormChoice", CONVERT_TARGETS, "Norm layer to convert to.")
+    GroupingChoice = choices_enum("GroupingChoice", GROUPINGS, "How LocalNorm cuts a batch into groups.")
 
 
 def severity_text(severities: Sequence[int]) -> str:
@@ -165,10 +172,6 @@ def severity_text(severities: Sequence[int]) -> str:
         else:
             runs.append([s])
     return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
-
-
-DATA_DIR_HELP = "Folder searched first for the dataset's files (then $LNCLI_DATA, ~/.cache/lncli, /usr/share/datasets)."
-DOWNLOAD_HELP = "Let torchvision download a missing dataset (needs the network)."
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -288,17 +291,29 @@ def load_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
     return value
 
 
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="YAML file of options: keys are the long option names with underscores (fail_under, max_drop, ...) "
-        "and the arguments' names; a list may be a YAML list or the option's comma string. Flags win over the file.",
-        is_eager=True,  # first, so that the file's values are the defaults when the other options are read
-        callback=load_config_file,
-        dir_okay=False,
-    ),
-]
+CONFIG_HELP = (
+    "YAML file of options: keys are the long option names with underscores (fail_under, max_drop, ...) "
+    "and the arguments' names; a list may be a YAML list or the option's comma string. Flags win over the file."
+)
+
+
+def config_option(panel: str | None = None) -> Any:
+    """The ``--config FILE`` parameter (its values become the command's defaults), in ``panel`` of ``--help``."""
+    return Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help=CONFIG_HELP,
+            is_eager=True,  # first, so that the file's values are the defaults when the other options are read
+            callback=load_config_file,
+            dir_okay=False,
+            metavar="FILE",
+            rich_help_panel=panel,
+        ),
+    ]
+
+
+ConfigFile = config_option()
 
 
 def _from_file(ctx: typer.Context) -> list[Any]:
@@ -327,30 +342,18 @@ def config_source_note(ctx: typer.Context, message: str) -> str:
     return ""
 
 
-def _plain(value: Any) -> Any:
-    """A parameter value in JSON/YAML types (choices by their value, paths as text, tuples as lists)."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def resolved_options(ctx: typer.Context) -> dict[str, Any]:
-    """Every option of the command as it was resolved (defaults < file < flags), by config key.
+def option_sources(ctx: typer.Context) -> dict[str, Any]:
+    """Where each option of the command came from: the ``--config`` file (and which keys), the command line.
 
     Returns:
-        ``{"config_file": path or None, "options": {key: value}, "from_file": [keys], "from_command_line": [keys]}``;
-        ``options`` is itself a config file that reproduces the run.
+        ``{"config_file": path or None, "from_file": [keys], "from_command_line": [keys]}``; the values
+        themselves are the command's (its JSON records them as the options it ran with).
     """
     keys = config_keys(ctx.command)
     source = {k: getattr(ctx.get_parameter_source(p.name), "name", "") for k, p in keys.items()}
     path = ctx.meta.get(_CONFIG_META)
     return {
         "config_file": None if path is None else str(path),
-        "options": {k: _plain(ctx.params.get(p.name)) for k, p in keys.items()},
         "from_file": [k for k, s in source.items() if s == "DEFAULT_MAP"],
         "from_command_line": [k for k, s in source.items() if s in ("COMMANDLINE", "ENVIRONMENT")],
     }

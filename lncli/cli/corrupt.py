@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from lncli.cli.app import DATA_DIR_HELP, DOWNLOAD_HELP, ProfileChoice, comma_list, command, err_console, severity_text
+from lncli.cli.app import ProfileChoice, comma_list, command, err_console, severity_text
 from lncli.cli.progress import corrupt_progress
-from lncli.config.common import parse_severities
+from lncli.config.common import DATA_DIR_HELP, DOWNLOAD_HELP, parse_severities
 from lncli.config.corrupt import CorruptConfig, OutputFormat
 
 # The options, one alias each (Typer's Annotated form), so that the command reads as its --help.

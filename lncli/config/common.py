@@ -21,10 +21,12 @@ from lncli.errors import LncliError
 __all__ = [
     "CONVERT_TARGETS",
     "CROP_MODES",
+    "DATA_DIR_HELP",
     "DEFAULT_CROP_MODE",
     "DEFAULT_GROUP_SIZE",
     "DEFAULT_PRIOR_N",
     "DEVICES",
+    "DOWNLOAD_HELP",
     "GROUPINGS",
     "INTERPOLATIONS",
     "MAX_GN_GROUPS",
@@ -105,6 +107,12 @@ CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
 
 DEFAULT_CROP_MODE = "center"
 """torchvision's ``Resize`` + ``CenterCrop``, and timm's default: what lncli did before crop modes existed."""
+
+DATA_DIR_HELP = "Folder searched first for the dataset's files (then $LNCLI_DATA, ~/.cache/lncli, /usr/share/datasets)."
+"""``--data-dir``'s help, the same for every command that reads a dataset."""
+
+DOWNLOAD_HELP = "Let torchvision download a missing dataset (needs the network)."
+"""``--download``'s help, the same for every command that reads a dataset."""
 
 NORM_ALIASES: dict[str, str] = {
     "batchnorm": "batchnorm",

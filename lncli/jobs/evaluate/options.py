@@ -23,8 +23,10 @@ from typing import Any
 
 from lncli.config.common import (
     CROP_MODES,
+    DATA_DIR_HELP,
     DEFAULT_PRIOR_N,
     DEVICES,
+    DOWNLOAD_HELP,
     INTERPOLATIONS,
     NORMALIZATION_PRESETS,
     PROFILE_NAMES,
@@ -108,9 +110,7 @@ class EvalOptions:
     severity: str | int | Sequence[int] = _option(
         "0-5", "Severities, e.g. 0-5 or 1,3,5; 0 is the clean row.", RUN, str, "LIST"
     )
-    profile: str = _option(
-        "imagenet-c", "Noise constants: ImageNet-C's, CIFAR-10-C's or the paper's own.", RUN, PROFILE_NAMES
-    )
+    profile: str = _option("imagenet-c", "Noise constants (paper: the LocalNorm authors' own).", RUN, PROFILE_NAMES)
     seed: int = _option(0, "Noise seed: image i's noise depends on (seed, noise, severity, i).", RUN, int, "N")
     rescale: bool = _option(False, "With --profile paper: the authors' min-max rescale of the noisy set.", RUN, bool)
 
@@ -161,14 +161,8 @@ class EvalOptions:
         "SPEC",
     )
     limit: int | None = _option(None, "Only the first N test images (image folders: every class kept).", DATA, int, "N")
-    data_dir: Path | None = _option(
-        None,
-        "Folder searched first for the dataset ($LNCLI_DATA, ~/.cache/lncli, /usr/share/datasets next).",
-        DATA,
-        Path,
-        "DIR",
-    )
-    download: bool = _option(False, "Let torchvision download a missing dataset (needs the network).", DATA, bool)
+    data_dir: Path | None = _option(None, DATA_DIR_HELP, DATA, Path, "DIR")
+    download: bool = _option(False, DOWNLOAD_HELP, DATA, bool)
     arch: str | None = _option(
         None,
         "For a bare state_dict: an lncli model, torchvision:NAME, timm:NAME or module:function.",
@@ -228,7 +222,7 @@ class EvalOptions:
     )
 
     # -- performance
-    device: str = _option("auto", "Where the models run (auto: CUDA when available).", PERFORMANCE, DEVICES)
+    device: str = _option("auto", "Where the models run (auto: CUDA if there is one).", PERFORMANCE, DEVICES)
     workers: int = _option(0, "Workers preparing batches ahead of the models (0: inline).", PERFORMANCE, int, "N")
     amp: bool = _option(False, "float16 autocast on CUDA (ignored on the CPU; recorded).", PERFORMANCE, bool)
 
@@ -387,16 +381,16 @@ def _outputs(o: EvalOptions) -> Outputs:
     """
     outputs = Outputs(_path(o.csv), _path(o.json), _path(o.plot), _path(o.junit), _path(o.markdown))
     suffixes = {
-        "csv": (".csv",),
-        "json": (".json",),
-        "plot": image_suffixes(),
-        "junit": (".xml",),
-        "markdown": (".md", ".markdown", ""),
+        "csv": lambda: (".csv",),
+        "json": lambda: (".json",),
+        "plot": image_suffixes,  # matplotlib's list: imported only when a plot is asked for
+        "junit": lambda: (".xml",),
+        "markdown": lambda: (".md", ".markdown", ""),
     }
     for name, allowed in suffixes.items():
         path = getattr(outputs, name)
         if path is not None:
-            check_output_file(path, f"--{name}", allowed)
+            check_output_file(path, f"--{name}", allowed())
     # No output may replace the baseline: accepting a run as the new baseline is a deliberate copy.
     check_distinct({f"--{k}": v for k, v in asdict(outputs).items()}, {"--compare": _path(o.compare)})
     return outputs
