@@ -42,23 +42,36 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
 
 
 def test_choices_are_built_from_the_library() -> None:
-    from lncli.cli.app import DeviceChoice, GroupingChoice, HeadsChoice, NormChoice, ProfileChoice
-    from lncli.config.common import CONVERT_TARGETS, DEVICES
-    from lncli.config.evaluate import HEADS
+    import typer.main
+
+    from lncli.cli.app import GroupingChoice, NormChoice, ProfileChoice
+    from lncli.config.common import CONVERT_TARGETS, CROP_MODES, DEVICES, INTERPOLATIONS
+    from lncli.config.evaluate import HEADS, ORDERS
     from lncli.nn import GROUPINGS
     from lncli.noise import PROFILES
 
     for choice, values in (
         (ProfileChoice, tuple(PROFILES)),
-        (HeadsChoice, HEADS),
-        (DeviceChoice, DEVICES),
         (NormChoice, CONVERT_TARGETS),  # convert --to: the kinds with batch statistics, not GroupNorm
         (GroupingChoice, GROUPINGS),
     ):
         assert tuple(c.value for c in choice) == values and all(isinstance(c, str) for c in choice)
+    # evaluate's options are made from their declaration (lncli.jobs.evaluate.options): its choices too.
+    params = {p.name: p for p in typer.main.get_command(app).commands["evaluate"].params}  # type: ignore[attr-defined]
+    for name, values in (
+        ("profile", tuple(PROFILES)),
+        ("heads", HEADS),
+        ("device", DEVICES),
+        ("order", ORDERS),
+        ("interpolation", INTERPOLATIONS),
+        ("crop_mode", CROP_MODES),
+    ):
+        assert tuple(str(getattr(c, "value", c)) for c in params[name].type_descriptor.choices) == values, name
     wide = {"COLUMNS": "200", "TERM": "dumb"}
-    helps = {cmd: runner.invoke(app, [cmd, "--help"], env=wide).stdout for cmd in ("corrupt", "evaluate")}
-    assert all(f"<{'|'.join(PROFILES)}>" in text for text in helps.values())
+    corrupt_help = runner.invoke(app, ["corrupt", "--help"], env=wide).stdout
+    assert f"<{'|'.join(PROFILES)}>" in corrupt_help
+    evaluate_help = " ".join(runner.invoke(app, ["evaluate", "--help"], env=wide).stdout.split())
+    assert f"One of {', '.join(PROFILES)}." in evaluate_help  # listed whole, in the help text
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from lncli.cli import app
-from lncli.cli.app import ConfigFile, resolved_options
+from lncli.cli.app import ConfigFile, option_sources
 from lncli.records import COMPARISON_FIELDS, RECORD_FIELDS, pack_hits, unpack_hits
 
 runner = CliRunner()
@@ -143,15 +143,17 @@ def test_a_new_option_of_a_command_is_a_config_key_with_no_further_code(tmp_path
         verbose: Annotated[bool, typer.Option("--verbose")] = False,
         config_file: ConfigFile = None,
     ) -> None:
-        seen.update(resolved_options(ctx)["options"], names=names, brand_new=brand_new, tag=tag, verbose=verbose)
+        seen.update(option_sources(ctx), names=names, brand_new=brand_new, tag=tag, verbose=verbose)
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("names: [a, b]\nbrand_new: 7\ntag: [x, y]\nverbose: true\n")
     res = runner.invoke(toy, ["--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert seen["names"] == ["a", "b"] and seen["brand_new"] == 7 and seen["tag"] == ["x", "y"] and seen["verbose"]
+    assert sorted(seen["from_file"]) == ["brand_new", "names", "tag", "verbose"] and seen["from_command_line"] == []
     res = runner.invoke(toy, ["--config", str(cfg), "--brand-new", "9", "c"])
     assert res.exit_code == 0 and seen["brand_new"] == 9 and seen["names"] == ["c"]
+    assert sorted(seen["from_command_line"]) == ["brand_new", "names"]
     cfg.write_text("brand_new: seven\n")
     res = runner.invoke(toy, ["z", "--config", str(cfg)])
     assert res.exit_code == 2 and "config key 'brand_new'" in res.output
@@ -296,25 +298,32 @@ def test_a_doctored_baseline_fails_and_names_the_cells(ckpts: dict[str, Path], b
     assert "(-2.5)" in res.stdout
 
 
-def test_mismatched_settings_are_refused_but_the_results_kept(
-    ckpts: dict[str, Path], baseline: Path, tmp_path: Path
+def test_mismatched_settings_are_refused_before_any_compute(
+    ckpts: dict[str, Path], baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 21: a baseline whose settings differ costs no compute, and nothing is written."""
+    import lncli.jobs.evaluate.plan
+
+    def no_compute(*a: object, **k: object) -> None:
+        raise AssertionError("evaluated before refusing")
+
+    monkeypatch.setattr(lncli.jobs.evaluate.plan, "run_grid", no_compute)
     out = tmp_path / "r.json"
     res = invoke(ckpts["bn"], ckpts["ln"], *FAST, *GRID, "--seed", "1", "--compare", baseline, "--json", out)
     line = one_error_line(res)
     assert "settings differ from the baseline" in line and "noise_seed 1 here, 0 in the baseline" in line
-    assert "comparison" not in json.loads(out.read_text())  # this run's results, without a comparison
+    assert not out.exists()
 
 
 def test_other_columns_are_refused_before_any_compute(
     ckpts: dict[str, Path], baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lncli.jobs.evaluate
+    import lncli.jobs.evaluate.plan
 
     def no_compute(*a: object, **k: object) -> None:
         raise AssertionError("evaluated before refusing")
 
-    monkeypatch.setattr(lncli.jobs.evaluate, "evaluate_grid", no_compute)
+    monkeypatch.setattr(lncli.jobs.evaluate.plan, "run_grid", no_compute)
     line = one_error_line(invoke(ckpts["bn"], *FAST, *GRID, "--compare", baseline))
     assert "the baseline's column ln:local is not in this run" in line
     line = one_error_line(invoke(ckpts["bn"], ckpts["ln"], *FAST, *GRID, "--mode", "running", "--compare", baseline))
