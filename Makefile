@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 FMNIST  := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo check test test-all bench clean
+.PHONY: install data demo check test test-all bench baseline clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ bench: install
 	$(PY) benchmarks/bench_norm.py
 	$(PY) benchmarks/bench_corrupt.py
 	$(PY) benchmarks/bench_evaluate.py
+
+# Regenerate the CI example's baseline (examples/ci/baseline.json) from sample_configs/ci_robustness.yaml.
+baseline: install data
+	$(PY) examples/ci/make_baseline.py
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

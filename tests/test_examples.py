@@ -85,3 +85,27 @@ def test_demo_command_writes_the_evaluate_schema(tmp_path: Path, monkeypatch: py
     assert {r["mode"] for r in rows} == {"running", "batch", "local"}
     assert all(int(r["n"]) == 256 for r in rows)
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_pytest_example_passes_as_a_users_suite() -> None:
+    """examples/pytest: a robustness test as a user writes it (lncli.evaluate on a model object), run by pytest."""
+    import subprocess
+    import sys
+
+    from lncli.data import load_dataset
+    from lncli.errors import DataError
+
+    try:
+        load_dataset("fashion-mnist", "test", limit=1)
+    except DataError:
+        pytest.skip("Fashion-MNIST is not installed (CI installs it): the example would skip its checks")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "examples" / "pytest")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "3 passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-1000:]
