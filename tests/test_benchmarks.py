@@ -41,6 +41,7 @@ class Smoke:
 
 
 SMOKES: dict[str, tuple[Smoke, ...]] = {
+    "bench_cli.py": (Smoke(("bench_cli.json", "bench_cli.md"), r"median of 1 runs per command"),),
     "bench_corrupt.py": (Smoke(("bench_corrupt.json", "bench_corrupt.md"), r"over n=2 runs per cell"),),
     "bench_evaluate.py": (
         Smoke(("bench_evaluate.json", "bench_evaluate.md"), r"median of 1 interleaved runs"),

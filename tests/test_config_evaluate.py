@@ -11,7 +11,6 @@ from lncli.config.evaluate import (
     DEFAULT_BN_MODES,
     DEFAULT_GN_MODES,
     DEFAULT_LN_MODES,
-    HEADS,
     MODES,
     NOISE_FAMILY,
     EvalConfig,
@@ -36,7 +35,7 @@ def test_config_is_frozen_and_its_defaults_are_the_named_facts() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.batch_size = 64  # type: ignore[misc]
     assert config.noises == NOISE_FAMILY and config.severities == tuple(range(MAX_SEVERITY + 1))
-    assert config.heads in HEADS and config.modes is None
+    assert config.heads is None and config.modes is None  # None: position where images form groups (HEADS)
     assert set(DEFAULT_BN_MODES) | set(DEFAULT_LN_MODES) <= set(MODES)
     assert DEFAULT_GN_MODES == ("groupnorm",) and "groupnorm" in MODES  # GroupNorm's only mode
 

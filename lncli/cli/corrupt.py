@@ -30,11 +30,12 @@ Download = Annotated[bool, typer.Option("--download", help=DOWNLOAD_HELP)]
 Noise = Annotated[
     str,
     typer.Option(
-        help="Comma list of noises (gaussian,shot,impulse,speckle, imagecorruptions names, "
-        "paper: gaussian,poisson,dropout)."
+        help="Noises, a comma list: gaussian, shot, impulse, speckle or imagecorruptions' names "
+        "(the paper profile: gaussian, poisson, dropout).",
+        metavar="LIST",
     ),
 ]
-Severity = Annotated[str, typer.Option(help="Severities: 1-5, 1,3,5 or 0-2,5 (0 = clean copy).")]
+Severity = Annotated[str, typer.Option(help="Severities: 1-5, 1,3,5 or 0-2,5 (0 = clean copy).", metavar="LIST")]
 Profile = Annotated[ProfileChoice, typer.Option(help="Noise constants.")]
 Seed = Annotated[int, typer.Option(help="Noise seed; image i's noise depends only on (seed, noise, severity, i).")]
 Out = Annotated[Path, typer.Option(help="Output folder.")]
