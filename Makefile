@@ -5,13 +5,20 @@ PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
 FMNIST  := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo check test test-all bench baseline clean
+.PHONY: install install-test data demo check test test-all bench baseline clean
 
+# lncli and what it needs to run (the demo); the tests' and linters' extras only for `make test`/`check`.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -44,15 +51,15 @@ demo: install data
 	  --csv demo_out/results.csv --json demo_out/results.json --plot demo_out/accuracy.png
 
 # Format, lint and types (configured in pyproject.toml); CI runs this before the tests.
-check: install
+check: install-test
 	$(VENV)/bin/ruff format --check lncli tests benchmarks
 	$(VENV)/bin/ruff check lncli tests benchmarks
 	$(VENV)/bin/mypy
 
-test: install data
+test: install-test data
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-all: install data
+test-all: install-test data
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
 bench: install
