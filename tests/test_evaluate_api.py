@@ -183,3 +183,43 @@ def test_load_model_gives_the_checkpoints_module_in_eval_mode(eval_ckpts: dict[s
         torch.testing.assert_close(model(x), ref(x), rtol=0, atol=0)
     with pytest.raises(LncliError, match="checkpoint not found"):
         lncli.load_model("nope.pt")
+
+
+def test_flags_a_config_file_and_keywords_build_the_same_plan(eval_ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """One declaration of the options: the three routes give the same records and the same options block."""
+    flags = ["--data", "synthetic", "--limit", "24", "--noise", "gaussian,impulse", "--severity", "0,4",
+             "--batch-size", "8", "--mode", "running,batch", "--order", "sorted", "--device", "cpu"]  # fmt: skip
+    res = runner.invoke(app, ["evaluate", str(eval_ckpts["bn"]), *flags, "--json", str(tmp_path / "flags.json")])
+    assert res.exit_code == 0, res.output
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"checkpoints: [{eval_ckpts['bn']}]\ndata: synthetic\nlimit: 24\nnoise: [gaussian, impulse]\n"
+        "severity: [0, 4]\nbatch_size: 8\nmode: running,batch\norder: sorted\ndevice: cpu\n"
+    )
+    res = runner.invoke(app, ["evaluate", "--config", str(config), "--json", str(tmp_path / "file.json")])
+    assert res.exit_code == 0, res.output
+    py = lncli.evaluate(eval_ckpts["bn"], "synthetic", limit=24, noise=["gaussian", "impulse"], severity=[0, 4],
+                        batch_size=8, mode=("running", "batch"), order="sorted", device="cpu",
+                        json=tmp_path / "py.json")  # fmt: skip
+    docs = {k: json.loads((tmp_path / f"{k}.json").read_text()) for k in ("flags", "file", "py")}
+    records = {
+        k: [(r["mode"], r["noise"], r["severity"], r["correct"], r["hits"]) for r in d["records"]]
+        for k, d in docs.items()
+    }
+    assert (
+        records["flags"]
+        == records["file"]
+        == records["py"]
+        == [(r.mode, r.noise, r.severity, r.correct, r.hits) for r in py.records]
+    )
+    sweep = {
+        k: {
+            f: v
+            for f, v in d["config"].items()
+            if f not in ("options", "config_file", "from_file", "from_command_line", "from_python")
+        }
+        for k, d in docs.items()
+    }
+    assert sweep["flags"] == sweep["file"] == sweep["py"]
+    assert docs["file"]["config"]["config_file"] == str(config) and "limit" in docs["file"]["config"]["from_file"]
+    assert "limit" in docs["flags"]["config"]["from_command_line"] and "limit" in docs["py"]["config"]["from_python"]

@@ -197,7 +197,7 @@ def arrays_data(
     c, h, w = (int(v) for v in x.shape[1:])
     meta = DataMeta("arrays", int(y.max()) + 1 if len(y) else 0, c, (h, w), (0.0,) * c, (1.0,) * c)
     own = PreprocessLayer((h, w), None, None, None, None, None, "dataset", "the arrays")  # their size as stored
-    metas, notes = model_metas(models, [flags, own], as_stored=True)
+    metas, notes = model_metas(models, flags, own)
     return EvalData(name="arrays", synthetic=False, clean=ImageSet(x, y, meta), model_metas=metas, notes=notes)
 
 
@@ -210,6 +210,6 @@ def dataset_data(
     keep = stratified_subset(targets, limit)
     classes = tuple(str(k) for k in getattr(dataset, "classes", ()) or ())
     items = DatasetItems(dataset, tuple(keep), tuple(targets[i] for i in keep), classes)
-    metas, notes = model_metas(models, [flags], as_stored=False)
+    metas, notes = model_metas(models, flags)
     name = type(dataset).__name__
     return EvalData(name=name, synthetic=False, clean=None, limit=limit, items=items, model_metas=metas, notes=notes)

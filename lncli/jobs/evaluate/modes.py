@@ -94,22 +94,6 @@ Voter = Callable[[nn.Module, Tensor], Tensor]
 """Runs every LocalNorm head in turn on a batch and combines them into (N, K) class scores."""
 
 
-def _no_group(batch_size: int, group_size: int) -> int | None:
-    return None  # running statistics: no test images share statistics
-
-
-def _whole_batch(batch_size: int, group_size: int) -> int | None:
-    return batch_size
-
-
-def _the_group(batch_size: int, group_size: int) -> int | None:
-    return group_size
-
-
-def _one_image(batch_size: int, group_size: int) -> int | None:
-    return 1
-
-
 DEFAULT_STATS = "default"
 """A :class:`Mode`'s ``stats`` when it takes the model's own test statistics: ``batch`` for a BN
 model, ``local`` for a LocalNorm one (see :func:`resolve_mode`)."""
@@ -120,23 +104,26 @@ class Mode:
     """How one test-time mode runs a model."""
 
     stats: str  # where LocalNorm's statistics come from (lncli.nn.TEST_STATS), DEFAULT_STATS, or "none" (GroupNorm as it is)
-    # How many test images share statistics, given (batch size, G): what the records store as group_size.
-    # None: as the mode named by the resolved statistics (DEFAULT_STATS).
-    shared: Callable[[int, int], int | None] | None
     voter: Voter | None = None  # run every head in turn and combine them (the recorded heads are then the mode's name)
     adapt: bool = False  # TENT: the affine parameters adapt online along the stream
 
+    def shared(self, batch_size: int, group_size: int) -> int | None:
+        """How many test images share statistics (what the records store as ``group_size``): the batch
+        (``batch``, ``prior``), a group of G (``local``), one image (``single``), or none (running statistics,
+        GroupNorm). Asked of a resolved mode (:func:`resolve_mode`)."""
+        return {"batch": batch_size, "prior": batch_size, "local": group_size, "single": 1}.get(self.stats)
+
 
 MODE_TABLE: dict[str, Mode] = {
-    "running": Mode("running", _no_group),
-    "batch": Mode("batch", _whole_batch),
-    "local": Mode("local", _the_group),
-    "single": Mode("single", _one_image),
-    "vote": Mode("single", _one_image, vote_predict),
-    "majority": Mode("single", _one_image, majority_predict),
-    "prior": Mode("prior", _whole_batch),
-    "tent": Mode(DEFAULT_STATS, None, adapt=True),
-    "groupnorm": Mode("none", _no_group),
+    "running": Mode("running"),
+    "batch": Mode("batch"),
+    "local": Mode("local"),
+    "single": Mode("single"),
+    "vote": Mode("single", vote_predict),
+    "majority": Mode("single", majority_predict),
+    "prior": Mode("prior"),
+    "tent": Mode(DEFAULT_STATS, adapt=True),
+    "groupnorm": Mode("none"),
 }
 """Every mode of :data:`lncli.config.evaluate.MODES`, by name, in the same order (a test holds them equal)."""
 
@@ -161,8 +148,8 @@ def resolve_mode(mode: str, localnorm: bool) -> Mode:
         localnorm: whether the model (or checkpoint) is a LocalNorm one.
 
     Returns:
-        The spec, its ``stats`` and ``shared`` those of ``local`` (LocalNorm) or ``batch`` (BN)
-        when the mode takes the model's own test statistics.
+        The spec, its ``stats`` those of ``local`` (LocalNorm) or ``batch`` (BN) when the mode takes
+        the model's own test statistics.
 
     Raises:
         LncliError: an unknown mode.
@@ -170,8 +157,7 @@ def resolve_mode(mode: str, localnorm: bool) -> Mode:
     spec = mode_spec(mode)
     if spec.stats != DEFAULT_STATS:
         return spec
-    own = MODE_TABLE["local" if localnorm else "batch"]
-    return dataclasses.replace(spec, stats=own.stats, shared=own.shared)
+    return dataclasses.replace(spec, stats="local" if localnorm else "batch")
 
 
 def resolve_heads(heads: str | None, stats: str) -> str:
@@ -327,7 +313,6 @@ def make_runner(
     model.eval()
     heads = resolve_heads(heads, spec.stats)
     recorded_heads = mode if spec.voter is not None else heads
-    assert spec.shared is not None  # resolved
     shared = spec.shared(batch_size, group_size)
     if spec.stats == "none" or _groupnorm_only(model):
         return _groupnorm_runner(model, mode, shared)

@@ -289,7 +289,7 @@ def resolve_data(
     if data.kind == "imagenetc":
         listing = list_imagenetc(data.folder, limit)
         _check_classes(checkpoints, f"imagenetc {listing.root}", len(listing.reference.classes))
-        metas, notes = model_metas(checkpoints, [flags], as_stored=False)
+        metas, notes = model_metas(checkpoints, flags)
         if clean_asked:
             no_clean = f"imagenetc {listing.root} has no clean images (releases carry none), so severity 0 has no row"
             notes += (f"{no_clean}; evaluate the clean set with --data imagefolder:PATH",)
@@ -307,7 +307,7 @@ def resolve_data(
     if data.kind == "imagefolder":
         folder, limit_notes = _folder_listing(data.folder, limit, skip_unreadable, workers)
         _check_classes(checkpoints, f"imagefolder {folder.root}", len(folder.classes))
-        metas, notes = model_metas(checkpoints, [flags], as_stored=False)
+        metas, notes = model_metas(checkpoints, flags)
         notes += limit_notes
         return EvalData(
             name="imagefolder", synthetic=False, clean=None, limit=limit, folder=folder, model_metas=metas, notes=notes
@@ -317,7 +317,7 @@ def resolve_data(
     train_range = (
         load_train_range(data, images.meta, data_dir=data_dir, download=download) if with_train_range else None
     )
-    metas, notes = model_metas(checkpoints, [flags, PreprocessLayer.of_meta(images.meta, "dataset")], as_stored=True)
+    metas, notes = model_metas(checkpoints, flags, PreprocessLayer.of_meta(images.meta, "dataset"))
     in_memory = EvalData.from_imageset(images, train_range=train_range)
     return dataclasses.replace(in_memory, model_metas=metas, notes=notes)
 
@@ -343,29 +343,28 @@ def _layers(
 
 
 def model_metas(
-    checkpoints: Sequence[LoadedCheckpoint], layers: Sequence[PreprocessLayer], *, as_stored: bool
+    checkpoints: Sequence[LoadedCheckpoint], flags: PreprocessLayer, dataset: PreprocessLayer | None = None
 ) -> tuple[tuple[tuple[str, DataMeta], ...], tuple[str, ...]]:
     """Each checkpoint's resolved preprocessing, and the notes of those whose files record none.
 
     Args:
         checkpoints: the models.
-        layers: the flags, then the dataset's own (if any).
-        as_stored: the data are arrays whose own size the dataset layer says (see
-            :func:`~lncli.data.preprocess.unrecorded_note`).
+        flags: the flags' layer (:func:`preprocess_flags`).
+        dataset: the data's own layer: arrays held as stored (a named dataset, a release, a caller's
+            pair), whose own size it says; None for image files, decoded to what each model takes.
 
     Raises:
         DataError: the checkpoints would read the images at different sizes, crops or channel counts.
     """
-    above, dataset = list(layers[:1]), list(layers[1:])
     metas: list[tuple[str, DataMeta]] = []
     notes: list[str] = []
     for ck in checkpoints:
-        resolved = resolve_preprocess(_layers(ck, above, dataset), _channels(ck))
+        resolved = resolve_preprocess(_layers(ck, [flags], [dataset] if dataset else []), _channels(ck))
         metas.append((ck.path, apply_preprocess(ck.checkpoint.data, resolved)))
         note = (
             None
             if has_recorded_preprocessing(ck.checkpoint)
-            else unrecorded_note(Path(ck.path).name, resolved, as_stored=as_stored)
+            else unrecorded_note(Path(ck.path).name, resolved, as_stored=dataset is not None)
         )
         notes += [note] if note else []
     reads = {(m.image_size, m.resize_to, m.interpolation, m.crop_mode, m.in_channels): path for path, m in metas}
@@ -442,7 +441,7 @@ def _release_data(
         origin="dataset",
         source=release.kind,
     )
-    metas, notes = model_metas(checkpoints, [flags, own], as_stored=True)
+    metas, notes = model_metas(checkpoints, flags, own)
     if clean is None and clean_asked:
         why = f"no installed clean test set matches the release (its first {n:,} test images, in order)"
         notes += (f"cifar10c {release.directory}: {why}, so severity 0 has no row",)
