@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("jobs", "compare"),
     ("checkpoint",),
     ("nn", "noise", "models", "data", "images", "report"),
-    ("config", "records", "stats", "errors", "io", "distributed"),
+    ("config", "records", "stats", "errors", "io", "distributed", "lazy"),
 )
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
@@ -152,7 +152,7 @@ def test_no_private_name_crosses_a_unit() -> None:
 def test_the_scan_sees_what_it_must() -> None:
     """The scan itself: it finds a call-time import and a TYPE_CHECKING import where they are."""
     cli_evaluate = {(t, n) for m, t, n, _ in EDGES if m == "lncli.cli.evaluate"}
-    assert ("lncli.jobs.evaluate", "LoadedCheckpoint") in cli_evaluate  # under TYPE_CHECKING
+    assert ("lncli.jobs.evaluate.result", "EvalResult") in cli_evaluate  # under TYPE_CHECKING
     cli_train = {t for m, t, _, _ in EDGES if m == "lncli.cli.train"}
     assert "lncli.jobs.train" in cli_train  # inside the command function
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

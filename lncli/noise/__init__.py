@@ -29,8 +29,9 @@ Where things live:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lncli.lazy import attach
 
 # Each public name and its module, imported on first use (PEP 562): the profile table
 # (:mod:`~lncli.noise.profiles`) needs no torch, so a command line's noise names can be
@@ -88,16 +89,4 @@ __all__ = [  # a test holds this list, _PUBLIC and the TYPE_CHECKING imports equ
     "rescale_minmax",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    home = _PUBLIC.get(name)
-    if home is None:
-        raise AttributeError(f"module 'lncli.noise' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = attach(__name__, _PUBLIC)

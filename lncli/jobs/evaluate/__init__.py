@@ -23,8 +23,9 @@ argument checks) load no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lncli.lazy import attach
 
 _PUBLIC: dict[str, str] = {
     "CHECKPOINT_SUFFIXES": "lncli.jobs.evaluate.checkpoints",
@@ -263,16 +264,4 @@ __all__ = [
     "scores",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    home = _PUBLIC.get(name)
-    if home is None:
-        raise AttributeError(f"module 'lncli.jobs.evaluate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = attach(__name__, _PUBLIC)
