@@ -43,16 +43,23 @@ def test_top_level_names_are_their_homes_objects() -> None:
     assert lncli.corrupt is corrupt and lncli.load_checkpoint is load_checkpoint
 
 
-def test_type_checkers_see_the_same_names() -> None:
-    """The TYPE_CHECKING imports and __all__ of lncli/__init__.py name exactly the lazy table, each from its home."""
-    tree = ast.parse((ROOT / "lncli" / "__init__.py").read_text())
+@pytest.mark.parametrize("package", ["lncli", "lncli.noise", "lncli.jobs.evaluate"])
+def test_type_checkers_see_the_same_names(package: str) -> None:
+    """The TYPE_CHECKING imports and __all__ of a lazily loaded package name exactly its lazy table, each from
+    its home, and every name resolves to its home's object."""
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__ or "").read_text())
     guarded = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
     assert len(guarded) == 1
     seen = {
         alias.name: node.module for node in guarded[0].body if isinstance(node, ast.ImportFrom) for alias in node.names
     }
-    assert seen == lncli._PUBLIC
-    assert set(lncli.__all__) == {"__version__", *lncli._PUBLIC} and len(lncli.__all__) == len(set(lncli.__all__))
+    table = module._PUBLIC
+    assert seen == table
+    extra = {"__version__"} if package == "lncli" else set()
+    assert set(module.__all__) == {*extra, *table} and len(module.__all__) == len(set(module.__all__))
+    for name, home in table.items():
+        assert getattr(module, name) is getattr(importlib.import_module(home), name), name
 
 
 def test_import_lncli_is_light_and_names_load_on_use() -> None:
