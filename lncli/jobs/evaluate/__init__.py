@@ -7,6 +7,7 @@
   corruption releases, the paper's rescale); :mod:`.loaders`: the clean images, from
   memory or from image files decoded by DataLoader workers.
 * :mod:`.modes`: the test-time modes, a table from name to how a model runs in it.
+* :mod:`.ranges`: the per-channel ranges the paper's rescale maps onto.
 * :mod:`.mix`: mixed streams, each image with its own noise and severity.
 * :mod:`.columns`: the sweep's columns (checkpoint x mode), their runners and the notes on them.
 * :mod:`.grid`: the sweep itself: :func:`plan_grid` (everything but the compute), :func:`run_grid`, and
@@ -66,14 +67,14 @@ _PUBLIC: dict[str, str] = {
     "GridPlan": "lncli.jobs.evaluate.grid",
     "has_localnorm": "lncli.jobs.evaluate.modes",
     "has_recorded_preprocessing": "lncli.jobs.evaluate.testset",
-    "image_range": "lncli.jobs.evaluate.testset",
+    "image_range": "lncli.jobs.evaluate.ranges",
     "ImageNetCFiles": "lncli.jobs.evaluate.sources",
     "ImageSource": "lncli.jobs.evaluate.sources",
     "is_groupnorm": "lncli.jobs.evaluate.modes",
     "load_checkpoints": "lncli.jobs.evaluate.checkpoints",
     "load_model": "lncli.jobs.evaluate.api",
     "load_models": "lncli.jobs.evaluate.plan",
-    "load_train_range": "lncli.jobs.evaluate.testset",
+    "load_train_range": "lncli.jobs.evaluate.ranges",
     "LoadedCheckpoint": "lncli.jobs.evaluate.checkpoints",
     "LocalNormCopies": "lncli.jobs.evaluate.modes",
     "make_runner": "lncli.jobs.evaluate.modes",
@@ -166,6 +167,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (``X as X``: a re-export)
     from lncli.jobs.evaluate.plan import build_plan as build_plan
     from lncli.jobs.evaluate.plan import load_models as load_models
     from lncli.jobs.evaluate.plan import run_plan as run_plan
+    from lncli.jobs.evaluate.ranges import image_range as image_range
+    from lncli.jobs.evaluate.ranges import load_train_range as load_train_range
     from lncli.jobs.evaluate.result import EvalResult as EvalResult
     from lncli.jobs.evaluate.sources import CIFAR10C_PROFILE as CIFAR10C_PROFILE
     from lncli.jobs.evaluate.sources import CLEAN_CELL as CLEAN_CELL
@@ -180,8 +183,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (``X as X``: a re-export)
     from lncli.jobs.evaluate.testset import EvalData as EvalData
     from lncli.jobs.evaluate.testset import check_data_matches as check_data_matches
     from lncli.jobs.evaluate.testset import has_recorded_preprocessing as has_recorded_preprocessing
-    from lncli.jobs.evaluate.testset import image_range as image_range
-    from lncli.jobs.evaluate.testset import load_train_range as load_train_range
     from lncli.jobs.evaluate.testset import preprocess_flags as preprocess_flags
     from lncli.jobs.evaluate.testset import resolve_data as resolve_data
 

@@ -44,7 +44,8 @@ from lncli.jobs.evaluate.loaders import (
     KeyedFiles,
     return_freed_buffers,
 )
-from lncli.jobs.evaluate.testset import RANGE_CHUNK, DatasetItems, EvalData, check_clean_order, image_range
+from lncli.jobs.evaluate.ranges import RANGE_CHUNK, image_range
+from lncli.jobs.evaluate.testset import DatasetItems, EvalData, check_clean_order
 from lncli.noise import apply_minmax, canonical_noise, corrupt, noise_param
 from lncli.records import CLEAN
 

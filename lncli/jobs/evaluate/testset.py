@@ -12,14 +12,14 @@ for the user without being told is in :attr:`EvalData.notes`, one line each (the
 them as ``note:`` lines and the JSON's config block keeps them): the preprocessing a foreign
 checkpoint was given, a corruption release's missing clean row, what ``--limit`` kept of a folder. With
 ``--rescale`` it also takes the training split's per-channel range
-(:func:`load_train_range`), the reference the paper's rescale maps onto.
+(:func:`~lncli.jobs.evaluate.ranges.load_train_range`), the reference the paper's rescale maps onto.
 :func:`check_data_matches` refuses data whose classes differ from a model's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,22 +44,16 @@ from lncli.data.releases import ImageNetCListing, NpyRelease, list_imagenetc, op
 from lncli.data.spec import DataKind
 from lncli.errors import DataError, LncliError
 from lncli.jobs.evaluate.checkpoints import LoadedCheckpoint
-from lncli.noise import channel_range
+from lncli.jobs.evaluate.ranges import load_train_range
 
 __all__ = [
-    "RANGE_CHUNK",
     "EvalData",
     "check_clean_order",
     "check_data_matches",
     "has_recorded_preprocessing",
-    "image_range",
-    "load_train_range",
     "preprocess_flags",
     "resolve_data",
 ]
-
-RANGE_CHUNK = 4096
-"""Images per step when taking a range: keeps the float32 copy small (a uint8 set is 4x smaller than its floats)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +83,7 @@ class EvalData:
     test set when there is one, else None); ``imagenetc`` lists a folder release.
 
     ``train_range`` is the training split's per-channel ``(min, max)``, each (C,) float32 on
-    the [0, 1] scale (:func:`image_range`): what ``--rescale`` maps the noisy test set onto.
+    the [0, 1] scale (:func:`~lncli.jobs.evaluate.ranges.image_range`): what ``--rescale`` maps the noisy test set onto.
     ``None`` falls back to the clean test set's range (the records say which was used). It is
     passed in rather than loaded by :func:`~lncli.jobs.evaluate.grid.evaluate_grid`, which
     does no data I/O of its own.
@@ -258,7 +252,7 @@ def resolve_data(
         data_dir: where to look for dataset files first.
         download: let torchvision download a missing dataset (needs the network).
         with_train_range: also read the training split's per-channel range, the
-            reference of ``--rescale`` (:func:`load_train_range`; generated noise only).
+            reference of ``--rescale`` (:func:`~lncli.jobs.evaluate.ranges.load_train_range`; generated noise only).
         preprocess: the flags' preprocessing layer (:func:`preprocess_flags`); None: no flags.
         channels: ``--channels``; must be what the models take. Given, the data's own channel
             count may differ: its images are converted (L -> RGB copies, RGB -> L luma).
@@ -511,68 +505,6 @@ def _data_spec(spec: str | DataSpec | None, checkpoints: Sequence[LoadedCheckpoi
         return DataSpec.parse(names.pop())
     except DataError as exc:
         raise DataError(f"the checkpoints' data: {exc}; pass --data") from None
-
-
-def image_range(chunks: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
-    """Per-channel (min, max) over batches of images: :func:`lncli.noise.channel_range` of their concatenation.
-
-    Args:
-        chunks: at least one uint8 or float (N_i, C, H, W) batch (e.g. ``images.split(4096)``).
-
-    Returns:
-        ``(lo, hi)``, each (C,) float32 on the [0, 1] scale.
-
-    Raises:
-        ValueError: no batch.
-    """
-    lo: Tensor | None = None
-    hi: Tensor | None = None
-    for chunk in chunks:
-        clo, chi = channel_range(chunk)  # (C,), (C,)
-        lo = clo if lo is None else torch.minimum(lo, clo)
-        hi = chi if hi is None else torch.maximum(hi, chi)
-    if lo is None or hi is None:
-        raise ValueError("image_range needs at least one batch of images")
-    return lo, hi
-
-
-def load_train_range(
-    spec: str | DataSpec, test_meta: DataMeta, *, data_dir: Path | None = None, download: bool = False
-) -> tuple[Tensor, Tensor] | None:
-    """The training split's per-channel range, the reference of the paper's ``--rescale``.
-
-    The authors' protocol (arXiv 1902.06550; their code, github.com/byin-cwi/LocalNorm1) min-max
-    rescales the whole noisy test set per channel onto the training set's range.
-
-    The range is taken over the whole training split (``--limit`` cuts the test set only).
-    Only the two (C,) vectors are kept; the split itself is dropped as soon as they are taken.
-
-    Args:
-        spec: the test set's dataset spec (``fashion-mnist``, ``cifar10``, ``synthetic``, ..., text or parsed).
-        test_meta: the test set's :class:`lncli.data.DataMeta` (the channel counts must agree).
-        data_dir, download: as for :func:`lncli.data.load_dataset`.
-
-    Returns:
-        ``(lo, hi)``, each (C,) float32 on the [0, 1] scale, or ``None`` when there is no
-        training split to read: not found, unreadable, empty or of another channel count,
-        and always for ``imagefolder:`` data (decoding a whole folder of full-size images
-        only for its range could take more memory than the machine has, and a folder
-        without ``train/`` has no separate training split) and corruption releases.
-
-    Raises:
-        DataError: ``spec`` is no valid spec (:class:`lncli.data.DataSpec`). The caller then falls back to
-        the clean test set's range, and the records say so.
-    """
-    data = DataSpec.parse(spec)
-    if data.kind != "dataset":
-        return None
-    try:
-        train = load_dataset(data, "train", data_dir=data_dir, download=download)
-    except DataError:
-        return None
-    if len(train) == 0 or train.images.shape[1] != test_meta.in_channels:
-        return None
-    return image_range(train.images.split(RANGE_CHUNK))
 
 
 def _check_classes(
