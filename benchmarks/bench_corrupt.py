@@ -84,7 +84,7 @@ def mean_std(v: list[float]) -> tuple[float, float]:
     return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 runs of tiny batches, into a temporary folder")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per cell (default 30, quick 2)")
@@ -95,7 +95,11 @@ def main() -> None:
     )
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     ap.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS}; --quick: a temp one)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     out = args.out or default_out(args.quick)
 
     default_threads = torch.get_num_threads()

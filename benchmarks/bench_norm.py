@@ -68,7 +68,7 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=30, help="timed iterations per variant (median over them)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.iters, args.warmup = 1, 1
     args.batch = args.batch or (16 if args.quick else 128)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     out = args.out or default_out(args.quick)
     threads = args.threads if args.threads is not None else (QUICK_THREADS if args.quick else 0)
     if threads:  # 0: torch's default

@@ -298,7 +298,11 @@ def write_outputs(rows: list[tuple[str, int, EvalRecord]], agg: list[dict], out:
     ]
     with atomic_write(out / "fashion_mnist.md") as fh:
         fh.write("\n".join(lines))
+    plot(cols, cell, out, meta)
 
+
+def plot(cols: list[str], cell: dict, out: Path, meta: dict) -> None:
+    """fashion_mnist.png: accuracy against severity, a panel per profile x noise, a line per column."""
     import matplotlib
 
     matplotlib.use("Agg")
