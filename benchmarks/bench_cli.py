@@ -95,11 +95,18 @@ def _baseline(work: Path, limit: int | None) -> Path:
     return path
 
 
+def _torch_version() -> str:
+    """torch's version as ``torch.__version__`` says it (local tag included), without importing torch here."""
+    code = "import torch; print(torch.__version__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or metadata.version("torch")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=None, help="runs per command (default 5; --quick 1)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results; --quick: temp)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 200 test images")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run of one command of each kind, 200 images")
     args = ap.parse_args(argv)
     runs = args.runs or (1 if args.quick else 5)
     limit = 200 if args.quick else None
@@ -107,12 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="lncli-bench-cli-"))
     base = [*CHECKPOINTS, *RUN, *(["--limit", str(limit)] if limit else [])]
     load = os.getloadavg()[0]
+    typos, refusals = list(TYPOS.items()), list(plan_refusals(work, _baseline(work, limit)).items())
+    if args.quick:  # a smoke run: one command of each kind
+        typos, refusals = typos[:1], refusals[:1]
     results = {
-        "typos": {name: _time([*base, *extra], runs, work) for name, extra in TYPOS.items()},
-        "plan": {
-            name: _time([*base, *extra], runs, work)
-            for name, extra in plan_refusals(work, _baseline(work, limit)).items()
-        },
+        "typos": {name: _time([*base, *extra], runs, work) for name, extra in typos},
+        "plan": {name: _time([*base, *extra], runs, work) for name, extra in refusals},
     }
     doc = {
         "benchmark": "bench_cli",
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "images": limit or 10000,
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_1min": [load, os.getloadavg()[0]]},
-        "versions": {"python": platform.python_version(), "torch": metadata.version("torch"), "lncli": __version__},
+        "versions": {"python": platform.python_version(), "torch": _torch_version(), "lncli": __version__},
         "results": results,
     }
     out.mkdir(parents=True, exist_ok=True)
