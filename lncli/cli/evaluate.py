@@ -54,7 +54,8 @@ def _render(result: EvalResult, request: Any) -> None:
 
     result.write(request.outputs)
     out = Console()
-    out.print(result.table(width=out.width), end="")
+    for table in result.renderables(width=out.width):
+        out.print(table)
     for check in result.failures:
         err_console.print(f"[bold red]FAIL[/] {escape(check.message)}", highlight=False, soft_wrap=True)
     if result.failures:

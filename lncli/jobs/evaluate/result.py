@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from lncli import report
 from lncli.compare import compare_records
@@ -70,10 +70,16 @@ class EvalResult:
             baseline: the mCE baseline column (default: the result's, else the first).
         """
         console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
-        console.print(report.render_table(self.records, baseline=baseline or self.baseline, width=width))
-        if self.comparisons is not None:
-            console.print(report.render_comparison(self.comparisons, baseline=self.compared_with or ""))
+        for renderable in self.renderables(width=width, baseline=baseline):
+            console.print(renderable)
         return console.export_text()
+
+    def renderables(self, *, width: int, baseline: str | int | None = None) -> list[RenderableType]:
+        """The tables as rich renderables (the command line prints these; :meth:`table` exports their text)."""
+        out = [report.render_table(self.records, baseline=baseline or self.baseline, width=width)]
+        if self.comparisons is not None:
+            out.append(report.render_comparison(self.comparisons, baseline=self.compared_with or ""))
+        return out
 
     def to_csv(self, path: str | Path) -> None:
         """Write the long-format CSV (one row per record; with ``--compare``, the baseline's columns too)."""
