@@ -169,9 +169,9 @@ def _arrays(images: Any, labels: Any) -> tuple[Tensor, Tensor]:
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images).detach().cpu()
     y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels).detach().cpu().long()
     if x.dim() == 3:
-        x = x.unsqueeze(1)  # (N, 1, H, W)
-    if x.dim() != 4 or (x.shape[1] not in (1, 3) and x.shape[3] in (1, 3)):
-        x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x  # NHWC -> NCHW
+        x = x.unsqueeze(1)  # (N, H, W) grayscale -> (N, 1, H, W)
+    if x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise DataError(f"images must be (N, C, H, W) or (N, H, W, C) with C 1 or 3, got shape {tuple(x.shape)}")
     if x.is_floating_point():
