@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 from lncli.models._registry import register_model
 
@@ -20,7 +19,11 @@ NormLayer = Callable[..., nn.Module]
 
 
 def _build(arch: str, num_classes: int, in_channels: int, norm_layer: NormLayer, cifar_stem: bool) -> nn.Module:
-    model: tv_resnet.ResNet = getattr(tv_resnet, arch)(weights=None, num_classes=num_classes, norm_layer=norm_layer)
+    # Imported here: torchvision.models loads every torchvision architecture, seconds that every lncli command
+    # (and every checkpoint load) would otherwise pay for two models.
+    from torchvision.models import resnet as tv_resnet
+
+    model = getattr(tv_resnet, arch)(weights=None, num_classes=num_classes, norm_layer=norm_layer)
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
