@@ -31,7 +31,7 @@ data:
 	fi
 
 # Main job: evaluate the shipped BN and LocalNorm checkpoints under noise.
-# Without Fashion-MNIST anywhere lncli looks (see README), it falls back, loudly, to the
+# Without Fashion-MNIST anywhere lncli looks (docs/evaluate.md), it falls back, loudly, to the
 # synthetic-gray set: same shape, so it runs, but the accuracies then mean nothing.
 # DEMO_LIMIT: a first look evaluates the first 1,000 of the 10,000 test images (the model
 # passes are most of the time, in proportion to the images); `make demo DEMO_LIMIT=` runs them all.

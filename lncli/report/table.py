@@ -193,9 +193,12 @@ def legend(cols: Sequence[Column]) -> Text:
 
     Returns:
         One line per checkpoint, ``<short name> = <checkpoint path>`` (``checkpoint = <path>``
-        when there is only one).
+        when there is only one); none for a checkpoint the header already names in full (a name
+        given in Python, ``lncli.evaluate({"bn": model})``).
     """
-    lines = {c.key[0]: f"{c.short or 'checkpoint'} = {c.key[0]}" for c in cols}  # one per checkpoint, in column order
+    lines = {  # one per checkpoint, in column order
+        c.key[0]: f"{c.short or 'checkpoint'} = {c.key[0]}" for c in cols if (c.short or "checkpoint") != c.key[0]
+    }
     return Text("\n".join(lines.values()), no_wrap=False, overflow="fold")
 
 
