@@ -196,3 +196,21 @@ def test_cli_dataset_npy_and_preview_reach_the_job(tmp_path: Path):
     run_corrupt(cfg)
     assert _tree(tmp_path / "cli") == _tree(tmp_path / "lib") and len(_tree(tmp_path / "lib")) == 2
     assert (tmp_path / "cli.png").read_bytes() == (tmp_path / "lib.png").read_bytes()
+
+
+def test_dataset_output_reads_back_with_the_datasets_labels(tmp_path: Path) -> None:
+    """corrupt --data writes <index>_<name> class folders: read back as an image folder (sorted by name, as
+    torchvision's ImageFolder does), class k is label k. Fashion-MNIST's names alone sort 'Ankle boot' first."""
+    from lncli.data import list_image_folder, load_dataset
+
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["corrupt", "--data", "synthetic", "--limit", "40", "--noise", "gaussian",
+                              "--severity", "0", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cell = out / "gaussian" / "0"  # <noise>/<severity>/<class>/<index>.png
+    listing = list_image_folder(cell)
+    truth = load_dataset("synthetic", "test", limit=40)
+    index_of = [int(name.split("_", 1)[0]) for name in listing.classes]  # the dataset's label of each folder
+    assert index_of == sorted(index_of) and len(index_of) == len(set(truth.labels.tolist()))  # sorted = label order
+    by_image = {int(f.stem): index_of[t] for f, t in zip(listing.files, listing.targets)}
+    assert [by_image[i] for i in range(40)] == truth.labels.tolist()

@@ -151,7 +151,8 @@ def test_dataset_images_go_to_class_folders(tmp_path: Path):
     ds = load_dataset("synthetic", split="test", limit=6)
     assert len(recs) == 6  # the alias is the same noise: written once
     for i in range(6):
-        rel = Path(ds.meta.classes[int(ds.labels[i])]) / f"{i:06d}.png"
+        label = int(ds.labels[i])
+        rel = Path(f"{label}_{ds.meta.classes[label]}") / f"{i:06d}.png"  # the index first: sorted = label order
         assert recs[i].output == str(out / "gaussian" / "2" / rel) and recs[i].source == f"synthetic[{i}]"
         assert torch.equal(
             read_image(out / "gaussian" / "2" / rel),

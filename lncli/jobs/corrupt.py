@@ -258,12 +258,19 @@ def _open_source(config: CorruptConfig) -> _Source:
 
 
 def _dataset_source(config: CorruptConfig, spec: str) -> _Source:
-    """A dataset's test split; image ``i`` of class ``c`` goes to ``<c>/<i:06d>.png``."""
+    """A dataset's test split; image ``i`` of class ``k`` goes to ``<k>_<class name>/<i:06d>.png``.
+
+    The class index leads the folder's name, zero-padded, so that a folder reader that sorts class folders
+    by name (torchvision's ``ImageFolder``, ``lncli evaluate --data imagefolder:``) gives class k label k:
+    the names alone sort differently (Fashion-MNIST's ``Ankle boot`` would come first).
+    """
     ds = load_dataset(spec, split="test", data_dir=config.data_dir, download=config.download, limit=config.limit)
     classes = tuple(ds.meta.classes)
     labels = [int(lab) for lab in ds.labels]
+    width = len(str(max(len(classes), max(labels, default=0) + 1) - 1))
     rels = [
-        Path(_safe(classes[lab] if lab < len(classes) else str(lab))) / f"{i:06d}.png" for i, lab in enumerate(labels)
+        Path(f"{lab:0{width}d}_{_safe(classes[lab])}" if lab < len(classes) else f"{lab:0{width}d}") / f"{i:06d}.png"
+        for i, lab in enumerate(labels)
     ]
 
     def items(skipped: _Skipped) -> Iterator[_Item]:  # a dataset has no unreadable images to skip
