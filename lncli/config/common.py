@@ -51,9 +51,11 @@ DEFAULT_GROUP_SIZE = 16
 """LocalNorm's samples per group G: the authors' CIFAR setting (batch 128 / G 16 = 8 groups)."""
 
 DEFAULT_PRIOR_N = 16.0
-"""``prior`` mode's N, the weight of the training statistics in images: Schneider et al. 2020
-("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS) mix
-(N * running + n * batch) / (N + n) and use N = 16 for small test batches (their "partial adaptation")."""
+"""``prior`` mode's N, the weight of the training statistics in images: lncli's default. Schneider et al.
+2020 ("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS) mix the
+running and the test batch's statistics with a prior weight; their code takes it as a number in [0, 1],
+or as N / (N + n) with n the nominal batch size, and sets no default N. 16 here is lncli's choice: the
+running statistics weigh as much as a batch of 16 test images (:data:`DEFAULT_GROUP_SIZE`, LocalNorm's G)."""
 
 MAX_SEVERITY = 5
 """Severities run 0 (clean) to 5, as in ImageNet-C and CIFAR-10-C."""

@@ -117,7 +117,8 @@ class EvalOptions:
     # -- test-time modes
     mode: str | Sequence[str] | None = _option(
         None,
-        f"Comma list of {', '.join(MODES)}. Default: BN running,batch; LocalNorm local; GroupNorm always groupnorm.",
+        f"Comma list of {', '.join(MODES)}. Default: BN running,batch; LocalNorm local; GroupNorm always "
+        "groupnorm. tent on LocalNorm: local statistics, position heads, every head adapted.",
         MODES_PANEL,
         str,
         "LIST",
@@ -132,7 +133,11 @@ class EvalOptions:
         None, "G of local mode (default: the checkpoint's, else 16; at most the batch).", MODES_PANEL, int, "G"
     )
     prior_n: float = _option(
-        DEFAULT_PRIOR_N, "prior's N: (N*running + n*batch)/(N + n); 0 = batch.", MODES_PANEL, float, "N"
+        DEFAULT_PRIOR_N,
+        "prior's N (lncli's default): (N*running + n*batch)/(N + n); 0 = batch.",
+        MODES_PANEL,
+        float,
+        "N",
     )
     tent_lr: float = _option(
         DEFAULT_TENT_LR, "tent's Adam learning rate (TENT's CIFAR setting).", MODES_PANEL, float, "LR"
